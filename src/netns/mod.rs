@@ -1,0 +1,1 @@
+//! Network namespaces: handles, pins, and running code inside.

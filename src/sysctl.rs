@@ -1,0 +1,1 @@
+//! `/proc/sys` keys inside a namespace.

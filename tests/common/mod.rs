@@ -1,0 +1,88 @@
+//! Test scaffolding: every test runs inside a private "host" namespace it made itself and pins
+//! under its own temporary directory, so the machine's own namespace is never touched.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU32, Ordering};
+
+/// Runs `f` on a fresh thread that has unshared into a brand-new network namespace (the test's
+/// private host namespace). Panics inside `f` are propagated to the caller so assertions work.
+pub fn in_private_netns<T: Send>(f: impl FnOnce() -> T + Send) -> T {
+    std::thread::scope(|s| {
+        let h = s.spawn(|| {
+            nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNET).expect("unshare(CLONE_NEWNET)");
+            f()
+        });
+        match h.join() {
+            Ok(v) => v,
+            Err(p) => std::panic::resume_unwind(p),
+        }
+    })
+}
+
+/// A temporary directory removed (with everything pinned under it unmounted) on drop.
+pub struct TempBase {
+    path: PathBuf,
+}
+
+impl TempBase {
+    pub fn new(tag: &str) -> Self {
+        static N: AtomicU32 = AtomicU32::new(0);
+        let path = std::env::temp_dir().join(format!(
+            "netsandbox-test-{}-{}-{}",
+            tag,
+            std::process::id(),
+            N.fetch_add(1, Ordering::Relaxed)
+        ));
+        std::fs::create_dir_all(&path).expect("create temp base");
+        TempBase { path }
+    }
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+impl Drop for TempBase {
+    fn drop(&mut self) {
+        // Detach anything still mounted below us (a failed test may leave pins), deepest first.
+        if let Ok(info) = std::fs::read_to_string("/proc/self/mountinfo") {
+            let prefix = self.path.to_string_lossy().into_owned();
+            let mut points: Vec<String> = info
+                .lines()
+                .filter_map(|l| l.split(' ').nth(4).map(str::to_owned))
+                .filter(|p| p.starts_with(&prefix))
+                .collect();
+            points.sort_by_key(|p| std::cmp::Reverse(p.len()));
+            for p in points {
+                let _ = nix::mount::umount2(p.as_str(), nix::mount::MntFlags::MNT_DETACH);
+            }
+        }
+        let _ = std::fs::remove_dir_all(&self.path);
+    }
+}
+
+/// Inode of the calling thread's network namespace.
+pub fn thread_netns_inode() -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata("/proc/thread-self/ns/net").expect("stat thread netns").ino()
+}
+
+/// Number of open fds of this process.
+pub fn fd_count() -> usize {
+    std::fs::read_dir("/proc/self/fd").map(|d| d.count()).unwrap_or(0)
+}
+
+/// Number of nsfs mounts visible to this process.
+pub fn nsfs_mounts() -> usize {
+    std::fs::read_to_string("/proc/self/mountinfo")
+        .map(|s| s.lines().filter(|l| l.contains(" nsfs ")).count())
+        .unwrap_or(0)
+}
+
+/// Runs `ip` (iproute2) with args and returns stdout. A child process inherits the namespaces of
+/// the thread that spawned it, so `ip` sees the calling thread's network namespace.
+pub fn ip(args: &[&str]) -> String {
+    let out = std::process::Command::new("ip").args(args).output().expect("run ip");
+    assert!(out.status.success(), "ip {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
