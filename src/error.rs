@@ -36,6 +36,8 @@ impl fmt::Display for KernelError {
     }
 }
 
+impl std::error::Error for KernelError {}
+
 /// Every error netsandbox returns.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -57,7 +59,7 @@ pub enum Error {
     #[error("invalid argument for {op}: {reason}")]
     InvalidArgument { op: &'static str, reason: String },
     /// The kernel refused a request.
-    #[error("{0}")]
+    #[error(transparent)]
     Kernel(#[from] KernelError),
     /// A system call outside netlink failed (mount, setns, open, ...).
     #[error("{op} {object}: {source}")]
