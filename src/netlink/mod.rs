@@ -1,1 +1,15 @@
-//! Our synchronous rtnetlink client.
+//! Our synchronous rtnetlink client, on netlink-sys and netlink-packet-route.
+//!
+//! - [`wire`]: framing and control messages (ERROR/DONE/extended ACK), pure and fuzzable;
+//! - [`socket`]: the one place that sends requests and reads replies (ACKs, dumps, batches);
+//! - [`view`]: checked, plain-data views of what the kernel returns;
+//! - [`link`], [`addr`], [`route`], [`neigh`]: typed requests, thin over the socket.
+
+pub mod addr;
+pub mod link;
+pub mod neigh;
+pub mod route;
+pub mod socket;
+pub mod wire;
+
+pub use socket::{BatchMode, BatchOutcome, BatchReport, Request, Socket};

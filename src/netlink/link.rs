@@ -1,0 +1,300 @@
+//! Link requests: get, list, create (veth, bridge, macvlan, vxlan), change, move, delete.
+//!
+//! Builders return a [`Request`] so they can be sent alone or in a batch; the `Socket` methods
+//! at the bottom are thin conveniences over them.
+
+use std::net::IpAddr;
+use std::os::fd::{AsRawFd, BorrowedFd};
+
+use netlink_packet_route::link::{
+    InfoData, InfoKind, InfoMacVlan, InfoVeth, InfoVxlan, LinkAttribute, LinkFlags, LinkInfo, LinkMessage, MacVlanMode,
+};
+use netlink_packet_route::RouteNetlinkMessage;
+
+use super::socket::{Request, Socket};
+use super::view::Link;
+use super::wire::{NLM_F_CREATE, NLM_F_EXCL};
+use crate::error::{Error, Result};
+use crate::validate;
+
+/// How the caller names a link.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LinkRef<'a> {
+    /// By interface index.
+    Index(u32),
+    /// By interface name.
+    Name(&'a str),
+}
+
+impl std::fmt::Display for LinkRef<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            LinkRef::Index(i) => write!(f, "ifindex {i}"),
+            LinkRef::Name(n) => f.write_str(n),
+        }
+    }
+}
+
+fn message_for(link: LinkRef<'_>) -> LinkMessage {
+    let mut m = LinkMessage::default();
+    match link {
+        LinkRef::Index(i) => m.header.index = i,
+        LinkRef::Name(n) => m.attributes.push(LinkAttribute::IfName(n.to_owned())),
+    }
+    m
+}
+
+/// `RTM_GETLINK` for one link.
+pub fn get(link: LinkRef<'_>) -> Result<Request> {
+    if let LinkRef::Name(n) = link {
+        validate::ifname(n)?;
+    }
+    Ok(Request::new("get link", link.to_string(), 0, RouteNetlinkMessage::GetLink(message_for(link))))
+}
+
+/// `RTM_GETLINK` dump of every link.
+pub fn list() -> Request {
+    Request::new("list links", "all", 0, RouteNetlinkMessage::GetLink(LinkMessage::default()))
+}
+
+/// `RTM_DELLINK`. Deleting one end of a veth deletes both.
+pub fn delete(link: LinkRef<'_>) -> Result<Request> {
+    if let LinkRef::Name(n) = link {
+        validate::ifname(n)?;
+    }
+    Ok(Request::new("delete link", link.to_string(), 0, RouteNetlinkMessage::DelLink(message_for(link))))
+}
+
+/// A set of changes applied to one link by a single `RTM_NEWLINK`: the kernel applies them in the
+/// order move → MAC → MTU → name → up/down → master, so a link can be moved and renamed at once.
+#[derive(Debug, Default, Clone)]
+pub struct LinkChange<'fd> {
+    name: Option<String>,
+    mac: Option<[u8; 6]>,
+    mtu: Option<u32>,
+    up: Option<bool>,
+    master: Option<u32>,
+    netns: Option<BorrowedFd<'fd>>,
+}
+
+impl<'fd> LinkChange<'fd> {
+    /// No change yet.
+    pub fn new() -> Self {
+        Self::default()
+    }
+    /// Rename (validated when the request is built).
+    pub fn name(mut self, name: &str) -> Self {
+        self.name = Some(name.to_owned());
+        self
+    }
+    /// Set the MAC address.
+    pub fn mac(mut self, mac: [u8; 6]) -> Self {
+        self.mac = Some(mac);
+        self
+    }
+    /// Set the MTU.
+    pub fn mtu(mut self, mtu: u32) -> Self {
+        self.mtu = Some(mtu);
+        self
+    }
+    /// Bring up (`true`) or down (`false`).
+    pub fn up(mut self, up: bool) -> Self {
+        self.up = Some(up);
+        self
+    }
+    /// Enslave to the bridge with this index; 0 releases the link from its master.
+    pub fn master(mut self, index: u32) -> Self {
+        self.master = Some(index);
+        self
+    }
+    /// Move into the namespace behind `fd`.
+    pub fn netns(mut self, fd: BorrowedFd<'fd>) -> Self {
+        self.netns = Some(fd);
+        self
+    }
+
+    /// Builds the request. The namespace fd, if any, must stay open until it is sent.
+    pub fn request(&self, link: LinkRef<'_>) -> Result<Request> {
+        if let Some(n) = &self.name {
+            validate::ifname(n)?;
+        }
+        if let Some(mac) = &self.mac {
+            validate::mac_bytes(mac)?;
+        }
+        if let Some(mtu) = self.mtu
+            && !(68..=65535).contains(&mtu)
+        {
+            return Err(Error::InvalidArgument { op: "set link", reason: format!("MTU {mtu} out of range 68..=65535") });
+        }
+        let mut m = message_for(link);
+        if let (LinkRef::Index(_), Some(n)) = (link, &self.name) {
+            m.attributes.push(LinkAttribute::IfName(n.clone()));
+        } else if let (LinkRef::Name(_), Some(_)) = (link, &self.name) {
+            return Err(Error::InvalidArgument { op: "set link", reason: "rename needs the link by index".into() });
+        }
+        if let Some(fd) = self.netns {
+            m.attributes.push(LinkAttribute::NetNsFd(fd.as_raw_fd()));
+        }
+        if let Some(mac) = self.mac {
+            m.attributes.push(LinkAttribute::Address(mac.to_vec()));
+        }
+        if let Some(mtu) = self.mtu {
+            m.attributes.push(LinkAttribute::Mtu(mtu));
+        }
+        if let Some(up) = self.up {
+            m.header.change_mask = LinkFlags::Up;
+            m.header.flags = if up { LinkFlags::Up } else { LinkFlags::empty() };
+        }
+        if let Some(master) = self.master {
+            m.attributes.push(LinkAttribute::Controller(master));
+        }
+        Ok(Request::new("set link", link.to_string(), 0, RouteNetlinkMessage::SetLink(m)))
+    }
+}
+
+/// The container end of a veth pair created by [`create_veth`].
+#[derive(Debug, Clone, Default)]
+pub struct VethPeer<'fd> {
+    /// Its name (in its namespace).
+    pub name: String,
+    /// Its MAC address; the kernel picks a random one when `None`.
+    pub mac: Option<[u8; 6]>,
+    /// Its MTU.
+    pub mtu: Option<u32>,
+    /// Create it directly in this namespace (saves moving it later, which is slow).
+    pub netns: Option<BorrowedFd<'fd>>,
+    /// Ask for this ifindex in its namespace (saves a lookup; fails with EBUSY if taken).
+    pub index: Option<u32>,
+}
+
+/// `RTM_NEWLINK` for a veth pair `name` ↔ `peer`. The peer cannot be created up (the kernel
+/// configures it before pairing); bring it up afterwards.
+pub fn create_veth(name: &str, mtu: Option<u32>, peer: &VethPeer<'_>) -> Result<Request> {
+    validate::ifname(name)?;
+    validate::ifname(&peer.name)?;
+    let mut p = LinkMessage::default();
+    p.header.index = peer.index.unwrap_or(0);
+    p.attributes.push(LinkAttribute::IfName(peer.name.clone()));
+    if let Some(mac) = peer.mac {
+        validate::mac_bytes(&mac)?;
+        p.attributes.push(LinkAttribute::Address(mac.to_vec()));
+    }
+    if let Some(mtu) = peer.mtu {
+        p.attributes.push(LinkAttribute::Mtu(mtu));
+    }
+    if let Some(fd) = peer.netns {
+        p.attributes.push(LinkAttribute::NetNsFd(fd.as_raw_fd()));
+    }
+    let mut m = new_link(name, InfoKind::Veth, Some(InfoData::Veth(InfoVeth::Peer(p))));
+    if let Some(mtu) = mtu {
+        m.attributes.push(LinkAttribute::Mtu(mtu));
+    }
+    Ok(Request::new("create veth", format!("{name} (peer {})", peer.name), NLM_F_CREATE | NLM_F_EXCL, RouteNetlinkMessage::NewLink(m)))
+}
+
+/// `RTM_NEWLINK` for a bridge.
+pub fn create_bridge(name: &str) -> Result<Request> {
+    validate::ifname(name)?;
+    let m = new_link(name, InfoKind::Bridge, None);
+    Ok(Request::new("create bridge", name, NLM_F_CREATE | NLM_F_EXCL, RouteNetlinkMessage::NewLink(m)))
+}
+
+/// `RTM_NEWLINK` for a macvlan in bridge mode on `parent`.
+pub fn create_macvlan(name: &str, parent: u32) -> Result<Request> {
+    validate::ifname(name)?;
+    let mut m = new_link(name, InfoKind::MacVlan, Some(InfoData::MacVlan(vec![InfoMacVlan::Mode(MacVlanMode::Bridge)])));
+    m.attributes.push(LinkAttribute::Link(parent));
+    Ok(Request::new("create macvlan", name, NLM_F_CREATE | NLM_F_EXCL, RouteNetlinkMessage::NewLink(m)))
+}
+
+/// Parameters of a VXLAN device.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Vxlan {
+    /// VXLAN network identifier (24 bits).
+    pub vni: u32,
+    /// Local VTEP address.
+    pub local: Option<IpAddr>,
+    /// UDP destination port (4789 by default).
+    pub port: u16,
+    /// Underlay device index.
+    pub underlay: Option<u32>,
+    /// Learn remote MACs from traffic (overlay drivers usually disable this and program fdb).
+    pub learning: bool,
+}
+
+/// `RTM_NEWLINK` for a VXLAN device.
+pub fn create_vxlan(name: &str, v: &Vxlan) -> Result<Request> {
+    validate::ifname(name)?;
+    if v.vni >= 1 << 24 {
+        return Err(Error::InvalidArgument { op: "create vxlan", reason: format!("VNI {} exceeds 24 bits", v.vni) });
+    }
+    let mut data = vec![InfoVxlan::Id(v.vni), InfoVxlan::Port(v.port), InfoVxlan::Learning(v.learning)];
+    match v.local {
+        Some(IpAddr::V4(a)) => data.push(InfoVxlan::Local(a)),
+        Some(IpAddr::V6(a)) => data.push(InfoVxlan::Local6(a)),
+        None => {}
+    }
+    if let Some(dev) = v.underlay {
+        data.push(InfoVxlan::Link(dev));
+    }
+    let m = new_link(name, InfoKind::Vxlan, Some(InfoData::Vxlan(data)));
+    Ok(Request::new("create vxlan", format!("{name} vni {}", v.vni), NLM_F_CREATE | NLM_F_EXCL, RouteNetlinkMessage::NewLink(m)))
+}
+
+fn new_link(name: &str, kind: InfoKind, data: Option<InfoData>) -> LinkMessage {
+    let mut m = LinkMessage::default();
+    m.attributes.push(LinkAttribute::IfName(name.to_owned()));
+    let mut info = vec![LinkInfo::Kind(kind)];
+    if let Some(d) = data {
+        info.push(LinkInfo::Data(d));
+    }
+    m.attributes.push(LinkAttribute::LinkInfo(info));
+    m
+}
+
+impl Socket {
+    /// Looks up one link. A missing link is [`Error::NotFound`].
+    pub fn link(&self, link: LinkRef<'_>) -> Result<Link> {
+        let replies = self.query(get(link)?).map_err(|e| not_found_as_typed(e, link))?;
+        first_link(replies, link)
+    }
+
+    /// Every link in this socket's namespace.
+    pub fn links(&self) -> Result<Vec<Link>> {
+        self.dump(list())?
+            .into_iter()
+            .filter_map(|m| match m {
+                RouteNetlinkMessage::NewLink(l) => Some(Link::from_message(&l).map_err(Error::from)),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// Applies a [`LinkChange`].
+    pub fn set_link(&self, link: LinkRef<'_>, change: &LinkChange<'_>) -> Result<()> {
+        self.execute(change.request(link)?).map_err(|e| not_found_as_typed(e, link))
+    }
+
+    /// Deletes a link.
+    pub fn delete_link(&self, link: LinkRef<'_>) -> Result<()> {
+        self.execute(delete(link)?).map_err(|e| not_found_as_typed(e, link))
+    }
+}
+
+fn first_link(replies: Vec<RouteNetlinkMessage>, link: LinkRef<'_>) -> Result<Link> {
+    for m in replies {
+        if let RouteNetlinkMessage::NewLink(l) = m {
+            return Ok(Link::from_message(&l)?);
+        }
+    }
+    Err(Error::NotFound { kind: "link", name: link.to_string() })
+}
+
+/// The kernel says ENODEV for a missing link; callers want a typed "not found".
+fn not_found_as_typed(e: Error, link: LinkRef<'_>) -> Error {
+    if e.errno() == Some(nix::errno::Errno::ENODEV) {
+        Error::NotFound { kind: "link", name: link.to_string() }
+    } else {
+        e
+    }
+}

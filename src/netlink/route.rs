@@ -1,0 +1,195 @@
+//! Route requests: add, delete, list, and "which route reaches this address" (get).
+
+use std::net::IpAddr;
+
+use ipnet::IpNet;
+use netlink_packet_route::route::{RouteAddress, RouteAttribute, RouteHeader, RouteMessage, RouteProtocol, RouteScope, RouteType};
+use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
+
+use super::socket::{Request, Socket};
+use super::view::Route;
+use super::wire::{NLM_F_CREATE, NLM_F_EXCL, NLM_F_REPLACE};
+use crate::error::{Error, Result};
+
+/// `RT_TABLE_MAIN`.
+pub const RT_TABLE_MAIN: u32 = 254;
+/// `RT_SCOPE_UNIVERSE`.
+pub const RT_SCOPE_UNIVERSE: u8 = 0;
+/// `RT_SCOPE_LINK`.
+pub const RT_SCOPE_LINK: u8 = 253;
+/// `RTPROT_BOOT`: what iproute2 and libnetwork use for routes they add.
+pub const RTPROT_BOOT: u8 = 3;
+
+/// A route to add or delete.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RouteSpec {
+    /// Destination (`0.0.0.0/0` or `::/0` for a default route).
+    pub dst: IpNet,
+    /// Next hop, if any.
+    pub gateway: Option<IpAddr>,
+    /// Output interface index, if any.
+    pub oif: Option<u32>,
+    /// Scope: link when there is no gateway, universe otherwise (unless set).
+    pub scope: Option<u8>,
+    /// Routing table (main by default).
+    pub table: u32,
+    /// Metric.
+    pub priority: Option<u32>,
+}
+
+impl RouteSpec {
+    /// A route to `dst` in the main table.
+    pub fn new(dst: IpNet) -> Self {
+        RouteSpec { dst: dst.trunc(), gateway: None, oif: None, scope: None, table: RT_TABLE_MAIN, priority: None }
+    }
+    /// Via a gateway.
+    pub fn via(mut self, gw: IpAddr) -> Self {
+        self.gateway = Some(gw);
+        self
+    }
+    /// Out of an interface.
+    pub fn dev(mut self, index: u32) -> Self {
+        self.oif = Some(index);
+        self
+    }
+    /// With a metric.
+    pub fn priority(mut self, p: u32) -> Self {
+        self.priority = Some(p);
+        self
+    }
+
+    fn check(&self) -> Result<()> {
+        if let Some(gw) = self.gateway
+            && gw.is_ipv4() != self.dst.addr().is_ipv4()
+        {
+            return Err(Error::InvalidArgument {
+                op: "route",
+                reason: format!("gateway {gw} is not in the address family of {}", self.dst),
+            });
+        }
+        if self.gateway.is_none() && self.oif.is_none() {
+            return Err(Error::InvalidArgument { op: "route", reason: format!("route to {} needs a gateway or a device", self.dst) });
+        }
+        Ok(())
+    }
+
+    fn describe(&self) -> String {
+        let mut s = self.dst.to_string();
+        if let Some(g) = self.gateway {
+            s += &format!(" via {g}");
+        }
+        if let Some(o) = self.oif {
+            s += &format!(" dev ifindex {o}");
+        }
+        s
+    }
+
+    fn message(&self) -> RouteMessage {
+        let mut m = RouteMessage::default();
+        m.header = header(self.dst.addr().is_ipv6());
+        m.header.destination_prefix_length = self.dst.prefix_len();
+        m.header.scope = RouteScope::from(self.scope.unwrap_or(if self.gateway.is_some() { RT_SCOPE_UNIVERSE } else { RT_SCOPE_LINK }));
+        set_table(&mut m, self.table);
+        if self.dst.prefix_len() > 0 {
+            m.attributes.push(RouteAttribute::Destination(RouteAddress::from(self.dst.addr())));
+        }
+        if let Some(g) = self.gateway {
+            m.attributes.push(RouteAttribute::Gateway(RouteAddress::from(g)));
+        }
+        if let Some(o) = self.oif {
+            m.attributes.push(RouteAttribute::Oif(o));
+        }
+        if let Some(p) = self.priority {
+            m.attributes.push(RouteAttribute::Priority(p));
+        }
+        m
+    }
+}
+
+fn header(v6: bool) -> RouteHeader {
+    let mut h = RouteHeader::default();
+    h.address_family = if v6 { AddressFamily::Inet6 } else { AddressFamily::Inet };
+    h.protocol = RouteProtocol::from(RTPROT_BOOT);
+    h.kind = RouteType::Unicast;
+    h
+}
+
+fn set_table(m: &mut RouteMessage, table: u32) {
+    if table < 256 {
+        m.header.table = table as u8;
+    } else {
+        m.header.table = 252; // RT_TABLE_COMPAT: the real id is in RTA_TABLE
+        m.attributes.push(RouteAttribute::Table(table));
+    }
+}
+
+/// `RTM_NEWROUTE`.
+pub fn add(spec: &RouteSpec, replace: bool) -> Result<Request> {
+    spec.check()?;
+    let flags = NLM_F_CREATE | if replace { NLM_F_REPLACE } else { NLM_F_EXCL };
+    Ok(Request::new("add route", spec.describe(), flags, RouteNetlinkMessage::NewRoute(spec.message())))
+}
+
+/// `RTM_DELROUTE`.
+pub fn delete(spec: &RouteSpec) -> Request {
+    let mut m = spec.message();
+    // Let the kernel match any protocol and scope.
+    m.header.protocol = RouteProtocol::Unspec;
+    m.header.scope = RouteScope::NoWhere;
+    Request::new("delete route", spec.describe(), 0, RouteNetlinkMessage::DelRoute(m))
+}
+
+/// `RTM_GETROUTE` dump of one family.
+pub fn list(v6: bool) -> Request {
+    let mut m = RouteMessage::default();
+    m.header.address_family = if v6 { AddressFamily::Inet6 } else { AddressFamily::Inet };
+    Request::new("list routes", if v6 { "inet6" } else { "inet" }, 0, RouteNetlinkMessage::GetRoute(m))
+}
+
+/// `RTM_GETROUTE` for one destination: which route and device would carry traffic to `dst`.
+pub fn get(dst: IpAddr) -> Request {
+    let mut m = RouteMessage::default();
+    m.header.address_family = if dst.is_ipv6() { AddressFamily::Inet6 } else { AddressFamily::Inet };
+    m.header.destination_prefix_length = if dst.is_ipv6() { 128 } else { 32 };
+    m.attributes.push(RouteAttribute::Destination(RouteAddress::from(dst)));
+    Request::new("get route", dst.to_string(), 0, RouteNetlinkMessage::GetRoute(m))
+}
+
+impl Socket {
+    /// Adds a route.
+    pub fn add_route(&self, spec: &RouteSpec) -> Result<()> {
+        self.execute(add(spec, false)?)
+    }
+
+    /// Deletes a route.
+    pub fn delete_route(&self, spec: &RouteSpec) -> Result<()> {
+        self.execute(delete(spec))
+    }
+
+    /// Lists the routes of one family in every table.
+    pub fn routes(&self, v6: bool) -> Result<Vec<Route>> {
+        self.dump(list(v6))?
+            .into_iter()
+            .filter_map(|m| match m {
+                RouteNetlinkMessage::NewRoute(r) => Some(Route::from_message(&r).map_err(Error::from)),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// The route the kernel would use to reach `dst`. Unreachable is [`Error::NotFound`].
+    pub fn route_to(&self, dst: IpAddr) -> Result<Route> {
+        let replies = self.query(get(dst)).map_err(|e| match e.errno() {
+            Some(nix::errno::Errno::ENETUNREACH | nix::errno::Errno::EHOSTUNREACH) => {
+                Error::NotFound { kind: "route to", name: dst.to_string() }
+            }
+            _ => e,
+        })?;
+        for m in replies {
+            if let RouteNetlinkMessage::NewRoute(r) = m {
+                return Ok(Route::from_message(&r)?);
+            }
+        }
+        Err(Error::NotFound { kind: "route to", name: dst.to_string() })
+    }
+}

@@ -1,0 +1,440 @@
+//! The rtnetlink socket: the one place that sends requests and reads replies.
+//!
+//! A [`Socket`] is bound to the network namespace it was opened in for its whole life, so a
+//! sandbox keeps one and never needs `setns` for netlink work. Every reply is checked against
+//! our port id and the request's sequence number; replies to requests we gave up on are skipped.
+
+use std::io;
+use std::time::Duration;
+
+use log::{debug, warn};
+use netlink_packet_route::RouteNetlinkMessage;
+use netlink_sys::{protocols::NETLINK_ROUTE, SocketAddr};
+use nix::errno::Errno;
+use nix::sys::socket::{setsockopt, sockopt};
+use nix::sys::time::TimeVal;
+use parking_lot::Mutex;
+
+use super::wire::{self, Header, NLMSG_DONE, NLMSG_ERROR, NLMSG_NOOP, NLMSG_OVERRUN, NLM_F_ACK, NLM_F_DUMP, NLM_F_DUMP_INTR, NLM_F_REQUEST};
+use crate::error::{Error, KernelError, Result};
+
+/// How many times a dump is retried after `NLM_F_DUMP_INTR` or `ENOBUFS` before giving up.
+pub const DUMP_ATTEMPTS: u32 = 8;
+/// How long to wait for the kernel's answer before reporting a protocol error.
+const REPLY_TIMEOUT: Duration = Duration::from_secs(30);
+/// Receive buffer requested from the kernel (root may exceed rmem_max with SO_RCVBUFFORCE).
+const RCVBUF: usize = 4 << 20;
+/// Initial user-space receive buffer; grown on demand from the peeked datagram size.
+const RX_INITIAL: usize = 32 << 10;
+/// Largest chunk of requests written with one `send` in a batch.
+const TX_CHUNK: usize = 64 << 10;
+
+/// One request: the message, its `NLM_F_*` flags (REQUEST and ACK are added), and what it is
+/// about, for error messages.
+#[derive(Debug, Clone)]
+pub struct Request {
+    /// The rtnetlink message.
+    pub msg: RouteNetlinkMessage,
+    /// Extra `NLM_F_*` flags, e.g. `NLM_F_CREATE | NLM_F_EXCL`.
+    pub flags: u16,
+    /// What is being done, e.g. `"add address"`.
+    pub op: &'static str,
+    /// What it is done to, e.g. `"eth0 198.18.0.1/16"`.
+    pub object: String,
+}
+
+impl Request {
+    /// A request with its error-message context.
+    pub fn new(op: &'static str, object: impl Into<String>, flags: u16, msg: RouteNetlinkMessage) -> Self {
+        Request { msg, flags, op, object: object.into() }
+    }
+
+    fn is_dump(&self) -> bool {
+        self.flags & NLM_F_DUMP == NLM_F_DUMP
+    }
+}
+
+/// What to do with the rest of a batch when one request fails.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum BatchMode {
+    /// Send everything in as few `send` calls as possible. The kernel processes every message of
+    /// a buffer even after one fails, so later requests are applied regardless; each gets its
+    /// own result.
+    #[default]
+    Continue,
+    /// Stop at the first failure: requests after it are not sent ([`BatchOutcome::NotSent`]).
+    /// The kernel cannot be told to abort inside one buffer, so this mode sends one request per
+    /// system call and is slower; use it when later requests depend on earlier ones.
+    StopAtFirstError,
+}
+
+/// The result of one request in a batch.
+#[derive(Debug)]
+pub enum BatchOutcome {
+    /// The kernel acknowledged it.
+    Applied,
+    /// The kernel refused it.
+    Failed(Error),
+    /// Not sent because an earlier request failed ([`BatchMode::StopAtFirstError`]).
+    NotSent,
+}
+
+impl BatchOutcome {
+    /// True when the request was applied.
+    pub fn is_applied(&self) -> bool {
+        matches!(self, BatchOutcome::Applied)
+    }
+}
+
+/// One result per request of a batch, in order.
+#[derive(Debug)]
+pub struct BatchReport {
+    /// Outcomes, index-aligned with the submitted requests.
+    pub outcomes: Vec<BatchOutcome>,
+}
+
+impl BatchReport {
+    /// Index and error of the first failed request.
+    pub fn first_error(&self) -> Option<(usize, &Error)> {
+        self.outcomes.iter().enumerate().find_map(|(i, o)| match o {
+            BatchOutcome::Failed(e) => Some((i, e)),
+            _ => None,
+        })
+    }
+
+    /// `Ok` when every request was applied, else the first error.
+    pub fn into_result(self) -> Result<()> {
+        for o in self.outcomes {
+            match o {
+                BatchOutcome::Applied => {}
+                BatchOutcome::Failed(e) => return Err(e),
+                BatchOutcome::NotSent => {
+                    return Err(Error::Protocol { op: "batch", detail: "request not sent".into() })
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A synchronous rtnetlink socket, bound to the namespace it was opened in.
+///
+/// Safe to share between threads: requests are serialized by an internal lock, so replies can
+/// never be read by the wrong caller.
+pub struct Socket {
+    conn: Mutex<Conn>,
+}
+
+impl std::fmt::Debug for Socket {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Socket").finish_non_exhaustive()
+    }
+}
+
+struct Conn {
+    sock: netlink_sys::Socket,
+    port: u32,
+    seq: u32,
+    rx: Vec<u8>,
+    tx: Vec<u8>,
+}
+
+/// Per-request progress while its replies come in.
+#[derive(Default)]
+struct Pending {
+    done: bool,
+    result: Option<Error>,
+    replies: Vec<RouteNetlinkMessage>,
+    interrupted: bool,
+}
+
+/// Why a transaction could not complete as a whole.
+enum TxError {
+    /// The receive queue overflowed: some replies are lost.
+    Overflow,
+    Fatal(Error),
+}
+
+impl From<Error> for TxError {
+    fn from(e: Error) -> Self {
+        TxError::Fatal(e)
+    }
+}
+
+impl Socket {
+    /// Opens a socket in the calling thread's current network namespace.
+    pub fn open() -> Result<Socket> {
+        let os = |op, e: io::Error| Error::os(op, "NETLINK_ROUTE socket", e);
+        // netlink-sys opens with SOCK_CLOEXEC.
+        let mut sock = netlink_sys::Socket::new(NETLINK_ROUTE).map_err(|e| os("open", e))?;
+        let addr = sock.bind_auto().map_err(|e| os("bind", e))?;
+        sock.connect(&SocketAddr::new(0, 0)).map_err(|e| os("connect", e))?;
+        sock.set_ext_ack(true).map_err(|e| os("set NETLINK_EXT_ACK on", e))?;
+        // Echo only the request header in errors: ACKs for large batches stay small.
+        sock.set_cap_ack(true).map_err(|e| os("set NETLINK_CAP_ACK on", e))?;
+        sock.set_netlink_get_strict_chk(true).map_err(|e| os("set NETLINK_GET_STRICT_CHK on", e))?;
+        if setsockopt(&sock, sockopt::RcvBufForce, &RCVBUF).is_err() {
+            // Not privileged: the default buffer still works, batches are chunked anyway.
+            let _ = setsockopt(&sock, sockopt::RcvBuf, &RCVBUF);
+        }
+        let tv = TimeVal::new(REPLY_TIMEOUT.as_secs() as _, 0);
+        setsockopt(&sock, sockopt::ReceiveTimeout, &tv).map_err(|e| os("set SO_RCVTIMEO on", e.into()))?;
+        Ok(Socket {
+            conn: Mutex::new(Conn { sock, port: addr.port_number(), seq: 0, rx: vec![0; RX_INITIAL], tx: Vec::new() }),
+        })
+    }
+
+    /// Sends one request and waits for its ACK.
+    pub fn execute(&self, req: Request) -> Result<()> {
+        self.query(req).map(drop)
+    }
+
+    /// Sends one request and returns the messages the kernel answered with before its ACK
+    /// (e.g. a `RTM_GETLINK` by name, or `RTM_GETROUTE` for one destination).
+    pub fn query(&self, req: Request) -> Result<Vec<RouteNetlinkMessage>> {
+        let mut conn = self.conn.lock();
+        let mut pend = conn.transact_collect(std::slice::from_ref(&req))?;
+        let p = pend.pop().unwrap_or_default();
+        match p.result {
+            Some(e) => Err(e),
+            None => Ok(p.replies),
+        }
+    }
+
+    /// Dumps a table (`NLM_F_DUMP` is added). Retried when the kernel flags the dump as
+    /// interrupted by a concurrent change (`NLM_F_DUMP_INTR`) or the receive queue overflowed,
+    /// up to [`DUMP_ATTEMPTS`] times; then [`Error::DumpInterrupted`].
+    pub fn dump(&self, mut req: Request) -> Result<Vec<RouteNetlinkMessage>> {
+        req.flags |= NLM_F_DUMP;
+        let mut conn = self.conn.lock();
+        for attempt in 1..=DUMP_ATTEMPTS {
+            match conn.transact(std::slice::from_ref(&req)) {
+                Ok(mut pend) => {
+                    let p = pend.pop().unwrap_or_default();
+                    if let Some(e) = p.result {
+                        return Err(e);
+                    }
+                    if !p.interrupted {
+                        return Ok(p.replies);
+                    }
+                    debug!("{} {}: dump interrupted (attempt {attempt}), retrying", req.op, req.object);
+                }
+                Err(TxError::Overflow) => {
+                    warn!("{} {}: receive queue overflowed (attempt {attempt}), restarting dump", req.op, req.object);
+                    conn.drain();
+                }
+                Err(TxError::Fatal(e)) => return Err(e),
+            }
+        }
+        Err(Error::DumpInterrupted { op: req.op, attempts: DUMP_ATTEMPTS })
+    }
+
+    /// Sends many requests together and returns one outcome per request. See [`BatchMode`]
+    /// for what happens after a failure. An `Err` means the socket itself failed (the outcome
+    /// of the requests is then unknown), never that a request was refused.
+    pub fn batch(&self, reqs: &[Request], mode: BatchMode) -> Result<BatchReport> {
+        let mut conn = self.conn.lock();
+        let mut outcomes = Vec::with_capacity(reqs.len());
+        match mode {
+            BatchMode::Continue => {
+                for p in conn.transact_collect(reqs)? {
+                    outcomes.push(match p.result {
+                        Some(e) => BatchOutcome::Failed(e),
+                        None => BatchOutcome::Applied,
+                    });
+                }
+            }
+            BatchMode::StopAtFirstError => {
+                let mut failed = false;
+                for req in reqs {
+                    if failed {
+                        outcomes.push(BatchOutcome::NotSent);
+                        continue;
+                    }
+                    let p = conn.transact_collect(std::slice::from_ref(req))?.pop().unwrap_or_default();
+                    outcomes.push(match p.result {
+                        Some(e) => {
+                            failed = true;
+                            BatchOutcome::Failed(e)
+                        }
+                        None => BatchOutcome::Applied,
+                    });
+                }
+            }
+        }
+        Ok(BatchReport { outcomes })
+    }
+}
+
+impl Conn {
+    fn transact_collect(&mut self, reqs: &[Request]) -> Result<Vec<Pending>> {
+        match self.transact(reqs) {
+            Ok(p) => Ok(p),
+            Err(TxError::Fatal(e)) => Err(e),
+            Err(TxError::Overflow) => {
+                self.drain();
+                Err(Error::Protocol {
+                    op: reqs.first().map_or("request", |r| r.op),
+                    detail: "netlink receive queue overflowed (ENOBUFS): outcome of the requests is unknown".into(),
+                })
+            }
+        }
+    }
+
+    /// Sends `reqs` in chunks of at most [`TX_CHUNK`] bytes, reading each chunk's replies before
+    /// sending the next so the receive queue cannot overflow with our own ACKs.
+    fn transact(&mut self, reqs: &[Request]) -> Result<Vec<Pending>, TxError> {
+        let mut pending: Vec<Pending> = Vec::with_capacity(reqs.len());
+        let mut start = 0;
+        while start < reqs.len() {
+            self.tx.clear();
+            let first_seq = self.seq.wrapping_add(1);
+            let mut end = start;
+            while end < reqs.len() && (end == start || self.tx.len() < TX_CHUNK) {
+                let r = &reqs[end];
+                self.seq = self.seq.wrapping_add(1);
+                let h = Header { flags: NLM_F_REQUEST | NLM_F_ACK | r.flags, seq: self.seq, port: 0, ..Header::default() };
+                wire::emit_route(&mut self.tx, h, &r.msg);
+                end += 1;
+            }
+            self.send(&reqs[start])?;
+            let chunk = &reqs[start..end];
+            let base = pending.len();
+            pending.extend((start..end).map(|_| Pending::default()));
+            self.collect(chunk, first_seq, &mut pending[base..])?;
+            start = end;
+        }
+        Ok(pending)
+    }
+
+    fn send(&mut self, first: &Request) -> Result<(), TxError> {
+        let mut off = 0;
+        while off < self.tx.len() {
+            match self.sock.send(&self.tx[off..], 0) {
+                Ok(n) => off += n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(Error::os("send netlink request", format!("{} {}", first.op, first.object), e).into()),
+            }
+        }
+        Ok(())
+    }
+
+    /// Reads datagrams until every request in `chunk` is complete.
+    fn collect(&mut self, chunk: &[Request], first_seq: u32, pending: &mut [Pending]) -> Result<(), TxError> {
+        let mut open = chunk.len();
+        while open > 0 {
+            let len = self.recv(chunk)?;
+            let port = self.port;
+            for frame in wire::frames(&self.rx[..len]) {
+                let frame = frame.map_err(|e| Error::Protocol { op: chunk[0].op, detail: e.0 })?;
+                let h = frame.header;
+                if h.port != port && h.port != 0 {
+                    debug!("skipping netlink message for port {} (ours is {port})", h.port);
+                    continue;
+                }
+                let idx = h.seq.wrapping_sub(first_seq) as usize;
+                let (Some(req), Some(p)) = (chunk.get(idx), pending.get_mut(idx)) else {
+                    debug!("skipping stale netlink reply with sequence {}", h.seq);
+                    continue;
+                };
+                if p.done {
+                    continue;
+                }
+                if h.flags & NLM_F_DUMP_INTR != 0 {
+                    p.interrupted = true;
+                }
+                match h.kind {
+                    NLMSG_NOOP => {}
+                    NLMSG_OVERRUN => return Err(TxError::Overflow),
+                    NLMSG_ERROR => {
+                        let st = wire::decode_error(h.flags, frame.payload)
+                            .map_err(|e| Error::Protocol { op: req.op, detail: e.0 })?;
+                        if st.errno != 0 {
+                            p.result = Some(kernel_error(req, st));
+                        }
+                        p.done = true;
+                        open -= 1;
+                    }
+                    NLMSG_DONE => {
+                        let st = wire::decode_done(h.flags, frame.payload);
+                        if st.errno != 0 {
+                            p.result = Some(kernel_error(req, st));
+                        }
+                        // A dump request also asked for an ACK; the kernel ends dumps with DONE only.
+                        p.done = true;
+                        open -= 1;
+                    }
+                    _ => match wire::decode_route(&h, frame.payload) {
+                        Ok(m) => p.replies.push(m),
+                        Err(e) => {
+                            warn!("{} {}: undecodable reply skipped: {e}", req.op, req.object);
+                            if p.result.is_none() && !req.is_dump() {
+                                p.result = Some(Error::Protocol { op: req.op, detail: e.0 });
+                            }
+                        }
+                    },
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Receives one datagram into `rx`, growing it first to the peeked size so nothing is ever
+    /// truncated. Returns its length.
+    fn recv(&mut self, chunk: &[Request]) -> Result<usize, TxError> {
+        loop {
+            let peeked = {
+                let mut buf: &mut [u8] = &mut self.rx[..];
+                self.sock.recv(&mut buf, libc_flags::PEEK_TRUNC)
+            };
+            let result = match peeked {
+                Ok(n) => {
+                    if n > self.rx.len() {
+                        self.rx.resize(n.next_power_of_two(), 0);
+                    }
+                    let mut buf: &mut [u8] = &mut self.rx[..];
+                    self.sock.recv(&mut buf, 0)
+                }
+                Err(e) => Err(e),
+            };
+            match result {
+                Ok(n) => return Ok(n.min(self.rx.len())),
+                Err(e) => match Errno::from_raw(e.raw_os_error().unwrap_or(0)) {
+                    Errno::EINTR => continue,
+                    Errno::ENOBUFS => return Err(TxError::Overflow),
+                    Errno::EAGAIN => {
+                        return Err(Error::Protocol {
+                            op: chunk[0].op,
+                            detail: format!("no reply from the kernel within {} s", REPLY_TIMEOUT.as_secs()),
+                        }
+                        .into())
+                    }
+                    _ => return Err(Error::os("receive netlink reply", format!("{} {}", chunk[0].op, chunk[0].object), e).into()),
+                },
+            }
+        }
+    }
+
+    /// Discards whatever is queued (after an overflow) without blocking.
+    fn drain(&mut self) {
+        for _ in 0..10_000 {
+            let mut buf: &mut [u8] = &mut self.rx[..];
+            match self.sock.recv(&mut buf, libc_flags::DONTWAIT) {
+                Ok(_) => {}
+                Err(e) if e.raw_os_error() == Some(Errno::ENOBUFS as i32) => {}
+                Err(_) => return,
+            }
+        }
+    }
+}
+
+fn kernel_error(req: &Request, st: wire::Status) -> Error {
+    Error::Kernel(KernelError { op: req.op, object: req.object.clone(), errno: Errno::from_raw(st.errno), message: st.ext_ack.message })
+}
+
+/// `recv` flags as the C int netlink-sys takes.
+mod libc_flags {
+    use nix::sys::socket::MsgFlags;
+    pub const PEEK_TRUNC: i32 = MsgFlags::MSG_PEEK.bits() | MsgFlags::MSG_TRUNC.bits();
+    pub const DONTWAIT: i32 = MsgFlags::MSG_DONTWAIT.bits();
+}
