@@ -1,1 +1,4 @@
 //! Our synchronous rtnetlink client.
+
+pub mod consts;
+pub mod view;
