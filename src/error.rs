@@ -63,7 +63,12 @@ pub enum Error {
     Kernel(#[from] KernelError),
     /// A system call outside netlink failed (mount, setns, open, ...).
     #[error("{op} {object}: {source}")]
-    Os { op: &'static str, object: String, #[source] source: io::Error },
+    Os {
+        op: &'static str,
+        object: String,
+        #[source]
+        source: io::Error,
+    },
     /// The kernel's reply did not follow the netlink protocol (bad length, wrong sequence, ...).
     #[error("netlink protocol error during {op}: {detail}")]
     Protocol { op: &'static str, detail: String },
@@ -95,11 +100,13 @@ pub enum Error {
 
 impl Error {
     /// Builds an [`Error::Os`] from the last OS error or an `Errno`.
+    #[allow(dead_code)] // used by the netns/netlink layers as they land
     pub(crate) fn os(op: &'static str, object: impl fmt::Display, source: impl Into<io::Error>) -> Self {
         Error::Os { op, object: object.to_string(), source: source.into() }
     }
 
     /// Builds an [`Error::Os`] for a path.
+    #[allow(dead_code)] // used by the netns/netlink layers as they land
     pub(crate) fn path(op: &'static str, path: &std::path::Path, source: impl Into<io::Error>) -> Self {
         Error::os(op, path.display(), source)
     }

@@ -12,9 +12,6 @@ use super::wire::{NLM_F_CREATE, NLM_F_EXCL, NLM_F_REPLACE};
 use crate::error::{Error, Result};
 use crate::validate;
 
-/// `IFA_F_NODAD`: skip duplicate address detection, so an IPv6 address is usable at once.
-pub const IFA_F_NODAD: u32 = 0x02;
-
 /// Options for [`add`].
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct AddrOptions {
@@ -80,7 +77,12 @@ pub fn list(v6: Option<bool>, index: Option<u32>) -> Request {
         None => AddressFamily::Unspec,
     };
     m.header.index = index.unwrap_or(0);
-    Request::new("list addresses", index.map_or("all".to_owned(), |i| format!("ifindex {i}")), 0, RouteNetlinkMessage::GetAddress(m))
+    Request::new(
+        "list addresses",
+        index.map_or("all".to_owned(), |i| format!("ifindex {i}")),
+        0,
+        RouteNetlinkMessage::GetAddress(m),
+    )
 }
 
 impl Socket {

@@ -6,10 +6,10 @@
 use std::net::IpAddr;
 use std::os::fd::{AsRawFd, BorrowedFd};
 
+use netlink_packet_route::RouteNetlinkMessage;
 use netlink_packet_route::link::{
     InfoData, InfoKind, InfoMacVlan, InfoVeth, InfoVxlan, LinkAttribute, LinkFlags, LinkInfo, LinkMessage, MacVlanMode,
 };
-use netlink_packet_route::RouteNetlinkMessage;
 
 use super::socket::{Request, Socket};
 use super::view::Link;
@@ -124,7 +124,10 @@ impl<'fd> LinkChange<'fd> {
         if let Some(mtu) = self.mtu
             && !(68..=65535).contains(&mtu)
         {
-            return Err(Error::InvalidArgument { op: "set link", reason: format!("MTU {mtu} out of range 68..=65535") });
+            return Err(Error::InvalidArgument {
+                op: "set link",
+                reason: format!("MTU {mtu} out of range 68..=65535"),
+            });
         }
         let mut m = message_for(link);
         if let (LinkRef::Index(_), Some(n)) = (link, &self.name) {
@@ -189,7 +192,12 @@ pub fn create_veth(name: &str, mtu: Option<u32>, peer: &VethPeer<'_>) -> Result<
     if let Some(mtu) = mtu {
         m.attributes.push(LinkAttribute::Mtu(mtu));
     }
-    Ok(Request::new("create veth", format!("{name} (peer {})", peer.name), NLM_F_CREATE | NLM_F_EXCL, RouteNetlinkMessage::NewLink(m)))
+    Ok(Request::new(
+        "create veth",
+        format!("{name} (peer {})", peer.name),
+        NLM_F_CREATE | NLM_F_EXCL,
+        RouteNetlinkMessage::NewLink(m),
+    ))
 }
 
 /// `RTM_NEWLINK` for a bridge.
@@ -202,7 +210,8 @@ pub fn create_bridge(name: &str) -> Result<Request> {
 /// `RTM_NEWLINK` for a macvlan in bridge mode on `parent`.
 pub fn create_macvlan(name: &str, parent: u32) -> Result<Request> {
     validate::ifname(name)?;
-    let mut m = new_link(name, InfoKind::MacVlan, Some(InfoData::MacVlan(vec![InfoMacVlan::Mode(MacVlanMode::Bridge)])));
+    let mut m =
+        new_link(name, InfoKind::MacVlan, Some(InfoData::MacVlan(vec![InfoMacVlan::Mode(MacVlanMode::Bridge)])));
     m.attributes.push(LinkAttribute::Link(parent));
     Ok(Request::new("create macvlan", name, NLM_F_CREATE | NLM_F_EXCL, RouteNetlinkMessage::NewLink(m)))
 }
@@ -238,7 +247,12 @@ pub fn create_vxlan(name: &str, v: &Vxlan) -> Result<Request> {
         data.push(InfoVxlan::Link(dev));
     }
     let m = new_link(name, InfoKind::Vxlan, Some(InfoData::Vxlan(data)));
-    Ok(Request::new("create vxlan", format!("{name} vni {}", v.vni), NLM_F_CREATE | NLM_F_EXCL, RouteNetlinkMessage::NewLink(m)))
+    Ok(Request::new(
+        "create vxlan",
+        format!("{name} vni {}", v.vni),
+        NLM_F_CREATE | NLM_F_EXCL,
+        RouteNetlinkMessage::NewLink(m),
+    ))
 }
 
 fn new_link(name: &str, kind: InfoKind, data: Option<InfoData>) -> LinkMessage {

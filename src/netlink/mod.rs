@@ -6,10 +6,12 @@
 //! - [`link`], [`addr`], [`route`], [`neigh`]: typed requests, thin over the socket.
 
 pub mod addr;
+pub mod consts;
 pub mod link;
 pub mod neigh;
 pub mod route;
 pub mod socket;
+pub mod view;
 pub mod wire;
 
 pub use socket::{BatchMode, BatchOutcome, BatchReport, Request, Socket};

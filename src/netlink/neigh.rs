@@ -2,18 +2,16 @@
 
 use std::net::IpAddr;
 
-use netlink_packet_route::neighbour::{NeighbourAddress, NeighbourAttribute, NeighbourFlags, NeighbourMessage, NeighbourState};
+use netlink_packet_route::neighbour::{
+    NeighbourAddress, NeighbourAttribute, NeighbourFlags, NeighbourMessage, NeighbourState,
+};
 use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
 
+use super::consts::NUD_PERMANENT;
 use super::socket::{Request, Socket};
 use super::view::Neighbor;
 use super::wire::{NLM_F_CREATE, NLM_F_EXCL, NLM_F_REPLACE};
 use crate::error::{Error, Result};
-
-/// `NUD_PERMANENT`.
-pub const NUD_PERMANENT: u16 = 0x80;
-/// `NTF_SELF`: the fdb entry belongs to the device itself (VXLAN), not to a bridge port.
-pub const NTF_SELF: u8 = 0x02;
 
 /// A neighbor entry to add or delete.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -58,7 +56,10 @@ impl NeighSpec {
                 Some(IpAddr::V4(_)) => AddressFamily::Inet,
                 Some(IpAddr::V6(_)) => AddressFamily::Inet6,
                 None => {
-                    return Err(Error::InvalidArgument { op: "neighbor", reason: "an ARP/NDP entry needs an IP address".into() });
+                    return Err(Error::InvalidArgument {
+                        op: "neighbor",
+                        reason: "an ARP/NDP entry needs an IP address".into(),
+                    });
                 }
             }
         };
@@ -94,7 +95,12 @@ pub fn list(family: Option<AddressFamily>, index: Option<u32>) -> Request {
     if let Some(i) = index {
         m.attributes.push(NeighbourAttribute::IfIndex(i));
     }
-    Request::new("list neighbors", index.map_or("all".to_owned(), |i| format!("ifindex {i}")), 0, RouteNetlinkMessage::GetNeighbour(m))
+    Request::new(
+        "list neighbors",
+        index.map_or("all".to_owned(), |i| format!("ifindex {i}")),
+        0,
+        RouteNetlinkMessage::GetNeighbour(m),
+    )
 }
 
 impl Socket {

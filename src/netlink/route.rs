@@ -3,22 +3,16 @@
 use std::net::IpAddr;
 
 use ipnet::IpNet;
-use netlink_packet_route::route::{RouteAddress, RouteAttribute, RouteHeader, RouteMessage, RouteProtocol, RouteScope, RouteType};
+use netlink_packet_route::route::{
+    RouteAddress, RouteAttribute, RouteHeader, RouteMessage, RouteProtocol, RouteScope, RouteType,
+};
 use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
 
+use super::consts::{RT_SCOPE_LINK, RT_SCOPE_UNIVERSE, RT_TABLE_MAIN, RTPROT_BOOT};
 use super::socket::{Request, Socket};
 use super::view::Route;
 use super::wire::{NLM_F_CREATE, NLM_F_EXCL, NLM_F_REPLACE};
 use crate::error::{Error, Result};
-
-/// `RT_TABLE_MAIN`.
-pub const RT_TABLE_MAIN: u32 = 254;
-/// `RT_SCOPE_UNIVERSE`.
-pub const RT_SCOPE_UNIVERSE: u8 = 0;
-/// `RT_SCOPE_LINK`.
-pub const RT_SCOPE_LINK: u8 = 253;
-/// `RTPROT_BOOT`: what iproute2 and libnetwork use for routes they add.
-pub const RTPROT_BOOT: u8 = 3;
 
 /// A route to add or delete.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -68,7 +62,10 @@ impl RouteSpec {
             });
         }
         if self.gateway.is_none() && self.oif.is_none() {
-            return Err(Error::InvalidArgument { op: "route", reason: format!("route to {} needs a gateway or a device", self.dst) });
+            return Err(Error::InvalidArgument {
+                op: "route",
+                reason: format!("route to {} needs a gateway or a device", self.dst),
+            });
         }
         Ok(())
     }
@@ -86,9 +83,13 @@ impl RouteSpec {
 
     fn message(&self) -> RouteMessage {
         let mut m = RouteMessage::default();
-        m.header = header(self.dst.addr().is_ipv6());
+        set_header(&mut m.header, self.dst.addr().is_ipv6());
         m.header.destination_prefix_length = self.dst.prefix_len();
-        m.header.scope = RouteScope::from(self.scope.unwrap_or(if self.gateway.is_some() { RT_SCOPE_UNIVERSE } else { RT_SCOPE_LINK }));
+        m.header.scope = RouteScope::from(self.scope.unwrap_or(if self.gateway.is_some() {
+            RT_SCOPE_UNIVERSE
+        } else {
+            RT_SCOPE_LINK
+        }));
         set_table(&mut m, self.table);
         if self.dst.prefix_len() > 0 {
             m.attributes.push(RouteAttribute::Destination(RouteAddress::from(self.dst.addr())));
@@ -106,12 +107,10 @@ impl RouteSpec {
     }
 }
 
-fn header(v6: bool) -> RouteHeader {
-    let mut h = RouteHeader::default();
+fn set_header(h: &mut RouteHeader, v6: bool) {
     h.address_family = if v6 { AddressFamily::Inet6 } else { AddressFamily::Inet };
     h.protocol = RouteProtocol::from(RTPROT_BOOT);
     h.kind = RouteType::Unicast;
-    h
 }
 
 fn set_table(m: &mut RouteMessage, table: u32) {

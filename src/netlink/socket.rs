@@ -9,13 +9,16 @@ use std::time::Duration;
 
 use log::{debug, warn};
 use netlink_packet_route::RouteNetlinkMessage;
-use netlink_sys::{protocols::NETLINK_ROUTE, SocketAddr};
+use netlink_sys::{SocketAddr, protocols::NETLINK_ROUTE};
 use nix::errno::Errno;
 use nix::sys::socket::{setsockopt, sockopt};
 use nix::sys::time::TimeVal;
 use parking_lot::Mutex;
 
-use super::wire::{self, Header, NLMSG_DONE, NLMSG_ERROR, NLMSG_NOOP, NLMSG_OVERRUN, NLM_F_ACK, NLM_F_DUMP, NLM_F_DUMP_INTR, NLM_F_REQUEST};
+use super::wire::{
+    self, Header, NLM_F_ACK, NLM_F_DUMP, NLM_F_DUMP_INTR, NLM_F_REQUEST, NLMSG_DONE, NLMSG_ERROR, NLMSG_NOOP,
+    NLMSG_OVERRUN,
+};
 use crate::error::{Error, KernelError, Result};
 
 /// How many times a dump is retried after `NLM_F_DUMP_INTR` or `ENOBUFS` before giving up.
@@ -109,7 +112,7 @@ impl BatchReport {
                 BatchOutcome::Applied => {}
                 BatchOutcome::Failed(e) => return Err(e),
                 BatchOutcome::NotSent => {
-                    return Err(Error::Protocol { op: "batch", detail: "request not sent".into() })
+                    return Err(Error::Protocol { op: "batch", detail: "request not sent".into() });
                 }
             }
         }
@@ -293,7 +296,8 @@ impl Conn {
             while end < reqs.len() && (end == start || self.tx.len() < TX_CHUNK) {
                 let r = &reqs[end];
                 self.seq = self.seq.wrapping_add(1);
-                let h = Header { flags: NLM_F_REQUEST | NLM_F_ACK | r.flags, seq: self.seq, port: 0, ..Header::default() };
+                let h =
+                    Header { flags: NLM_F_REQUEST | NLM_F_ACK | r.flags, seq: self.seq, port: 0, ..Header::default() };
                 wire::emit_route(&mut self.tx, h, &r.msg);
                 end += 1;
             }
@@ -313,7 +317,9 @@ impl Conn {
             match self.sock.send(&self.tx[off..], 0) {
                 Ok(n) => off += n,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(Error::os("send netlink request", format!("{} {}", first.op, first.object), e).into()),
+                Err(e) => {
+                    return Err(Error::os("send netlink request", format!("{} {}", first.op, first.object), e).into());
+                }
             }
         }
         Ok(())
@@ -407,9 +413,16 @@ impl Conn {
                             op: chunk[0].op,
                             detail: format!("no reply from the kernel within {} s", REPLY_TIMEOUT.as_secs()),
                         }
-                        .into())
+                        .into());
                     }
-                    _ => return Err(Error::os("receive netlink reply", format!("{} {}", chunk[0].op, chunk[0].object), e).into()),
+                    _ => {
+                        return Err(Error::os(
+                            "receive netlink reply",
+                            format!("{} {}", chunk[0].op, chunk[0].object),
+                            e,
+                        )
+                        .into());
+                    }
                 },
             }
         }
@@ -429,7 +442,12 @@ impl Conn {
 }
 
 fn kernel_error(req: &Request, st: wire::Status) -> Error {
-    Error::Kernel(KernelError { op: req.op, object: req.object.clone(), errno: Errno::from_raw(st.errno), message: st.ext_ack.message })
+    Error::Kernel(KernelError {
+        op: req.op,
+        object: req.object.clone(),
+        errno: Errno::from_raw(st.errno),
+        message: st.ext_ack.message,
+    })
 }
 
 /// `recv` flags as the C int netlink-sys takes.

@@ -203,7 +203,11 @@ pub fn decode_error(flags: u16, payload: &[u8]) -> Result<Status, WireError> {
         .map(|b| i32::from_ne_bytes([b[0], b[1], b[2], b[3]]))
         .ok_or_else(|| WireError("NLMSG_ERROR shorter than its error code".into()))?;
     let echoed = payload.get(4..).map(Header::parse).transpose().ok().flatten();
-    let mut status = Status { errno: code.checked_neg().unwrap_or(i32::MAX), echoed_seq: echoed.map(|h| h.seq), ..Status::default() };
+    let mut status = Status {
+        errno: code.checked_neg().unwrap_or(i32::MAX),
+        echoed_seq: echoed.map(|h| h.seq),
+        ..Status::default()
+    };
     if flags & NLM_F_ACK_TLVS != 0 {
         // TLVs follow the echoed message: the full request, or only its header when capped.
         let echoed_len = match echoed {
@@ -264,7 +268,7 @@ mod tests {
         let mut v = vec![0u8; HEADER_LEN];
         Header { len: (HEADER_LEN + payload.len()) as u32, kind, flags, seq, port: 7 }.emit(&mut v);
         v.extend_from_slice(payload);
-        while v.len() % 4 != 0 {
+        while !v.len().is_multiple_of(4) {
             v.push(0);
         }
         v
@@ -274,7 +278,7 @@ mod tests {
         let mut v = ((4 + value.len()) as u16).to_ne_bytes().to_vec();
         v.extend_from_slice(&kind.to_ne_bytes());
         v.extend_from_slice(value);
-        while v.len() % 4 != 0 {
+        while !v.len().is_multiple_of(4) {
             v.push(0);
         }
         v
