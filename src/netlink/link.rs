@@ -167,7 +167,10 @@ pub struct VethPeer<'fd> {
     /// Create it directly in this namespace (saves moving it later, which is slow).
     pub netns: Option<BorrowedFd<'fd>>,
     /// Ask for this ifindex in its namespace (saves a lookup; fails with EBUSY if taken).
+    /// The kernel honours it only when `host_index` is given too.
     pub index: Option<u32>,
+    /// Ask for this ifindex for the host end, in the namespace the request is sent to.
+    pub host_index: Option<u32>,
 }
 
 /// `RTM_NEWLINK` for a veth pair `name` ↔ `peer`. The peer cannot be created up (the kernel
@@ -189,6 +192,7 @@ pub fn create_veth(name: &str, mtu: Option<u32>, peer: &VethPeer<'_>) -> Result<
         p.attributes.push(LinkAttribute::NetNsFd(fd.as_raw_fd()));
     }
     let mut m = new_link(name, InfoKind::Veth, Some(InfoData::Veth(InfoVeth::Peer(p))));
+    m.header.index = peer.host_index.unwrap_or(0);
     if let Some(mtu) = mtu {
         m.attributes.push(LinkAttribute::Mtu(mtu));
     }

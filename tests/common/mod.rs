@@ -82,7 +82,16 @@ pub fn nsfs_mounts() -> usize {
 /// Runs `ip` (iproute2) with args and returns stdout. A child process inherits the namespaces of
 /// the thread that spawned it, so `ip` sees the calling thread's network namespace.
 pub fn ip(args: &[&str]) -> String {
-    let out = std::process::Command::new("ip").args(args).output().expect("run ip");
-    assert!(out.status.success(), "ip {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+    run("ip", args)
+}
+
+/// Runs iproute2's `bridge` like [`ip`].
+pub fn bridge(args: &[&str]) -> String {
+    run("bridge", args)
+}
+
+fn run(cmd: &str, args: &[&str]) -> String {
+    let out = std::process::Command::new(cmd).args(args).output().expect("run iproute2");
+    assert!(out.status.success(), "{cmd} {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
