@@ -14,3 +14,4 @@ pub mod sysctl;
 pub mod validate;
 
 pub use error::{Error, KernelError, Result};
+pub mod sandbox;

@@ -1,0 +1,78 @@
+//! Plain-data snapshots of a sandbox, comparable with `==` (what `restore` must reproduce).
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+use ipnet::IpNet;
+
+use super::options::{NeighFamily, StaticRoute};
+use crate::netlink::view::LinkStats;
+
+/// One interface inside a sandbox.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InterfaceInfo {
+    /// Name inside the sandbox (prefix + index, e.g. `eth0`).
+    pub name: String,
+    /// Name it had in its origin namespace, restored on removal; `None` for a bridge the sandbox
+    /// created or a link whose origin is unknown.
+    pub origin_name: Option<String>,
+    /// True when the sandbox created this interface (a bridge, or a veth born inside).
+    pub created: bool,
+    /// MAC address.
+    pub mac: Option<[u8; 6]>,
+    /// MTU.
+    pub mtu: Option<u32>,
+    /// Master bridge name inside the sandbox.
+    pub master: Option<String>,
+    /// Addresses (v4 and v6, global scope, sorted), excluding kernel-made IPv6 link-local ones.
+    pub addresses: Vec<IpNet>,
+    /// Routes added for this interface (scope link), sorted.
+    pub routes: Vec<IpNet>,
+}
+
+/// One neighbor entry programmed in a sandbox.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct NeighborInfo {
+    /// The IP (ARP/NDP) or remote VTEP (fdb).
+    pub ip: IpAddr,
+    /// The MAC address.
+    pub mac: [u8; 6],
+    /// Interface inside the sandbox.
+    pub link_name: String,
+    /// ARP/NDP or fdb.
+    pub family: NeighFamily,
+}
+
+/// Everything a sandbox holds, as plain data.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SandboxInfo {
+    /// The key (pin path).
+    pub key: String,
+    /// Interfaces, sorted by name (loopback excluded).
+    pub interfaces: Vec<InterfaceInfo>,
+    /// IPv4 default gateway.
+    pub gateway: Option<Ipv4Addr>,
+    /// IPv6 default gateway.
+    pub gateway6: Option<Ipv6Addr>,
+    /// Static routes, sorted.
+    pub static_routes: Vec<StaticRoute>,
+    /// Neighbor entries, sorted.
+    pub neighbors: Vec<NeighborInfo>,
+    /// Addresses on the loopback besides 127.0.0.1/8 and ::1 (load-balancer VIPs), sorted.
+    pub loopback_addresses: Vec<IpNet>,
+}
+
+/// What [`Sandbox::apply_os_tweaks`](super::Sandbox::apply_os_tweaks) did, key by key.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TweakReport {
+    /// Keys written because their value differed.
+    pub written: Vec<String>,
+    /// Keys that already had the wanted value.
+    pub unchanged: Vec<String>,
+    /// Keys this kernel does not have (e.g. IPVS keys without the ip_vs module): skipped.
+    pub missing: Vec<String>,
+    /// Keys that could not be written (read-only /proc/sys): skipped.
+    pub read_only: Vec<String>,
+}
+
+/// Interface counters (re-exported from the netlink view).
+pub type Statistics = LinkStats;
