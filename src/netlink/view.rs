@@ -610,3 +610,712 @@ pub fn parse_route(buf: &[u8]) -> Result<Route, ViewError> {
 pub fn parse_neighbor(buf: &[u8]) -> Result<Neighbor, ViewError> {
     parse_guarded::<NeighbourMessage, _>("neighbor", buf, Neighbor::from_message)
 }
+
+#[cfg(test)]
+mod tests {
+    use std::fmt::Debug;
+    use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+    use netlink_packet_core::{DefaultNla, Emitable, Parseable};
+    use netlink_packet_route::AddressFamily;
+    use netlink_packet_route::address::{AddressFlags, AddressHeaderFlags, AddressScope};
+    use netlink_packet_route::link::{LinkLayerType, Stats, Stats64};
+    use netlink_packet_route::neighbour::{NeighbourFlags, NeighbourState};
+    use netlink_packet_route::route::{RouteHeader, RouteProtocol, RouteScope, RouteType};
+
+    use super::*;
+    use crate::netlink::consts::*;
+
+    /// Serializes a message (sized with `buffer_len` first) and parses it back.
+    fn roundtrip<M: Emitable + Parseable<[u8]> + Debug>(msg: &M) -> (M, Vec<u8>) {
+        let mut buf = vec![0u8; msg.buffer_len()];
+        msg.emit(&mut buf);
+        let back = M::parse(&buf).expect("parse back what we emitted");
+        (back, buf)
+    }
+
+    // ---- links ----
+
+    fn veth_message() -> LinkMessage {
+        let mut m = LinkMessage::default();
+        m.header.index = 12;
+        m.header.link_layer_type = LinkLayerType::Ether;
+        m.header.flags = LinkFlags::Up | LinkFlags::LowerUp | LinkFlags::Broadcast;
+        m.attributes.push(LinkAttribute::IfName("veth0".into()));
+        m.attributes.push(LinkAttribute::Address(vec![0x02, 0x42, 0xac, 0x11, 0x00, 0x02]));
+        m.attributes.push(LinkAttribute::Mtu(1450));
+        m.attributes.push(LinkAttribute::Controller(5));
+        m.attributes.push(LinkAttribute::Link(13));
+        m.attributes.push(LinkAttribute::LinkNetNsId(3));
+        m.attributes.push(LinkAttribute::LinkInfo(vec![LinkInfo::Kind(InfoKind::Veth)]));
+        m.attributes.push(LinkAttribute::Other(DefaultNla::new(999, vec![1, 2, 3, 4])));
+        m
+    }
+
+    #[test]
+    fn link_veth_every_field() {
+        let m = veth_message();
+        let want = Link {
+            index: 12,
+            name: "veth0".into(),
+            mac: Some([0x02, 0x42, 0xac, 0x11, 0x00, 0x02]),
+            mtu: Some(1450),
+            up: true,
+            running: true,
+            master: Some(5),
+            kind: LinkKind::Veth,
+            link: Some(13),
+            netnsid: Some(3),
+            stats: None,
+            vxlan_id: None,
+        };
+        assert_eq!(Link::from_message(&m), Ok(want.clone()));
+        let (back, buf) = roundtrip(&m);
+        assert_eq!(Link::from_message(&back), Ok(want.clone()));
+        assert_eq!(parse_link(&buf), Ok(want));
+    }
+
+    #[test]
+    fn link_down_without_carrier() {
+        let mut m = veth_message();
+        m.header.flags = LinkFlags::Broadcast;
+        let l = Link::from_message(&m).unwrap();
+        assert!(!l.up);
+        assert!(!l.running);
+        // IFF_UP without IFF_LOWER_UP: admin up, no carrier.
+        m.header.flags = LinkFlags::Up;
+        let l = Link::from_message(&m).unwrap();
+        assert!(l.up);
+        assert!(!l.running);
+    }
+
+    #[test]
+    fn link_without_name_is_an_error() {
+        let mut m = LinkMessage::default();
+        m.header.index = 4;
+        m.attributes.push(LinkAttribute::Mtu(1500));
+        let e = Link::from_message(&m).unwrap_err();
+        assert_eq!(e.what, "link");
+        assert!(e.detail.contains("IFLA_IFNAME"), "{e}");
+        let (_, buf) = roundtrip(&m);
+        assert_eq!(parse_link(&buf), Err(e.clone()));
+        let err: crate::Error = e.into();
+        assert!(matches!(err, crate::Error::Protocol { op: "decode", .. }), "{err:?}");
+    }
+
+    #[test]
+    fn link_vxlan_id_and_kinds() {
+        let mut m = LinkMessage::default();
+        m.header.index = 30;
+        m.attributes.push(LinkAttribute::IfName("vxlan0".into()));
+        m.attributes.push(LinkAttribute::LinkInfo(vec![
+            LinkInfo::Kind(InfoKind::Vxlan),
+            LinkInfo::Data(InfoData::Vxlan(vec![InfoVxlan::Id(4097), InfoVxlan::Port(4789)])),
+        ]));
+        let want = Link {
+            index: 30,
+            name: "vxlan0".into(),
+            mac: None,
+            mtu: None,
+            up: false,
+            running: false,
+            master: None,
+            kind: LinkKind::Vxlan,
+            link: None,
+            netnsid: None,
+            stats: None,
+            vxlan_id: Some(4097),
+        };
+        assert_eq!(Link::from_message(&m), Ok(want.clone()));
+        let (back, buf) = roundtrip(&m);
+        assert_eq!(Link::from_message(&back), Ok(want.clone()));
+        assert_eq!(parse_link(&buf), Ok(want));
+
+        let kind_of = |k: InfoKind| {
+            let mut m = LinkMessage::default();
+            m.attributes.push(LinkAttribute::IfName("x".into()));
+            m.attributes.push(LinkAttribute::LinkInfo(vec![LinkInfo::Kind(k)]));
+            let (back, _) = roundtrip(&m);
+            let direct = Link::from_message(&m).unwrap().kind;
+            assert_eq!(Link::from_message(&back).unwrap().kind, direct);
+            direct
+        };
+        assert_eq!(kind_of(InfoKind::Bridge), LinkKind::Bridge);
+        assert_eq!(kind_of(InfoKind::MacVlan), LinkKind::Macvlan);
+        assert_eq!(kind_of(InfoKind::Tun), LinkKind::Tun);
+        assert_eq!(kind_of(InfoKind::Dummy), LinkKind::Other("dummy".into()));
+        assert_eq!(kind_of(InfoKind::Other("fancy".into())), LinkKind::Other("fancy".into()));
+    }
+
+    #[test]
+    fn link_loopback_and_odd_hardware_addresses() {
+        let mut m = LinkMessage::default();
+        m.header.index = 1;
+        m.header.link_layer_type = LinkLayerType::Loopback;
+        m.header.flags = LinkFlags::Up | LinkFlags::Loopback | LinkFlags::LowerUp;
+        m.attributes.push(LinkAttribute::IfName("lo".into()));
+        m.attributes.push(LinkAttribute::Address(vec![0; 6]));
+        m.attributes.push(LinkAttribute::Mtu(65536));
+        let l = Link::from_message(&m).unwrap();
+        assert_eq!(l.kind, LinkKind::Loopback);
+        assert_eq!(l.mac, Some([0; 6]));
+        // Loopback by link-layer type, whatever the name.
+        m.attributes[0] = LinkAttribute::IfName("renamed".into());
+        assert_eq!(Link::from_message(&m).unwrap().kind, LinkKind::Loopback);
+        // Named "lo" by name alone.
+        m.header.link_layer_type = LinkLayerType::Ether;
+        m.attributes[0] = LinkAttribute::IfName("lo".into());
+        assert_eq!(Link::from_message(&m).unwrap().kind, LinkKind::Loopback);
+        // Neither: no kind.
+        m.attributes[0] = LinkAttribute::IfName("eth0".into());
+        assert_eq!(Link::from_message(&m).unwrap().kind, LinkKind::None);
+        // A 4-byte hardware address (ipip) is not a MAC.
+        m.attributes[1] = LinkAttribute::Address(vec![10, 0, 0, 1]);
+        assert_eq!(Link::from_message(&m).unwrap().mac, None);
+    }
+
+    #[test]
+    fn link_stats64_preferred_over_stats32() {
+        let mut s32 = Stats::default();
+        s32.rx_bytes = 1;
+        s32.tx_bytes = 2;
+        s32.rx_packets = 3;
+        s32.tx_packets = 4;
+        s32.rx_errors = 5;
+        s32.tx_errors = 6;
+        s32.rx_dropped = 7;
+        s32.tx_dropped = 8;
+        let mut s64 = Stats64::default();
+        s64.rx_bytes = 1 << 40;
+        s64.tx_bytes = (1 << 40) + 1;
+        s64.rx_packets = 30;
+        s64.tx_packets = 40;
+        s64.rx_errors = 50;
+        s64.tx_errors = 60;
+        s64.rx_dropped = 70;
+        s64.tx_dropped = 80;
+        let want64 = LinkStats {
+            rx_bytes: 1 << 40,
+            tx_bytes: (1 << 40) + 1,
+            rx_packets: 30,
+            tx_packets: 40,
+            rx_errors: 50,
+            tx_errors: 60,
+            rx_dropped: 70,
+            tx_dropped: 80,
+        };
+        let want32 = LinkStats {
+            rx_bytes: 1,
+            tx_bytes: 2,
+            rx_packets: 3,
+            tx_packets: 4,
+            rx_errors: 5,
+            tx_errors: 6,
+            rx_dropped: 7,
+            tx_dropped: 8,
+        };
+        for order in [
+            [LinkAttribute::Stats(s32), LinkAttribute::Stats64(s64)],
+            [LinkAttribute::Stats64(s64), LinkAttribute::Stats(s32)],
+        ] {
+            let mut m = LinkMessage::default();
+            m.attributes.push(LinkAttribute::IfName("eth0".into()));
+            m.attributes.extend(order);
+            assert_eq!(Link::from_message(&m).unwrap().stats, Some(want64));
+            let (_, buf) = roundtrip(&m);
+            assert_eq!(parse_link(&buf).unwrap().stats, Some(want64));
+        }
+        let mut m = LinkMessage::default();
+        m.attributes.push(LinkAttribute::IfName("eth0".into()));
+        m.attributes.push(LinkAttribute::Stats(s32));
+        assert_eq!(Link::from_message(&m).unwrap().stats, Some(want32));
+        let (_, buf) = roundtrip(&m);
+        assert_eq!(parse_link(&buf).unwrap().stats, Some(want32));
+    }
+
+    // ---- addresses ----
+
+    #[test]
+    fn address_v4_with_peer() {
+        let mut m = AddressMessage::default();
+        m.header.family = AddressFamily::Inet;
+        m.header.prefix_len = 32;
+        m.header.flags = AddressHeaderFlags::Permanent;
+        m.header.scope = AddressScope::Universe;
+        m.header.index = 7;
+        m.attributes.push(AddressAttribute::Address(IpAddr::V4(Ipv4Addr::new(10, 9, 0, 2))));
+        m.attributes.push(AddressAttribute::Local(IpAddr::V4(Ipv4Addr::new(10, 9, 0, 1))));
+        m.attributes.push(AddressAttribute::Label("tun0".into()));
+        let want = Address {
+            index: 7,
+            addr: "10.9.0.1/32".parse().unwrap(),
+            peer: Some(IpAddr::V4(Ipv4Addr::new(10, 9, 0, 2))),
+            label: Some("tun0".into()),
+            flags: IFA_F_PERMANENT,
+            scope: RT_SCOPE_UNIVERSE,
+        };
+        assert_eq!(Address::from_message(&m), Ok(want.clone()));
+        let (back, buf) = roundtrip(&m);
+        assert_eq!(Address::from_message(&back), Ok(want.clone()));
+        assert_eq!(parse_address(&buf), Ok(want.clone()));
+        assert!(want.is_permanent());
+        assert!(!want.is_tentative());
+        assert!(!want.is_nodad());
+    }
+
+    #[test]
+    fn address_v4_local_equal_to_address_has_no_peer() {
+        let mut m = AddressMessage::default();
+        m.header.family = AddressFamily::Inet;
+        m.header.prefix_len = 24;
+        m.header.index = 2;
+        let ip = IpAddr::V4(Ipv4Addr::new(192, 168, 7, 9));
+        m.attributes.push(AddressAttribute::Address(ip));
+        m.attributes.push(AddressAttribute::Local(ip));
+        m.attributes.push(AddressAttribute::Broadcast(Ipv4Addr::new(192, 168, 7, 255)));
+        let a = Address::from_message(&m).unwrap();
+        assert_eq!(a.addr, "192.168.7.9/24".parse::<IpNet>().unwrap());
+        assert_eq!(a.peer, None);
+        assert_eq!(a.label, None);
+        assert_eq!(a.flags, 0);
+    }
+
+    #[test]
+    fn address_v6_tentative_flags_attr_wins() {
+        let mut m = AddressMessage::default();
+        m.header.family = AddressFamily::Inet6;
+        m.header.prefix_len = 64;
+        m.header.flags = AddressHeaderFlags::Permanent;
+        m.header.scope = AddressScope::Link;
+        m.header.index = 3;
+        m.attributes.push(AddressAttribute::Address(IpAddr::V6("fe80::1".parse().unwrap())));
+        // An unknown bit (0x10000) must be kept raw.
+        m.attributes.push(AddressAttribute::Flags(
+            AddressFlags::Tentative | AddressFlags::Permanent | AddressFlags::from_bits_retain(0x1_0000),
+        ));
+        let want = Address {
+            index: 3,
+            addr: "fe80::1/64".parse().unwrap(),
+            peer: None,
+            label: None,
+            flags: IFA_F_TENTATIVE | IFA_F_PERMANENT | 0x1_0000,
+            scope: RT_SCOPE_LINK,
+        };
+        assert_eq!(Address::from_message(&m), Ok(want.clone()));
+        let (back, buf) = roundtrip(&m);
+        assert_eq!(Address::from_message(&back), Ok(want.clone()));
+        assert_eq!(parse_address(&buf), Ok(want.clone()));
+        assert!(want.is_tentative());
+        assert!(!want.is_nodad());
+
+        m.attributes[1] = AddressAttribute::Flags(AddressFlags::Nodad | AddressFlags::Permanent);
+        let a = Address::from_message(&m).unwrap();
+        assert!(a.is_nodad());
+        assert!(!a.is_tentative());
+        assert_eq!(a.flags, IFA_F_NODAD | IFA_F_PERMANENT);
+    }
+
+    #[test]
+    fn address_errors() {
+        let mut m = AddressMessage::default();
+        m.header.family = AddressFamily::Inet;
+        m.header.prefix_len = 24;
+        let e = Address::from_message(&m).unwrap_err();
+        assert_eq!(e.what, "address");
+        // Prefix too long for IPv4.
+        m.header.prefix_len = 33;
+        m.attributes.push(AddressAttribute::Address(IpAddr::V4(Ipv4Addr::new(10, 0, 0, 1))));
+        assert!(Address::from_message(&m).is_err());
+        let (_, buf) = roundtrip(&m);
+        assert!(parse_address(&buf).is_err());
+        // Family mismatch.
+        m.header.prefix_len = 24;
+        m.header.family = AddressFamily::Inet6;
+        assert!(Address::from_message(&m).is_err());
+    }
+
+    // ---- routes ----
+
+    #[test]
+    fn route_default_v4_without_dst() {
+        let mut m = RouteMessage::default();
+        m.header.address_family = AddressFamily::Inet;
+        m.header.table = RouteHeader::RT_TABLE_MAIN;
+        m.header.protocol = RouteProtocol::Static;
+        m.header.scope = RouteScope::Universe;
+        m.header.kind = RouteType::Unicast;
+        m.attributes.push(RouteAttribute::Gateway(RouteAddress::Inet(Ipv4Addr::new(192, 168, 1, 1))));
+        m.attributes.push(RouteAttribute::Oif(3));
+        m.attributes.push(RouteAttribute::Priority(100));
+        let want = Route {
+            table: RT_TABLE_MAIN,
+            dst: "0.0.0.0/0".parse().unwrap(),
+            gateway: Some(IpAddr::V4(Ipv4Addr::new(192, 168, 1, 1))),
+            oif: Some(3),
+            scope: RT_SCOPE_UNIVERSE,
+            protocol: RTPROT_STATIC,
+            kind: RTN_UNICAST,
+            priority: Some(100),
+            prefsrc: None,
+        };
+        assert_eq!(Route::from_message(&m), Ok(want.clone()));
+        let (back, buf) = roundtrip(&m);
+        assert_eq!(Route::from_message(&back), Ok(want.clone()));
+        assert_eq!(parse_route(&buf), Ok(want.clone()));
+        assert!(want.is_default());
+
+        let mut m6 = RouteMessage::default();
+        m6.header.address_family = AddressFamily::Inet6;
+        m6.header.kind = RouteType::Unicast;
+        let r = Route::from_message(&m6).unwrap();
+        assert_eq!(r.dst, "::/0".parse::<IpNet>().unwrap());
+        assert!(r.is_default());
+        assert_eq!(r.table, RT_TABLE_UNSPEC);
+    }
+
+    #[test]
+    fn route_v6_table_above_255_and_raw_numbers() {
+        let mut m = RouteMessage::default();
+        m.header.address_family = AddressFamily::Inet6;
+        m.header.destination_prefix_length = 48;
+        m.header.table = 252; // RT_TABLE_COMPAT, what the kernel puts in the header for big ids
+        m.header.protocol = RouteProtocol::Other(99);
+        m.header.scope = RouteScope::Link;
+        m.header.kind = RouteType::Unreachable;
+        m.attributes.push(RouteAttribute::Table(1000));
+        m.attributes.push(RouteAttribute::Destination(RouteAddress::Inet6("2001:db8:1::".parse().unwrap())));
+        m.attributes.push(RouteAttribute::PrefSource(RouteAddress::Inet6("2001:db8::5".parse().unwrap())));
+        m.attributes.push(RouteAttribute::Other(DefaultNla::new(999, vec![0; 4])));
+        let want = Route {
+            table: 1000,
+            dst: "2001:db8:1::/48".parse().unwrap(),
+            gateway: None,
+            oif: None,
+            scope: RT_SCOPE_LINK,
+            protocol: 99,
+            kind: RTN_UNREACHABLE,
+            priority: None,
+            prefsrc: Some(IpAddr::V6("2001:db8::5".parse().unwrap())),
+        };
+        assert_eq!(Route::from_message(&m), Ok(want.clone()));
+        let (back, buf) = roundtrip(&m);
+        assert_eq!(Route::from_message(&back), Ok(want.clone()));
+        assert_eq!(parse_route(&buf), Ok(want.clone()));
+        assert!(!want.is_default());
+    }
+
+    #[test]
+    fn route_v4_via_v6_gateway() {
+        let mut m = RouteMessage::default();
+        m.header.address_family = AddressFamily::Inet;
+        m.header.destination_prefix_length = 8;
+        m.header.kind = RouteType::Unicast;
+        m.attributes.push(RouteAttribute::Destination(RouteAddress::Inet(Ipv4Addr::new(10, 0, 0, 0))));
+        m.attributes.push(RouteAttribute::Via(RouteVia::Inet6("fe80::1".parse().unwrap())));
+        let r = Route::from_message(&m).unwrap();
+        assert_eq!(r.gateway, Some(IpAddr::V6("fe80::1".parse().unwrap())));
+        let (back, _) = roundtrip(&m);
+        assert_eq!(Route::from_message(&back), Ok(r));
+    }
+
+    #[test]
+    fn route_errors() {
+        let mut m = RouteMessage::default();
+        m.header.address_family = AddressFamily::Mpls;
+        assert_eq!(Route::from_message(&m).unwrap_err().what, "route");
+        // Destination of the wrong family.
+        m.header.address_family = AddressFamily::Inet;
+        m.attributes.push(RouteAttribute::Destination(RouteAddress::Inet6(Ipv6Addr::LOCALHOST)));
+        assert!(Route::from_message(&m).is_err());
+        // Prefix too long.
+        m.header.destination_prefix_length = 40;
+        m.attributes[0] = RouteAttribute::Destination(RouteAddress::Inet(Ipv4Addr::new(10, 0, 0, 0)));
+        assert!(Route::from_message(&m).is_err());
+        let (_, buf) = roundtrip(&m);
+        assert!(parse_route(&buf).is_err());
+    }
+
+    // ---- neighbors ----
+
+    #[test]
+    fn neighbor_bridge_fdb_vxlan() {
+        let mut m = NeighbourMessage::default();
+        m.header.family = AddressFamily::Bridge;
+        m.header.ifindex = 30;
+        m.header.state = NeighbourState::Permanent;
+        m.header.flags = NeighbourFlags::Own;
+        m.attributes.push(NeighbourAttribute::LinkLayerAddress(vec![0x02, 0, 0, 0, 0, 0x07]));
+        m.attributes.push(NeighbourAttribute::Destination(NeighbourAddress::Inet(Ipv4Addr::new(192, 0, 2, 7))));
+        m.attributes.push(NeighbourAttribute::Vni(4097));
+        let want = Neighbor {
+            index: 30,
+            family: NeighFamily::Bridge,
+            ip: Some(IpAddr::V4(Ipv4Addr::new(192, 0, 2, 7))),
+            mac: Some([0x02, 0, 0, 0, 0, 0x07]),
+            state: NUD_PERMANENT,
+            flags: NTF_SELF,
+            vni: Some(4097),
+            master: None,
+        };
+        assert_eq!(Neighbor::from_message(&m), Ok(want.clone()));
+        // Parsed back with family AF_BRIDGE, NDA_DST arrives as raw bytes.
+        let (back, buf) = roundtrip(&m);
+        assert!(
+            back.attributes.iter().any(|a| matches!(a, NeighbourAttribute::Destination(NeighbourAddress::Other(_))))
+        );
+        assert_eq!(Neighbor::from_message(&back), Ok(want.clone()));
+        assert_eq!(parse_neighbor(&buf), Ok(want.clone()));
+        assert!(want.is_permanent());
+
+        // IPv6 VTEP.
+        m.attributes[1] = NeighbourAttribute::Destination(NeighbourAddress::Other(
+            "2001:db8::7".parse::<Ipv6Addr>().unwrap().octets().to_vec(),
+        ));
+        assert_eq!(Neighbor::from_message(&m).unwrap().ip, Some(IpAddr::V6("2001:db8::7".parse().unwrap())));
+        // Neither 4 nor 16 bytes: an error.
+        m.attributes[1] = NeighbourAttribute::Destination(NeighbourAddress::Other(vec![1, 2, 3]));
+        assert_eq!(Neighbor::from_message(&m).unwrap_err().what, "neighbor");
+    }
+
+    #[test]
+    fn neighbor_arp_with_master_and_raw_state() {
+        let mut m = NeighbourMessage::default();
+        m.header.family = AddressFamily::Inet;
+        m.header.ifindex = 4;
+        m.header.state = NeighbourState::from(NUD_PERMANENT | NUD_NOARP);
+        m.header.flags = NeighbourFlags::Controller | NeighbourFlags::from_bits_retain(0x80);
+        m.attributes.push(NeighbourAttribute::Destination(NeighbourAddress::Inet(Ipv4Addr::new(172, 17, 0, 3))));
+        m.attributes.push(NeighbourAttribute::LinkLayerAddress(vec![0x02, 0x42, 0xac, 0x11, 0, 3]));
+        m.attributes.push(NeighbourAttribute::Controller(9));
+        let want = Neighbor {
+            index: 4,
+            family: NeighFamily::Inet,
+            ip: Some(IpAddr::V4(Ipv4Addr::new(172, 17, 0, 3))),
+            mac: Some([0x02, 0x42, 0xac, 0x11, 0, 3]),
+            state: NUD_PERMANENT | NUD_NOARP,
+            flags: NTF_MASTER | NTF_ROUTER,
+            vni: None,
+            master: Some(9),
+        };
+        assert_eq!(Neighbor::from_message(&m), Ok(want.clone()));
+        let (back, buf) = roundtrip(&m);
+        assert_eq!(Neighbor::from_message(&back), Ok(want.clone()));
+        assert_eq!(parse_neighbor(&buf), Ok(want.clone()));
+        assert!(want.is_permanent());
+
+        m.header.state = NeighbourState::Reachable;
+        assert!(!Neighbor::from_message(&m).unwrap().is_permanent());
+    }
+
+    #[test]
+    fn neigh_family_roundtrip() {
+        for raw in 0..=u8::MAX {
+            assert_eq!(u8::from(NeighFamily::from(raw)), raw);
+        }
+        assert_eq!(NeighFamily::from(AF_INET6), NeighFamily::Inet6);
+        assert_eq!(NeighFamily::from(99), NeighFamily::Unknown(99));
+    }
+
+    // ---- never panic on any input ----
+
+    /// xorshift64*: a tiny deterministic PRNG, no dependency.
+    struct Rng(u64);
+
+    impl Rng {
+        fn next(&mut self) -> u64 {
+            self.0 ^= self.0 >> 12;
+            self.0 ^= self.0 << 25;
+            self.0 ^= self.0 >> 27;
+            self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+        }
+        fn below(&mut self, n: usize) -> usize {
+            (self.next() % n as u64) as usize
+        }
+        fn bytes(&mut self, n: usize) -> Vec<u8> {
+            (0..n).map(|_| self.next() as u8).collect()
+        }
+    }
+
+    /// Kind strings that steer `IFLA_INFO_DATA` parsing into the per-kind decoders.
+    const KINDS: &[&str] =
+        &["veth", "vxlan", "bridge", "macvlan", "tun", "vlan", "bond", "dummy", "gre", "ip6tnl", "wireguard", "vrf"];
+
+    /// Appends one attribute of type `kind` and payload `value`, padded to 4 bytes.
+    fn push_nla(out: &mut Vec<u8>, kind: u16, value: &[u8]) {
+        let len = (4 + value.len()).min(u16::MAX as usize) as u16;
+        out.extend_from_slice(&len.to_ne_bytes());
+        out.extend_from_slice(&kind.to_ne_bytes());
+        out.extend_from_slice(value);
+        while !out.len().is_multiple_of(4) {
+            out.push(0);
+        }
+    }
+
+    /// A plausible-looking attribute stream: well-formed NLA framing (mostly), random types
+    /// from the low range the parsers know, random payloads, nested streams, and link kinds.
+    fn random_nlas(rng: &mut Rng, depth: u32) -> Vec<u8> {
+        let mut out = Vec::new();
+        for _ in 0..rng.below(8) {
+            let kind = rng.below(64) as u16;
+            match rng.below(10) {
+                0 if depth < 3 => {
+                    let inner = random_nlas(rng, depth + 1);
+                    push_nla(&mut out, kind | if rng.below(2) == 0 { 0x8000 } else { 0 }, &inner);
+                }
+                1 => {
+                    // IFLA_LINKINFO with a kind and random data.
+                    let mut info = Vec::new();
+                    let k = KINDS[rng.below(KINDS.len())];
+                    push_nla(&mut info, 1, k.as_bytes());
+                    let data = random_nlas(rng, depth + 1);
+                    push_nla(&mut info, 2 + rng.below(3) as u16, &data);
+                    push_nla(&mut out, 18, &info);
+                }
+                2 => {
+                    // Broken framing: a length that lies.
+                    let n = rng.below(12);
+                    let v = rng.bytes(n);
+                    out.extend_from_slice(&(rng.below(70) as u16).to_ne_bytes());
+                    out.extend_from_slice(&kind.to_ne_bytes());
+                    out.extend_from_slice(&v);
+                }
+                _ => {
+                    let lens = [0, 1, 2, 3, 4, 5, 6, 8, 12, 16, 20, 24, 36, 64, 100, 200];
+                    let n = lens[rng.below(lens.len())];
+                    let v = rng.bytes(n);
+                    push_nla(&mut out, kind, &v);
+                }
+            }
+        }
+        out
+    }
+
+    /// One fuzz input for a message with a `header_len`-byte header; family byte biased towards
+    /// the families the parsers branch on.
+    fn random_message(rng: &mut Rng, header_len: usize, valid: &[Vec<u8>]) -> Vec<u8> {
+        match rng.below(4) {
+            // Pure noise.
+            0 => {
+                let n = rng.below(256);
+                rng.bytes(n)
+            }
+            // A valid message with bytes flipped and maybe truncated.
+            1 => {
+                let mut b = valid[rng.below(valid.len())].clone();
+                for _ in 0..=rng.below(4) {
+                    if !b.is_empty() {
+                        let i = rng.below(b.len());
+                        b[i] = rng.next() as u8;
+                    }
+                }
+                if rng.below(3) == 0 {
+                    b.truncate(rng.below(b.len() + 1));
+                }
+                b
+            }
+            // Structured: header + attribute stream.
+            _ => {
+                let mut b = rng.bytes(header_len);
+                let families = [AF_UNSPEC, AF_INET, AF_INET6, AF_BRIDGE, 28 /* MPLS */, rng.next() as u8];
+                b[0] = families[rng.below(families.len())];
+                b.extend(random_nlas(rng, 0));
+                b
+            }
+        }
+    }
+
+    /// Feeds 2000 inputs (or `NETSANDBOX_FUZZ_ITERS`) through the library parser (guarded) and our view (not guarded: a panic
+    /// in our code fails the test). Returns the inputs on which the library itself panicked.
+    fn fuzz<M, T>(
+        seed: u64,
+        header_len: usize,
+        valid: &[Vec<u8>],
+        convert: fn(&M) -> Result<T, ViewError>,
+        guarded: fn(&[u8]) -> Result<T, ViewError>,
+    ) -> Vec<Vec<u8>>
+    where
+        M: Parseable<[u8]>,
+        T: PartialEq + Debug,
+    {
+        let mut rng = Rng(seed ^ env_u64("NETSANDBOX_FUZZ_SEED", 0));
+        let mut library_panics = Vec::new();
+        let mut converted = 0;
+        for _ in 0..env_u64("NETSANDBOX_FUZZ_ITERS", 2000) {
+            let buf = random_message(&mut rng, header_len, valid);
+            let direct = match std::panic::catch_unwind(|| M::parse(&buf)) {
+                Ok(Ok(msg)) => {
+                    let v = convert(&msg);
+                    converted += usize::from(v.is_ok());
+                    Some(v)
+                }
+                Ok(Err(_)) => None,
+                Err(_) => {
+                    library_panics.push(buf.clone());
+                    None
+                }
+            };
+            let via_helper = guarded(&buf);
+            if let Some(direct) = direct {
+                assert_eq!(direct, via_helper);
+            } else {
+                assert!(via_helper.is_err());
+            }
+        }
+        // Make sure the generator reaches the converters, not only the library's error paths.
+        assert!(converted > 50, "only {converted} inputs reached a successful view");
+        library_panics
+    }
+
+    /// A number from the environment, for longer fuzz runs: `NETSANDBOX_FUZZ_ITERS=1000000`.
+    fn env_u64(name: &str, default: u64) -> u64 {
+        std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+    }
+
+    fn report(what: &str, panics: &[Vec<u8>]) {
+        for p in panics {
+            eprintln!("netlink-packet-route panicked parsing {what} input {p:02x?}");
+        }
+    }
+
+    #[test]
+    fn random_buffers_never_panic() {
+        let links = vec![roundtrip(&veth_message()).1, {
+            let mut m = LinkMessage::default();
+            m.attributes.push(LinkAttribute::IfName("vxlan0".into()));
+            m.attributes.push(LinkAttribute::LinkInfo(vec![
+                LinkInfo::Kind(InfoKind::Vxlan),
+                LinkInfo::Data(InfoData::Vxlan(vec![InfoVxlan::Id(7)])),
+            ]));
+            roundtrip(&m).1
+        }];
+        let mut a = AddressMessage::default();
+        a.header.family = AddressFamily::Inet;
+        a.header.prefix_len = 24;
+        a.attributes.push(AddressAttribute::Address(IpAddr::V4(Ipv4Addr::new(10, 0, 0, 1))));
+        a.attributes.push(AddressAttribute::Label("eth0".into()));
+        let addrs = vec![roundtrip(&a).1];
+        let mut r = RouteMessage::default();
+        r.header.address_family = AddressFamily::Inet6;
+        r.header.destination_prefix_length = 64;
+        r.attributes.push(RouteAttribute::Destination(RouteAddress::Inet6("2001:db8::".parse().unwrap())));
+        r.attributes.push(RouteAttribute::Table(1000));
+        r.attributes.push(RouteAttribute::Oif(2));
+        let routes = vec![roundtrip(&r).1];
+        let mut n = NeighbourMessage::default();
+        n.header.family = AddressFamily::Bridge;
+        n.attributes.push(NeighbourAttribute::Destination(NeighbourAddress::Other(vec![192, 0, 2, 1])));
+        n.attributes.push(NeighbourAttribute::LinkLayerAddress(vec![2, 0, 0, 0, 0, 1]));
+        n.attributes.push(NeighbourAttribute::Vni(42));
+        let neighs = vec![roundtrip(&n).1];
+
+        let l = fuzz::<LinkMessage, _>(0x9e37_79b9_7f4a_7c15, 16, &links, Link::from_message, parse_link);
+        let a = fuzz::<AddressMessage, _>(0xdead_beef_cafe_f00d, 8, &addrs, Address::from_message, parse_address);
+        let r = fuzz::<RouteMessage, _>(0x0123_4567_89ab_cdef, 12, &routes, Route::from_message, parse_route);
+        let n = fuzz::<NeighbourMessage, _>(0xfeed_face_1234_5678, 12, &neighs, Neighbor::from_message, parse_neighbor);
+        report("link", &l);
+        report("address", &a);
+        report("route", &r);
+        report("neighbour", &n);
+        eprintln!("library panics: link {}, address {}, route {}, neighbour {}", l.len(), a.len(), r.len(), n.len());
+    }
+}
