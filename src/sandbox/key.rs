@@ -3,7 +3,7 @@
 //! A key is the absolute path of the pin file. Keys made by [`generate_key`] always sit directly
 //! under [`base_path`]; ids that could escape it are rejected.
 
-use std::path::{Component, Path, PathBuf};
+use std::path::{Path, PathBuf};
 
 use parking_lot::RwLock;
 
@@ -69,7 +69,8 @@ fn check_components(p: &Path) -> Result<()> {
     if s.contains('\0') {
         return Err(Error::InvalidKey { key: s.into_owned(), reason: "contains NUL" });
     }
-    if p.components().any(|c| matches!(c, Component::ParentDir | Component::CurDir)) {
+    // Path::components() hides interior "." segments, so look at the raw segments.
+    if s.split('/').any(|seg| seg == "." || seg == "..") {
         return Err(Error::InvalidKey { key: s.into_owned(), reason: "contains '.' or '..' components" });
     }
     Ok(())

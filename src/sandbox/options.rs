@@ -174,7 +174,10 @@ impl NeighOptions {
             validate::ifname(n)?;
         }
         if self.family == NeighFamily::Bridge && self.link_name.is_none() {
-            return Err(Error::InvalidArgument { op: "neighbor options", reason: "an fdb entry needs link_name".into() });
+            return Err(Error::InvalidArgument {
+                op: "neighbor options",
+                reason: "an fdb entry needs link_name".into(),
+            });
         }
         Ok(())
     }
@@ -206,9 +209,10 @@ impl StaticRoute {
             validate::ifname(i)?;
         }
         match self.gateway {
-            None if self.interface.is_none() => {
-                Err(Error::InvalidArgument { op: "static route", reason: format!("{} needs a gateway or an interface", self.dst) })
-            }
+            None if self.interface.is_none() => Err(Error::InvalidArgument {
+                op: "static route",
+                reason: format!("{} needs a gateway or an interface", self.dst),
+            }),
             Some(g) if g.is_ipv4() != self.dst.addr().is_ipv4() => Err(Error::InvalidArgument {
                 op: "static route",
                 reason: format!("gateway {g} and destination {} differ in family", self.dst),
