@@ -63,7 +63,12 @@ pub enum Error {
     Kernel(#[from] KernelError),
     /// A system call outside netlink failed (mount, setns, open, ...).
     #[error("{op} {object}: {source}")]
-    Os { op: &'static str, object: String, #[source] source: io::Error },
+    Os {
+        op: &'static str,
+        object: String,
+        #[source]
+        source: io::Error,
+    },
     /// The kernel's reply did not follow the netlink protocol (bad length, wrong sequence, ...).
     #[error("netlink protocol error during {op}: {detail}")]
     Protocol { op: &'static str, detail: String },

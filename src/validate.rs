@@ -70,7 +70,8 @@ pub fn parse_mac(input: &str) -> Result<[u8; 6]> {
 /// Checks a MAC given as bytes: 6 bytes, not multicast, not all zero.
 pub fn mac_bytes(mac: &[u8]) -> Result<[u8; 6]> {
     let text = format_mac(mac);
-    let arr: [u8; 6] = mac.try_into().map_err(|_| Error::InvalidMac { input: text.clone(), reason: "length is not 6 bytes" })?;
+    let arr: [u8; 6] =
+        mac.try_into().map_err(|_| Error::InvalidMac { input: text.clone(), reason: "length is not 6 bytes" })?;
     if arr == [0; 6] {
         return Err(Error::InvalidMac { input: text, reason: "all zero" });
     }
@@ -96,9 +97,7 @@ pub fn parse_cidr(input: &str) -> Result<IpNet> {
 
 /// Parses a bare IP address.
 pub fn parse_ip(input: &str) -> Result<IpAddr> {
-    input
-        .parse()
-        .map_err(|_| Error::InvalidAddress { input: input.to_owned(), reason: "not an IP address".into() })
+    input.parse().map_err(|_| Error::InvalidAddress { input: input.to_owned(), reason: "not an IP address".into() })
 }
 
 /// Rejects addresses that can never be assigned to an interface as a host address.
