@@ -130,8 +130,7 @@ fn from_name_opens_run_netns_pin() {
         let name = format!("netsandbox-test-{}", std::process::id());
         let pin = Path::new(netns::NETNS_RUN_DIR).join(&name);
         let run_netns_existed = Path::new(netns::NETNS_RUN_DIR).exists();
-        let _g = PinGuard(pin.clone());
-        // Only /run/netns itself may be made a shared mount (as iproute2 does); release it after.
+        // Undo everything we did to /run/netns; declared first so it runs after the pin is gone.
         struct Release(bool);
         impl Drop for Release {
             fn drop(&mut self) {
@@ -142,9 +141,11 @@ fn from_name_opens_run_netns_pin() {
             }
         }
         let _r = Release(run_netns_existed);
+        let _g = PinGuard(pin.clone());
         let ns = netns::create_pinned(&pin).unwrap();
         let by_name = NetNs::from_name(&name).unwrap();
         assert!(by_name.same_as(&ns).unwrap());
+        assert_eq!(by_name.label(), pin.display().to_string());
     });
 }
 
@@ -283,5 +284,51 @@ fn failed_create_leaves_nothing() {
         let err = netns::create_pinned(&file.join("ns")).unwrap_err();
         assert!(matches!(err, Error::Os { .. }), "{err:?}");
         assert!(matches!(netns::create_pinned(Path::new("ns")), Err(Error::InvalidArgument { .. })));
+    });
+}
+
+#[test]
+fn ns_guard_switches_back() {
+    let _serial = serial();
+    in_private_netns(|| {
+        let host = thread_netns_inode();
+        let ns = NetNs::new_unpinned().unwrap();
+        {
+            let _guard = netns::NsGuard::enter(&ns).unwrap();
+            assert_eq!(thread_netns_inode(), ns.inode().unwrap());
+        }
+        assert_eq!(thread_netns_inode(), host);
+        // Unwinding through the guard also switches back.
+        let r = std::panic::catch_unwind(|| {
+            let _guard = netns::NsGuard::enter(&ns).unwrap();
+            panic!("inside");
+        });
+        assert!(r.is_err());
+        assert_eq!(thread_netns_inode(), host);
+    });
+}
+
+#[test]
+fn every_handle_is_cloexec() {
+    use nix::fcntl::{FcntlArg, FdFlag, fcntl};
+    let _serial = serial();
+    in_private_netns(|| {
+        let base = TempBase::new("cloexec");
+        let pin = base.path().join("ns");
+        let _g = PinGuard(pin.clone());
+        let mut child = ChildGuard(std::process::Command::new("sleep").arg("1000").spawn().unwrap());
+        let handles = vec![
+            NetNs::current().unwrap(),
+            NetNs::new_unpinned().unwrap(),
+            netns::create_pinned(&pin).unwrap(),
+            NetNs::from_path(&pin).unwrap(),
+            NetNs::from_pid(child.0.id() as i32).unwrap(),
+            NetNs::current().unwrap().try_clone().unwrap(),
+        ];
+        for h in &handles {
+            let flags = FdFlag::from_bits_truncate(fcntl(h.as_fd(), FcntlArg::F_GETFD).unwrap());
+            assert!(flags.contains(FdFlag::FD_CLOEXEC), "{}", h.label());
+        }
+        child.0.kill().unwrap();
     });
 }

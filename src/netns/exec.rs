@@ -1,5 +1,7 @@
 //! Running code inside a namespace without ever moving the caller's thread.
 
+use std::marker::PhantomData;
+
 use nix::sched::CloneFlags;
 
 use super::handle::{NetNs, panic_message};
@@ -48,4 +50,49 @@ where
     T: Send,
 {
     run_in(ns, f)?
+}
+
+/// Moves the *calling* thread into a namespace until dropped.
+///
+/// Prefer [`run_in`]: it never moves the caller. `NsGuard` exists for code that must run on the
+/// current thread (e.g. it holds thread-bound state).
+///
+/// Guarantees:
+/// - It is `!Send`: it is dropped on the thread it moved, so the switch back applies to that
+///   thread (a guard carried across an `.await` onto another worker cannot compile).
+/// - On drop the thread returns to the namespace it was in when the guard was made. If that
+///   `setns` fails the process is **aborted**: a thread silently left in a foreign namespace would
+///   corrupt unrelated work later (the libnetwork bug), and there is no way to report an error
+///   from `drop` that the caller could not ignore.
+///
+/// Guards must be dropped in reverse order of creation (normal scoping does this).
+///
+/// ```compile_fail
+/// fn need_send<T: Send>() {}
+/// need_send::<netsandbox::netns::NsGuard>();
+/// ```
+#[derive(Debug)]
+pub struct NsGuard {
+    original: NetNs,
+    _not_send: PhantomData<*const ()>,
+}
+
+impl NsGuard {
+    /// Switches the calling thread into `ns`; the returned guard switches it back.
+    pub fn enter(ns: &NetNs) -> Result<NsGuard> {
+        let original = NetNs::current()?;
+        nix::sched::setns(ns, CloneFlags::CLONE_NEWNET).map_err(|e| Error::os("setns", ns.label(), e))?;
+        Ok(NsGuard { original, _not_send: PhantomData })
+    }
+}
+
+impl Drop for NsGuard {
+    fn drop(&mut self) {
+        if let Err(e) = nix::sched::setns(&self.original, CloneFlags::CLONE_NEWNET) {
+            log::error!(
+                "cannot return thread to its network namespace ({e}); aborting rather than run on in the wrong one"
+            );
+            std::process::abort();
+        }
+    }
 }

@@ -92,15 +92,22 @@ impl NetNs {
             }
             Err(e) => return Err(Error::os("get network namespace of", &label, e)),
         }
+        NetNs::from_pid_via_proc(pid, &pidfd)
+    }
+
+    /// Fallback for kernels without `PIDFD_GET_NET_NAMESPACE`: opens `/proc/<pid>/ns/net`, then
+    /// proves through `pidfd` (taken before) that the process it names is still alive, so the
+    /// namespace cannot belong to a process that reused the PID.
+    fn from_pid_via_proc(pid: i32, pidfd: &OwnedFd) -> Result<NetNs> {
+        let label = format!("pid {pid}");
+        let not_found = || Error::NotFound { kind: "process", name: pid.to_string() };
         let path = format!("/proc/{pid}/ns/net");
         let fd = match open_ns_file(Path::new(&path)) {
             Ok(fd) => fd,
             Err(e) if e.is_not_found() => return Err(not_found()),
             Err(e) => return Err(e),
         };
-        // The pidfd pins the identity of the process we meant; if it is still alive now, the
-        // /proc entry we opened was that process's and not a successor's with a reused PID.
-        match sys::pidfd_alive(&pidfd) {
+        match sys::pidfd_alive(pidfd) {
             Ok(()) => Ok(NetNs::from_owned(fd, label)),
             Err(Errno::ESRCH) => Err(not_found()),
             Err(e) => Err(Error::os("pidfd_send_signal", &label, e)),
@@ -212,5 +219,39 @@ pub(crate) fn panic_message(p: &(dyn std::any::Any + Send)) -> String {
         s.clone()
     } else {
         "non-string panic payload".to_owned()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // Read-only use of this process's (the machine's) namespace.
+    #[test]
+    fn proc_fallback_matches_ioctl() {
+        let pid = std::process::id() as i32;
+        let pidfd = sys::pidfd_open(pid).unwrap();
+        let via_proc = NetNs::from_pid_via_proc(pid, &pidfd).unwrap();
+        let via_ioctl = NetNs::from_pid(pid).unwrap();
+        assert!(via_proc.same_as(&via_ioctl).unwrap());
+    }
+
+    #[test]
+    fn proc_fallback_refuses_a_dead_process() {
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let pid = child.id() as i32;
+        let pidfd = sys::pidfd_open(pid).unwrap();
+        child.wait().unwrap();
+        // The PID may now be reused by anyone; the pidfd still names the dead process.
+        assert!(NetNs::from_pid_via_proc(pid, &pidfd).unwrap_err().is_not_found());
+        assert!(matches!(sys::pidfd_net_ns(pidfd.as_fd()), Err(Errno::ESRCH)));
+    }
+
+    #[test]
+    fn names() {
+        assert!(validate_ns_name("ns1").is_ok());
+        for bad in ["", ".", "..", "a/b", "a\0b"] {
+            assert!(validate_ns_name(bad).is_err(), "{bad:?}");
+        }
     }
 }

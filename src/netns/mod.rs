@@ -4,7 +4,8 @@
 //! - [`create_pinned`] / [`unpin`] / [`is_pinned`]: namespaces that outlive their handles, pinned
 //!   by a bind mount under a base directory made shared by [`ensure_shared_base`].
 //! - [`run_in`] / [`run_in_result`]: run a closure inside a namespace on a dedicated thread; the
-//!   caller's thread never changes namespace.
+//!   caller's thread never changes namespace. [`NsGuard`] moves the current thread instead, for
+//!   the rare code that must (it is `!Send` and aborts if it cannot switch back).
 
 mod exec;
 mod handle;
@@ -12,6 +13,6 @@ mod mountinfo;
 mod pin;
 mod sys;
 
-pub use exec::{run_in, run_in_result};
+pub use exec::{NsGuard, run_in, run_in_result};
 pub use handle::{NETNS_RUN_DIR, NetNs};
 pub use pin::{create_pinned, ensure_shared_base, is_pinned, release_base, unpin};
