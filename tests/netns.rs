@@ -332,3 +332,17 @@ fn every_handle_is_cloexec() {
         child.0.kill().unwrap();
     });
 }
+
+#[test]
+fn unpin_never_detaches_other_mounts() {
+    let _serial = serial();
+    in_private_netns(|| {
+        let base = TempBase::new("foreign");
+        let dir = base.path().join("dir");
+        // A self-bind mount point that is not a pin.
+        netns::ensure_shared_base(&dir).unwrap();
+        assert!(netns::unpin(&dir).is_err());
+        assert!(mountinfo_line(&dir).is_some(), "unpin must not detach a non-namespace mount");
+        netns::release_base(&dir).unwrap();
+    });
+}

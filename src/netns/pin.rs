@@ -124,11 +124,17 @@ pub fn create_pinned(path: &Path) -> Result<NetNs> {
 
 /// Removes the pin at `path`: detaches the bind mount(s), then deletes the file.
 ///
-/// Idempotent: a path that is not mounted, or no longer exists, is not an error. The namespace
-/// itself lives on while any handle or process still refers to it.
+/// Idempotent: a path that is not mounted, or no longer exists, is not an error. Only mounts of
+/// network namespace files are detached: a path that is some other mount point is left mounted
+/// and the error from removing it is returned. The namespace itself lives on while any handle or
+/// process still refers to it.
 pub fn unpin(path: &Path) -> Result<()> {
-    // A pin could have been mounted more than once; each umount detaches the top one.
+    // A pin could have been mounted more than once; each umount detaches the top one. Only
+    // namespace files are unmounted, so a wrong path can never detach someone else's mount.
     for _ in 0..16 {
+        if open_ns_file(path).is_err() {
+            break;
+        }
         match nix::mount::umount2(path, MntFlags::MNT_DETACH | MntFlags::UMOUNT_NOFOLLOW) {
             Ok(()) => continue,
             Err(Errno::EINVAL | Errno::ENOENT) => break,
