@@ -1,0 +1,174 @@
+//! Pinning network namespaces by bind mount, without fork or exec.
+
+use std::collections::HashSet;
+use std::fs::OpenOptions;
+use std::io;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+
+use nix::errno::Errno;
+use nix::mount::{MntFlags, MsFlags};
+use nix::sched::CloneFlags;
+use once_cell::sync::Lazy;
+use parking_lot::Mutex;
+
+use super::handle::{NetNs, THREAD_NETNS, open_ns_file, panic_message};
+use super::mountinfo::{self, Mount};
+use crate::error::{Error, Result};
+
+/// Base directories this process bind-mounted onto themselves, so that [`release_base`] undoes
+/// only what [`ensure_shared_base`] did. The lock also serialises the check-then-mount sequence,
+/// so concurrent callers never stack two bind mounts on one base.
+static OUR_BASES: Lazy<Mutex<HashSet<PathBuf>>> = Lazy::new(|| Mutex::new(HashSet::new()));
+
+/// Makes `dir` a mount point with shared propagation, creating it if needed.
+///
+/// If `dir` is not a mount point yet it is bind-mounted onto itself first (remembered so that
+/// [`release_base`] can undo it). Shared propagation means a pin created below `dir` is visible
+/// in, and removed from, every peer mount namespace together; without it a pin copied into
+/// another mount namespace keeps the file busy and `unlink` fails with `EBUSY` (the classic
+/// Docker bug). Idempotent and safe to call from several threads.
+pub fn ensure_shared_base(dir: &Path) -> Result<()> {
+    let mut ours = OUR_BASES.lock();
+    std::fs::create_dir_all(dir).map_err(|e| Error::path("create directory", dir, e))?;
+    let dir = std::fs::canonicalize(dir).map_err(|e| Error::path("resolve directory", dir, e))?;
+    let top = mountinfo::top_mount_at(&dir)?;
+    if top.as_ref().is_some_and(Mount::is_shared) {
+        return Ok(());
+    }
+    let bound_here = top.is_none();
+    if bound_here {
+        nix::mount::mount(Some(&dir), &dir, None::<&str>, MsFlags::MS_BIND, None::<&str>)
+            .map_err(|e| Error::path("bind-mount onto itself", &dir, e))?;
+        log::debug!("bind-mounted {} onto itself", dir.display());
+    }
+    if let Err(e) = nix::mount::mount(None::<&str>, &dir, None::<&str>, MsFlags::MS_SHARED, None::<&str>) {
+        if bound_here {
+            // Leave the directory as we found it.
+            if let Err(u) = nix::mount::umount2(&dir, MntFlags::MNT_DETACH) {
+                log::warn!("could not undo bind mount of {}: {u}", dir.display());
+            }
+        }
+        return Err(Error::path("make mount shared", &dir, e));
+    }
+    if bound_here {
+        ours.insert(dir);
+    }
+    Ok(())
+}
+
+/// Undoes [`ensure_shared_base`]: detaches the self bind mount of `dir` if this process made it.
+///
+/// A base that was already a mount point (ours or someone else's) is left alone. Idempotent:
+/// calling it again, or on a directory that no longer exists, is `Ok`.
+pub fn release_base(dir: &Path) -> Result<()> {
+    let mut ours = OUR_BASES.lock();
+    let dir = std::fs::canonicalize(dir).unwrap_or_else(|_| dir.to_path_buf());
+    if !ours.remove(&dir) {
+        log::debug!("release_base: {} was not bind-mounted by us; nothing to do", dir.display());
+        return Ok(());
+    }
+    match nix::mount::umount2(&dir, MntFlags::MNT_DETACH | MntFlags::UMOUNT_NOFOLLOW) {
+        Ok(()) | Err(Errno::EINVAL | Errno::ENOENT) => Ok(()),
+        Err(e) => {
+            ours.insert(dir.clone());
+            Err(Error::path("unmount base", &dir, e))
+        }
+    }
+}
+
+/// Creates a new network namespace pinned by a bind mount at `path`, and returns a handle on it.
+///
+/// No fork or exec: a short-lived helper thread unshares a new namespace and bind-mounts its
+/// `/proc/thread-self/ns/net` onto `path`; the caller's thread never changes namespace. The parent
+/// directory is prepared with [`ensure_shared_base`]. If `path` exists,
+/// [`Error::AlreadyExists`] is returned and the existing file is untouched. On any other failure
+/// the file and mount are removed again, so nothing is left behind.
+pub fn create_pinned(path: &Path) -> Result<NetNs> {
+    let bad = |reason: &str| Error::InvalidArgument {
+        op: "create namespace pin",
+        reason: format!("{}: {reason}", path.display()),
+    };
+    let parent = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => return Err(bad("no parent directory")),
+    };
+    if path.file_name().is_none() {
+        return Err(bad("no file name"));
+    }
+    ensure_shared_base(parent)?;
+    OpenOptions::new().write(true).create_new(true).mode(0o444).open(path).map_err(|e| match e.kind() {
+        io::ErrorKind::AlreadyExists => {
+            Error::AlreadyExists { kind: "namespace pin", name: path.display().to_string() }
+        }
+        _ => Error::path("create pin file", path, e),
+    })?;
+    let mut cleanup = RemoveOnDrop { path, armed: true };
+    std::thread::scope(|s| {
+        let h = std::thread::Builder::new()
+            .name("netns-pin".into())
+            .spawn_scoped(s, || -> Result<()> {
+                nix::sched::unshare(CloneFlags::CLONE_NEWNET)
+                    .map_err(|e| Error::os("unshare(CLONE_NEWNET)", "helper thread", e))?;
+                nix::mount::mount(Some(THREAD_NETNS), path, None::<&str>, MsFlags::MS_BIND, None::<&str>)
+                    .map_err(|e| Error::path("bind-mount namespace onto", path, e))
+            })
+            .map_err(|e| Error::os("spawn thread", "netns-pin", e))?;
+        h.join().map_err(|p| Error::Panicked { ns: path.display().to_string(), message: panic_message(&*p) })?
+    })?;
+    let fd = open_ns_file(path)?;
+    cleanup.armed = false;
+    log::debug!("pinned new network namespace at {}", path.display());
+    Ok(NetNs::from_owned(fd, path.display().to_string()))
+}
+
+/// Removes the pin at `path`: detaches the bind mount(s), then deletes the file.
+///
+/// Idempotent: a path that is not mounted, or no longer exists, is not an error. Only mounts of
+/// network namespace files are detached: a path that is some other mount point is left mounted
+/// and the error from removing it is returned. The namespace itself lives on while any handle or
+/// process still refers to it.
+pub fn unpin(path: &Path) -> Result<()> {
+    // A pin could have been mounted more than once; each umount detaches the top one. Only
+    // namespace files are unmounted, so a wrong path can never detach someone else's mount.
+    for _ in 0..16 {
+        if open_ns_file(path).is_err() {
+            break;
+        }
+        match nix::mount::umount2(path, MntFlags::MNT_DETACH | MntFlags::UMOUNT_NOFOLLOW) {
+            Ok(()) => continue,
+            Err(Errno::EINVAL | Errno::ENOENT) => break,
+            Err(e) => return Err(Error::path("unmount namespace pin", path, e)),
+        }
+    }
+    match std::fs::remove_file(path) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(Error::path("remove namespace pin", path, e)),
+    }
+}
+
+/// True when `path` is a mount point of an nsfs file that is a network namespace.
+pub fn is_pinned(path: &Path) -> bool {
+    let Ok(canonical) = std::fs::canonicalize(path) else { return false };
+    match mountinfo::top_mount_at(&canonical) {
+        Ok(Some(m)) if m.fstype == "nsfs" => open_ns_file(path).is_ok(),
+        _ => false,
+    }
+}
+
+/// Removes a half-made pin unless disarmed.
+struct RemoveOnDrop<'a> {
+    path: &'a Path,
+    armed: bool,
+}
+
+impl Drop for RemoveOnDrop<'_> {
+    fn drop(&mut self) {
+        if self.armed
+            && let Err(e) = unpin(self.path)
+        {
+            log::warn!("could not clean up failed pin {}: {e}", self.path.display());
+        }
+    }
+}

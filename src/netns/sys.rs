@@ -1,0 +1,45 @@
+//! The few raw system calls nix 0.32 does not wrap. Each wrapper is tiny and returns `Errno`.
+
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
+
+use nix::errno::Errno;
+
+/// `NS_GET_NSTYPE` = `_IO(0xb7, 0x3)` from `<linux/nsfs.h>`.
+const NS_GET_NSTYPE: u32 = 0xb703;
+/// `PIDFD_GET_NET_NAMESPACE` = `_IO(0xFF, 4)` from `<linux/pidfd.h>` (Linux 6.11+).
+const PIDFD_GET_NET_NAMESPACE: u32 = 0xff04;
+
+/// The namespace type (`CLONE_NEW*`) of an nsfs file descriptor.
+pub(crate) fn ns_type(fd: BorrowedFd<'_>) -> Result<i32, Errno> {
+    // SAFETY: NS_GET_NSTYPE takes no argument and only reads the fd, which `BorrowedFd` keeps open.
+    let r = unsafe { libc::ioctl(fd.as_raw_fd(), NS_GET_NSTYPE as _) };
+    Errno::result(r)
+}
+
+/// `pidfd_open(pid, 0)`; the returned fd is always close-on-exec.
+pub(crate) fn pidfd_open(pid: i32) -> Result<OwnedFd, Errno> {
+    // SAFETY: plain syscall with integer arguments; no memory is passed.
+    let r = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
+    let fd = Errno::result(r)?;
+    let fd = i32::try_from(fd).map_err(|_| Errno::EBADF)?;
+    // SAFETY: the kernel just returned this fd to us and nobody else owns it.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// `ioctl(pidfd, PIDFD_GET_NET_NAMESPACE)`: the process's network namespace, opened O_CLOEXEC by
+/// the kernel.
+pub(crate) fn pidfd_net_ns(pidfd: BorrowedFd<'_>) -> Result<OwnedFd, Errno> {
+    // SAFETY: the request takes no argument; `pidfd` is kept open by the borrow.
+    let r = unsafe { libc::ioctl(pidfd.as_raw_fd(), PIDFD_GET_NET_NAMESPACE as _) };
+    let fd = Errno::result(r)?;
+    // SAFETY: the kernel just returned this new fd to us and nobody else owns it.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// `pidfd_send_signal(pidfd, 0, NULL, 0)`: succeeds only while the process is alive.
+pub(crate) fn pidfd_alive(pidfd: impl AsFd) -> Result<(), Errno> {
+    let fd = pidfd.as_fd().as_raw_fd();
+    // SAFETY: signal 0 only checks for existence; a NULL siginfo is allowed by the syscall.
+    let r = unsafe { libc::syscall(libc::SYS_pidfd_send_signal, fd, 0, std::ptr::null::<libc::siginfo_t>(), 0) };
+    Errno::result(r).map(drop)
+}
