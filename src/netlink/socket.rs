@@ -187,6 +187,12 @@ impl Socket {
         })
     }
 
+    /// Opens a socket bound to `ns` for its whole life: it is created on a short-lived thread
+    /// that entered `ns`, so the caller's thread never changes namespace.
+    pub fn open_in(ns: &crate::netns::NetNs) -> Result<Socket> {
+        crate::netns::run_in_result(ns, Socket::open)
+    }
+
     /// Sends one request and waits for its ACK.
     pub fn execute(&self, req: Request) -> Result<()> {
         self.query(req).map(drop)
