@@ -75,6 +75,7 @@ pub struct LinkChange<'fd> {
     up: Option<bool>,
     master: Option<u32>,
     netns: Option<BorrowedFd<'fd>>,
+    alias: Option<String>,
 }
 
 impl<'fd> LinkChange<'fd> {
@@ -105,6 +106,11 @@ impl<'fd> LinkChange<'fd> {
     /// Enslave to the bridge with this index; 0 releases the link from its master.
     pub fn master(mut self, index: u32) -> Self {
         self.master = Some(index);
+        self
+    }
+    /// Set the interface alias (`IFLA_IFALIAS`); an empty string removes it.
+    pub fn alias(mut self, alias: &str) -> Self {
+        self.alias = Some(alias.to_owned());
         self
     }
     /// Move into the namespace behind `fd`.
@@ -150,6 +156,12 @@ impl<'fd> LinkChange<'fd> {
         }
         if let Some(master) = self.master {
             m.attributes.push(LinkAttribute::Controller(master));
+        }
+        if let Some(a) = &self.alias {
+            if a.len() > 255 {
+                return Err(Error::InvalidArgument { op: "set link", reason: "alias longer than 255 bytes".into() });
+            }
+            m.attributes.push(LinkAttribute::IfAlias(a.clone()));
         }
         Ok(Request::new("set link", link.to_string(), 0, RouteNetlinkMessage::SetLink(m)))
     }

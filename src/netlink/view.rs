@@ -134,6 +134,9 @@ pub struct Link {
     pub stats: Option<LinkStats>,
     /// VXLAN network identifier (`IFLA_VXLAN_ID`) of a vxlan device.
     pub vxlan_id: Option<u32>,
+    /// Interface alias (`IFLA_IFALIAS`), a free-form label; netsandbox records a moved link's
+    /// origin name there so it survives an engine restart.
+    pub alias: Option<String>,
 }
 
 impl Link {
@@ -151,10 +154,12 @@ impl Link {
         let mut stats64 = None;
         let mut stats32 = None;
         let mut vxlan_id = None;
+        let mut alias = None;
 
         for attr in &msg.attributes {
             match attr {
                 LinkAttribute::IfName(n) => name = Some(n.clone()),
+                LinkAttribute::IfAlias(a) => alias = Some(a.clone()),
                 LinkAttribute::Address(a) => mac = <[u8; 6]>::try_from(a.as_slice()).ok(),
                 LinkAttribute::Mtu(m) => mtu = Some(*m),
                 LinkAttribute::Controller(m) => master = Some(*m),
@@ -225,6 +230,7 @@ impl Link {
             netnsid,
             stats: stats64.or(stats32),
             vxlan_id,
+            alias,
         })
     }
 }
@@ -263,6 +269,9 @@ pub struct Address {
     pub flags: u32,
     /// Scope (`ifa_scope`, raw `RT_SCOPE_*`).
     pub scope: u8,
+    /// Who made it (`IFA_PROTO`): 1 = kernel loopback, 2 = kernel router advertisement,
+    /// 3 = kernel link-local; `None` when the kernel sent no such attribute (user-added).
+    pub protocol: Option<u8>,
 }
 
 impl Address {
@@ -276,8 +285,10 @@ impl Address {
         let mut address = None;
         let mut label = None;
         let mut flags = None;
+        let mut protocol = None;
         for attr in &msg.attributes {
             match attr {
+                AddressAttribute::Protocol(p) => protocol = Some(u8::from(*p)),
                 AddressAttribute::Local(ip) => local = Some(*ip),
                 AddressAttribute::Address(ip) => address = Some(*ip),
                 AddressAttribute::Label(l) => label = Some(l.clone()),
@@ -307,6 +318,7 @@ impl Address {
             label,
             flags: flags.unwrap_or(u32::from(h.flags.bits())),
             scope: h.scope.into(),
+            protocol,
         })
     }
 
@@ -668,6 +680,7 @@ mod tests {
             netnsid: Some(3),
             stats: None,
             vxlan_id: None,
+            alias: None,
         };
         assert_eq!(Link::from_message(&m), Ok(want.clone()));
         let (back, buf) = roundtrip(&m);
@@ -725,6 +738,7 @@ mod tests {
             netnsid: None,
             stats: None,
             vxlan_id: Some(4097),
+            alias: None,
         };
         assert_eq!(Link::from_message(&m), Ok(want.clone()));
         let (back, buf) = roundtrip(&m);
@@ -853,6 +867,7 @@ mod tests {
             label: Some("tun0".into()),
             flags: IFA_F_PERMANENT,
             scope: RT_SCOPE_UNIVERSE,
+            protocol: None,
         };
         assert_eq!(Address::from_message(&m), Ok(want.clone()));
         let (back, buf) = roundtrip(&m);
@@ -900,6 +915,7 @@ mod tests {
             label: None,
             flags: IFA_F_TENTATIVE | IFA_F_PERMANENT | 0x1_0000,
             scope: RT_SCOPE_LINK,
+            protocol: None,
         };
         assert_eq!(Address::from_message(&m), Ok(want.clone()));
         let (back, buf) = roundtrip(&m);

@@ -85,6 +85,18 @@ pub fn release_base(dir: &Path) -> Result<()> {
 /// [`Error::AlreadyExists`] is returned and the existing file is untouched. On any other failure
 /// the file and mount are removed again, so nothing is left behind.
 pub fn create_pinned(path: &Path) -> Result<NetNs> {
+    create_pinned_with(path, || Ok(())).map(|(ns, ())| ns)
+}
+
+/// Like [`create_pinned`], and also runs `inside` on the helper thread while it is in the new
+/// namespace, returning its value. Saves a second namespace hop for set-up work (opening a
+/// netlink socket bound to the namespace, writing sysctls). If `inside` fails, the pin is
+/// removed again.
+pub fn create_pinned_with<T, F>(path: &Path, inside: F) -> Result<(NetNs, T)>
+where
+    F: FnOnce() -> Result<T> + Send,
+    T: Send,
+{
     let bad = |reason: &str| Error::InvalidArgument {
         op: "create namespace pin",
         reason: format!("{}: {reason}", path.display()),
@@ -104,14 +116,15 @@ pub fn create_pinned(path: &Path) -> Result<NetNs> {
         _ => Error::path("create pin file", path, e),
     })?;
     let mut cleanup = RemoveOnDrop { path, armed: true };
-    std::thread::scope(|s| {
+    let value = std::thread::scope(|s| {
         let h = std::thread::Builder::new()
             .name("netns-pin".into())
-            .spawn_scoped(s, || -> Result<()> {
+            .spawn_scoped(s, || -> Result<T> {
                 nix::sched::unshare(CloneFlags::CLONE_NEWNET)
                     .map_err(|e| Error::os("unshare(CLONE_NEWNET)", "helper thread", e))?;
                 nix::mount::mount(Some(THREAD_NETNS), path, None::<&str>, MsFlags::MS_BIND, None::<&str>)
-                    .map_err(|e| Error::path("bind-mount namespace onto", path, e))
+                    .map_err(|e| Error::path("bind-mount namespace onto", path, e))?;
+                inside()
             })
             .map_err(|e| Error::os("spawn thread", "netns-pin", e))?;
         h.join().map_err(|p| Error::Panicked { ns: path.display().to_string(), message: panic_message(&*p) })?
@@ -119,7 +132,7 @@ pub fn create_pinned(path: &Path) -> Result<NetNs> {
     let fd = open_ns_file(path)?;
     cleanup.armed = false;
     log::debug!("pinned new network namespace at {}", path.display());
-    Ok(NetNs::from_owned(fd, path.display().to_string()))
+    Ok((NetNs::from_owned(fd, path.display().to_string()), value))
 }
 
 /// Removes the pin at `path`: detaches the bind mount(s), then deletes the file.
