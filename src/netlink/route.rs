@@ -29,12 +29,14 @@ pub struct RouteSpec {
     pub table: u32,
     /// Metric.
     pub priority: Option<u32>,
+    /// Who installs it (`rtm_protocol`); `RTPROT_BOOT` (what iproute2 uses) when `None`.
+    pub protocol: Option<u8>,
 }
 
 impl RouteSpec {
     /// A route to `dst` in the main table.
     pub fn new(dst: IpNet) -> Self {
-        RouteSpec { dst: dst.trunc(), gateway: None, oif: None, scope: None, table: RT_TABLE_MAIN, priority: None }
+        RouteSpec { dst: dst.trunc(), gateway: None, oif: None, scope: None, table: RT_TABLE_MAIN, priority: None, protocol: None }
     }
     /// Via a gateway.
     pub fn via(mut self, gw: IpAddr) -> Self {
@@ -84,6 +86,9 @@ impl RouteSpec {
     fn message(&self) -> RouteMessage {
         let mut m = RouteMessage::default();
         set_header(&mut m.header, self.dst.addr().is_ipv6());
+        if let Some(p) = self.protocol {
+            m.header.protocol = RouteProtocol::from(p);
+        }
         m.header.destination_prefix_length = self.dst.prefix_len();
         m.header.scope = RouteScope::from(self.scope.unwrap_or(if self.gateway.is_some() {
             RT_SCOPE_UNIVERSE

@@ -15,4 +15,4 @@ mod sys;
 
 pub use exec::{NsGuard, run_in, run_in_result};
 pub use handle::{NETNS_RUN_DIR, NetNs};
-pub use pin::{create_pinned, create_pinned_with, ensure_shared_base, is_pinned, release_base, unpin};
+pub use pin::{create_pinned, create_pinned_with, ensure_shared_base, is_pinned, pin_existing, release_base, unpin};

@@ -135,6 +135,36 @@ where
     Ok((NetNs::from_owned(fd, path.display().to_string()), value))
 }
 
+/// Pins an existing namespace (e.g. a container's, opened with [`NetNs::from_pid`]) at `path`
+/// by bind-mounting its handle there, so it outlives the process. Same guarantees as
+/// [`create_pinned`]: an existing `path` is [`Error::AlreadyExists`]; on failure nothing is left.
+pub fn pin_existing(ns: &NetNs, path: &Path) -> Result<()> {
+    use std::os::fd::{AsFd, AsRawFd};
+    let parent = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => {
+            return Err(Error::InvalidArgument {
+                op: "pin namespace",
+                reason: format!("{}: no parent directory", path.display()),
+            });
+        }
+    };
+    ensure_shared_base(parent)?;
+    OpenOptions::new().write(true).create_new(true).mode(0o444).open(path).map_err(|e| match e.kind() {
+        io::ErrorKind::AlreadyExists => {
+            Error::AlreadyExists { kind: "namespace pin", name: path.display().to_string() }
+        }
+        _ => Error::path("create pin file", path, e),
+    })?;
+    let mut cleanup = RemoveOnDrop { path, armed: true };
+    // The fd's /proc entry names the namespace; bind-mounting it pins the namespace itself.
+    let src = format!("/proc/thread-self/fd/{}", ns.as_fd().as_raw_fd());
+    nix::mount::mount(Some(src.as_str()), path, None::<&str>, MsFlags::MS_BIND, None::<&str>)
+        .map_err(|e| Error::path("bind-mount namespace onto", path, e))?;
+    cleanup.armed = false;
+    Ok(())
+}
+
 /// Removes the pin at `path`: detaches the bind mount(s), then deletes the file.
 ///
 /// Idempotent: a path that is not mounted, or no longer exists, is not an error. Only mounts of

@@ -1,0 +1,44 @@
+//! The origin ("host") side of sandboxes: the namespace links come from and go back to.
+//!
+//! Every sandbox opened from the same namespace shares one handle and one netlink socket, so a
+//! live sandbox costs one fd for its namespace and one for its own socket, however many exist.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Weak};
+
+use once_cell::sync::Lazy;
+use parking_lot::Mutex;
+
+use crate::error::Result;
+use crate::netlink::Socket;
+use crate::netns::NetNs;
+
+/// The origin namespace and a socket bound to it.
+#[derive(Debug)]
+pub(crate) struct Host {
+    pub(crate) ns: NetNs,
+    pub(crate) sock: Socket,
+}
+
+static HOSTS: Lazy<Mutex<HashMap<u64, Weak<Host>>>> = Lazy::new(|| Mutex::new(HashMap::new()));
+
+impl Host {
+    /// The shared context for the calling thread's current namespace.
+    pub(crate) fn current() -> Result<Arc<Host>> {
+        // We are in it already: no namespace hop needed to open the socket.
+        Self::shared(NetNs::current()?, Socket::open)
+    }
+
+    fn shared(ns: NetNs, open: impl FnOnce() -> Result<Socket>) -> Result<Arc<Host>> {
+        let ino = ns.inode()?;
+        let mut hosts = HOSTS.lock();
+        if let Some(h) = hosts.get(&ino).and_then(Weak::upgrade) {
+            return Ok(h);
+        }
+        let sock = open()?;
+        let h = Arc::new(Host { ns, sock });
+        hosts.retain(|_, w| w.strong_count() > 0);
+        hosts.insert(ino, Arc::downgrade(&h));
+        Ok(h)
+    }
+}

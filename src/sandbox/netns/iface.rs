@@ -1,0 +1,262 @@
+//! Adding and removing interfaces: the move/rename/configure sequence and its rollback.
+
+use std::net::IpAddr;
+use std::os::fd::AsFd;
+
+use ipnet::IpNet;
+use log::{debug, warn};
+
+use super::{Live, NetnsSandbox, RTPROT_NETSANDBOX_IFACE};
+use crate::error::{Error, Result};
+use crate::netlink::addr::{self, AddrOptions};
+use crate::netlink::consts::{RT_TABLE_MAIN, RTPROT_KERNEL};
+use crate::netlink::link::{self, LinkChange, LinkRef, VethPeer};
+use crate::netlink::route::{self, RouteSpec};
+use crate::netlink::view::{Link, LinkKind};
+use crate::netlink::{BatchMode, Request};
+use crate::sandbox::options::IfaceOptions;
+use crate::{sysctl, validate};
+
+/// Alias marking a link the sandbox moved in; the origin name follows.
+pub(super) const ORIGIN_PREFIX: &str = "netsandbox origin=";
+/// Alias marking a link the sandbox created (bridge, veth born inside).
+pub(super) const CREATED: &str = "netsandbox created";
+
+/// Where the interface comes from.
+pub(super) enum Source<'a> {
+    /// An existing link in the origin namespace, moved in.
+    Move(&'a str),
+    /// A new veth pair with this host-side name; the sandbox end is born inside.
+    Veth(&'a str),
+}
+
+/// What a link looked like in its origin namespace, to put it back exactly on failure.
+struct Origin {
+    name: String,
+    mac: Option<[u8; 6]>,
+    mtu: Option<u32>,
+}
+
+pub(super) fn add(sb: &NetnsSandbox, live: &Live, src: Source<'_>, prefix: &str, opts: &IfaceOptions) -> Result<String> {
+    match src {
+        Source::Move(n) if !opts.bridge => validate::ifname(n)?,
+        Source::Veth(n) => validate::ifname(n)?,
+        Source::Move(_) => {}
+    }
+    validate::ifname_prefix(prefix)?;
+    opts.check()?;
+    let _serial = sb.ifaces.lock();
+
+    let links = live.sock.links()?;
+    let name = lowest_free(&links, prefix)?;
+    let master = match &opts.master {
+        Some(m) => {
+            let l = links
+                .iter()
+                .find(|l| &l.name == m)
+                .ok_or_else(|| Error::NotFound { kind: "bridge", name: m.clone() })?;
+            if l.kind != LinkKind::Bridge {
+                return Err(Error::InvalidArgument { op: "add interface", reason: format!("master {m} is not a bridge") });
+            }
+            Some(l.index)
+        }
+        None => None,
+    };
+    if let Some(v4) = opts.address {
+        check_route_conflict(live, &v4)?;
+    }
+
+    // Bring the link in: create it inside, or move it (renamed on the way, in one request).
+    let (index, origin) = match src {
+        _ if opts.bridge => {
+            live.sock.execute(link::create_bridge(&name)?)?;
+            (live.sock.link(LinkRef::Name(&name))?.index, None)
+        }
+        Source::Veth(host_name) => {
+            let peer = VethPeer { name: name.clone(), mac: opts.mac, mtu: opts.mtu, netns: Some(live.ns.as_fd()), ..Default::default() };
+            sb.host.sock.execute(link::create_veth(host_name, opts.mtu, &peer)?).map_err(|e| {
+                if e.is_already_exists() { Error::AlreadyExists { kind: "link", name: host_name.to_owned() } } else { e }
+            })?;
+            let up = LinkChange::new().up(true);
+            if let Err(e) = sb.host.sock.set_link(LinkRef::Name(host_name), &up) {
+                let _ = sb.host.sock.delete_link(LinkRef::Name(host_name));
+                return Err(e);
+            }
+            match live.sock.link(LinkRef::Name(&name)) {
+                Ok(l) => (l.index, None),
+                Err(e) => {
+                    let _ = sb.host.sock.delete_link(LinkRef::Name(host_name));
+                    return Err(e);
+                }
+            }
+        }
+        Source::Move(src_name) => {
+            let l = sb.host.sock.link(LinkRef::Name(src_name))?;
+            let mv = LinkChange::new()
+                .up(false)
+                .netns(live.ns.as_fd())
+                .name(&name)
+                .alias(&format!("{ORIGIN_PREFIX}{src_name}"));
+            sb.host.sock.set_link(LinkRef::Index(l.index), &mv)?;
+            let origin = Origin { name: src_name.to_owned(), mac: l.mac, mtu: l.mtu };
+            match live.sock.link(LinkRef::Name(&name)) {
+                Ok(inside) => (inside.index, Some(origin)),
+                Err(e) => {
+                    warn!("{}: moved {src_name} in but cannot find it as {name}: {e}", sb.key);
+                    return Err(e);
+                }
+            }
+        }
+    };
+
+    match configure(live, index, master, opts, &name, origin.is_none()) {
+        Ok(()) => {
+            debug!("{}: added {name}", sb.key);
+            Ok(name)
+        }
+        Err(e) => {
+            rollback(sb, live, index, &name, origin.as_ref(), &src);
+            Err(e)
+        }
+    }
+}
+
+/// `prefix` + the lowest index not used by a link inside.
+fn lowest_free(links: &[Link], prefix: &str) -> Result<String> {
+    (0..4096)
+        .map(|i| format!("{prefix}{i}"))
+        .find(|n| n.len() <= validate::IFNAME_MAX && !links.iter().any(|l| &l.name == n))
+        .ok_or_else(|| Error::InvalidArgument { op: "add interface", reason: format!("no free name with prefix {prefix}") })
+}
+
+/// libnetwork refuses an IPv4 address whose subnet overlaps an existing route.
+fn check_route_conflict(live: &Live, net: &IpNet) -> Result<()> {
+    let subnet = net.trunc();
+    for r in live.sock.routes(false)? {
+        if r.table != RT_TABLE_MAIN || r.is_default() {
+            continue;
+        }
+        if r.dst.contains(&subnet.network()) || subnet.contains(&r.dst.network()) {
+            return Err(Error::InvalidArgument {
+                op: "add interface",
+                reason: format!("address {net} conflicts with existing route {}", r.dst),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Everything after the link is inside, as one batch: set attributes, addresses, up, routes.
+fn configure(live: &Live, index: u32, master: Option<u32>, opts: &IfaceOptions, name: &str, created: bool) -> Result<()> {
+    let mut change = LinkChange::new();
+    if let Some(mac) = opts.mac {
+        change = change.mac(mac);
+    }
+    if let Some(mtu) = opts.mtu {
+        change = change.mtu(mtu);
+    }
+    if let Some(m) = master {
+        change = change.master(m);
+    }
+    if created {
+        change = change.alias(CREATED);
+    }
+    let mut reqs: Vec<Request> = vec![change.request(LinkRef::Index(index))?];
+    let nodad = AddrOptions { nodad: true, ..Default::default() };
+    if let Some(a) = opts.address {
+        reqs.push(addr::add(index, &a, AddrOptions::default())?);
+    }
+    if let Some(a) = opts.address_ipv6 {
+        reqs.push(addr::add(index, &a, nodad)?);
+    }
+    for ll in &opts.link_local {
+        reqs.push(addr::add(index, ll, if ll.addr().is_ipv6() { nodad } else { AddrOptions::default() })?);
+    }
+    reqs.push(LinkChange::new().up(true).request(LinkRef::Index(index))?);
+    for dst in &opts.routes {
+        let mut r = RouteSpec::new(*dst).dev(index);
+        r.protocol = Some(RTPROT_NETSANDBOX_IFACE);
+        reqs.push(route::add(&r, false)?);
+    }
+    // Stop at the first error: later steps depend on earlier ones, and rollback is simpler.
+    live.sock.batch(&reqs, BatchMode::StopAtFirstError)?.into_result()?;
+    if !opts.sysctls.is_empty() {
+        let keys: Vec<(String, &str)> = opts
+            .sysctls
+            .iter()
+            .map(|(k, v)| {
+                let (fam, rest) = k.split_at(4);
+                (format!("net/{fam}/conf/{name}{}", rest), v.as_str())
+            })
+            .collect();
+        let pairs: Vec<(&str, &str)> = keys.iter().map(|(k, v)| (k.as_str(), *v)).collect();
+        for (k, o) in sysctl::apply(Some(&live.ns), &pairs)? {
+            match o {
+                sysctl::Outcome::Missing => return Err(Error::SysctlMissing { key: k }),
+                sysctl::Outcome::ReadOnly => return Err(Error::SysctlReadOnly { key: k }),
+                _ => {}
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Undoes a failed add: a created link is deleted; a moved one goes back to its origin with its
+/// name, MAC and MTU. Errors are logged: the caller reports the original failure.
+fn rollback(sb: &NetnsSandbox, live: &Live, index: u32, name: &str, origin: Option<&Origin>, src: &Source<'_>) {
+    let result = match (origin, src) {
+        (Some(o), _) => {
+            let mut back = LinkChange::new().up(false).master(0).alias("").name(&o.name).netns(sb.host.ns.as_fd());
+            if let Some(mac) = o.mac {
+                back = back.mac(mac);
+            }
+            if let Some(mtu) = o.mtu {
+                back = back.mtu(mtu);
+            }
+            back.request(LinkRef::Index(index)).and_then(|r| live.sock.execute(r))
+        }
+        (None, Source::Veth(host_name)) => sb.host.sock.delete_link(LinkRef::Name(host_name)),
+        (None, _) => live.sock.delete_link(LinkRef::Index(index)),
+    };
+    match result {
+        Ok(()) => debug!("{}: rolled back {name}", sb.key),
+        Err(e) => warn!("{}: rollback of {name} failed: {e}", sb.key),
+    }
+}
+
+pub(super) fn remove(sb: &NetnsSandbox, live: &Live, name: &str) -> Result<()> {
+    let _serial = sb.ifaces.lock();
+    let l = sb.link(live, name)?;
+    if l.kind == LinkKind::Loopback || l.index == 1 {
+        return Err(Error::InvalidArgument { op: "remove interface", reason: "the loopback cannot be removed".into() });
+    }
+    let origin = l.alias.as_deref().and_then(|a| a.strip_prefix(ORIGIN_PREFIX));
+    match origin {
+        Some(orig) => {
+            // Flush addresses first so the link arrives clean (moving also drops them, but
+            // an explicit flush keeps IPv6 link-local state from lingering).
+            let back = LinkChange::new().up(false).master(0).alias("").name(orig).netns(sb.host.ns.as_fd());
+            live.sock.set_link(LinkRef::Index(l.index), &back)
+        }
+        None if l.alias.as_deref() == Some(CREATED) || l.kind == LinkKind::Bridge => {
+            live.sock.delete_link(LinkRef::Index(l.index))
+        }
+        None => {
+            // Origin unknown (not added by netsandbox): return it under its own name.
+            let back = LinkChange::new().up(false).master(0).netns(sb.host.ns.as_fd());
+            live.sock.set_link(LinkRef::Index(l.index), &back)
+        }
+    }?;
+    debug!("{}: removed {name}", sb.key);
+    Ok(())
+}
+
+/// True for kernel-made routes (subnet routes of addresses, IPv6 link-local, RA).
+pub(super) fn is_kernel_route(protocol: u8) -> bool {
+    protocol == RTPROT_KERNEL || protocol == 9 /* RTPROT_RA */ || protocol == 1 /* redirect */
+}
+
+/// True for IPs the kernel adds on its own to loopback.
+pub(super) fn is_default_loopback(a: &IpNet) -> bool {
+    matches!(a.addr(), IpAddr::V4(v) if v.is_loopback() && a.prefix_len() == 8) || matches!(a.addr(), IpAddr::V6(v) if v.is_loopback())
+}

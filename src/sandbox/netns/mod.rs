@@ -1,0 +1,446 @@
+//! [`NetnsSandbox`]: a sandbox that is a network namespace pinned by a bind mount at its key.
+//!
+//! State lives in the kernel, not in this struct: interfaces, addresses, routes and neighbors
+//! are read back on demand, and what the kernel cannot tell (a moved link's original name) is
+//! recorded on the link itself as its alias. So any process can reopen a key and see exactly
+//! what another built ([`NetnsSandbox::open`], [`Sandbox::restore`]).
+
+mod host;
+mod iface;
+mod read;
+
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use ipnet::IpNet;
+use log::{debug, warn};
+use nix::errno::Errno;
+use parking_lot::{Mutex, RwLock};
+
+use super::info::{InterfaceInfo, SandboxInfo, Statistics, TweakReport};
+use super::key::check_key;
+use super::options::{IfaceOptions, NeighFamily, NeighOptions, SandboxType, StaticRoute};
+use super::Sandbox;
+use crate::error::{Error, Result};
+use crate::netlink::link::{LinkChange, LinkRef};
+use crate::netlink::neigh::NeighSpec;
+use crate::netlink::route::RouteSpec;
+use crate::netlink::view::{Link, LinkKind};
+use crate::netlink::{addr, BatchMode, Socket};
+use crate::netns::{self, NetNs};
+use crate::sysctl::{self, Outcome};
+use crate::validate;
+use host::Host;
+
+/// `rtm_protocol` of routes added for an interface ([`IfaceOptions::routes`]), so `restore`
+/// tells them from static routes.
+pub const RTPROT_NETSANDBOX_IFACE: u8 = 0xb0;
+/// `rtm_protocol` of static routes and gateways added through the sandbox.
+pub const RTPROT_NETSANDBOX: u8 = 0xb1;
+
+/// How a new sandbox is set up.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CreateOptions {
+    /// `Some(false)` disables IPv6 in the sandbox (`net.ipv6.conf.{all,default}.disable_ipv6`);
+    /// `Some(true)` makes sure it is on; `None` leaves the kernel's default. libnetwork always
+    /// disabled it; here it is an explicit choice.
+    pub ipv6: Option<bool>,
+}
+
+/// The IPVS keys libnetwork sets for ingress and load-balancer sandboxes.
+const LB_TWEAKS: [(&str, &str); 3] = [
+    ("net.ipv4.vs.conn_reuse_mode", "0"),
+    ("net.ipv4.vs.expire_nodest_conn", "1"),
+    ("net.ipv4.vs.expire_quiescent_template", "1"),
+];
+
+/// A sandbox backed by a bind-mounted network namespace.
+///
+/// Guarantees: every method is safe to call from many threads; interface additions and removals
+/// are serialized so index allocation never races; a failed `add_interface` leaves neither the
+/// sandbox nor the origin namespace changed; `destroy` is idempotent and leaves no mount, pin
+/// file, fd, or host-side veth of a link inside the sandbox.
+pub struct NetnsSandbox {
+    key: String,
+    path: PathBuf,
+    host: Arc<Host>,
+    live: RwLock<Option<Live>>,
+    /// Serializes changes to the set of interfaces (name allocation, move, rollback).
+    ifaces: Mutex<()>,
+}
+
+/// What an open sandbox holds: its namespace and a netlink socket bound to it.
+struct Live {
+    ns: NetNs,
+    sock: Socket,
+}
+
+impl std::fmt::Debug for NetnsSandbox {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NetnsSandbox").field("key", &self.key).finish_non_exhaustive()
+    }
+}
+
+impl NetnsSandbox {
+    /// Creates a new namespace pinned at `key` (an absolute path, e.g. from
+    /// [`generate_key`](super::generate_key)); the loopback is brought up. The caller's current
+    /// namespace becomes the sandbox's origin: links are moved in from there and back there.
+    /// A key that exists already is [`Error::AlreadyExists`] (the existing sandbox is untouched;
+    /// use [`open`](Self::open) to attach to it).
+    pub fn create(key: &str, opts: &CreateOptions) -> Result<NetnsSandbox> {
+        let path = check_key(key)?;
+        let host = Host::current()?;
+        let (ns, sock) = netns::create_pinned_with(&path, || {
+            // Inside the new namespace: the socket binds here, and sysctls follow the opener.
+            let sock = Socket::open()?;
+            sock.set_link(LinkRef::Index(1), &LinkChange::new().up(true))?;
+            if let Some(on) = opts.ipv6 {
+                let v = if on { "0" } else { "1" };
+                for k in ["net.ipv6.conf.all.disable_ipv6", "net.ipv6.conf.default.disable_ipv6"] {
+                    sysctl::write(None, k, v)?;
+                }
+            }
+            Ok(sock)
+        })?;
+        debug!("created sandbox {key}");
+        Ok(Self::assemble(key, path, host, ns, sock))
+    }
+
+    /// Attaches to an existing pin at `key` (made by this or another process). Nothing in the
+    /// kernel changes. A missing key is [`Error::NotFound`]; a file that is not a network
+    /// namespace is a typed error.
+    pub fn open(key: &str) -> Result<NetnsSandbox> {
+        let path = check_key(key)?;
+        let ns = NetNs::from_path(&path).map_err(|e| match e {
+            Error::NotFound { .. } => Error::NotFound { kind: "sandbox", name: key.to_owned() },
+            e => e,
+        })?;
+        let sock = Socket::open_in(&ns)?;
+        Ok(Self::assemble(key, path, Host::current()?, ns, sock))
+    }
+
+    /// Makes a sandbox of an existing namespace (a container's, given by handle — see
+    /// [`NetNs::from_pid`] and [`NetNs::from_path`]) by pinning it at `key`, as libnetwork's
+    /// external-key sandboxes do.
+    pub fn from_external(key: &str, ns: &NetNs) -> Result<NetnsSandbox> {
+        let path = check_key(key)?;
+        netns::pin_existing(ns, &path)?;
+        let opened = NetNs::from_path(&path).and_then(|ns| Ok((Socket::open_in(&ns)?, ns)));
+        match opened {
+            Ok((sock, ns)) => Ok(Self::assemble(key, path, Host::current()?, ns, sock)),
+            Err(e) => {
+                let _ = netns::unpin(&path);
+                Err(e)
+            }
+        }
+    }
+
+    fn assemble(key: &str, path: PathBuf, host: Arc<Host>, ns: NetNs, sock: Socket) -> NetnsSandbox {
+        NetnsSandbox { key: key.to_owned(), path, host, live: RwLock::new(Some(Live { ns, sock })), ifaces: Mutex::new(()) }
+    }
+
+    /// The namespace handle (for callers that need to run their own code or sockets inside).
+    pub fn with_netns<T>(&self, f: impl FnOnce(&NetNs) -> T) -> Result<T> {
+        let live = self.live()?;
+        Ok(f(&live.as_ref().ok_or_else(|| self.destroyed())?.ns))
+    }
+
+    fn destroyed(&self) -> Error {
+        Error::Destroyed { key: self.key.clone() }
+    }
+
+    fn live(&self) -> Result<parking_lot::RwLockReadGuard<'_, Option<Live>>> {
+        let g = self.live.read();
+        if g.is_none() {
+            return Err(self.destroyed());
+        }
+        Ok(g)
+    }
+
+    /// Runs `f` with the live sandbox, or returns [`Error::Destroyed`].
+    fn with<T>(&self, f: impl FnOnce(&Live) -> Result<T>) -> Result<T> {
+        let g = self.live()?;
+        match g.as_ref() {
+            Some(l) => f(l),
+            None => Err(self.destroyed()),
+        }
+    }
+
+    /// Removes stale entries under `base` after a crash: files that are not a pinned network
+    /// namespace (a create that died half-way) are deleted; pins for which `keep` says false are
+    /// unpinned. Returns the paths removed.
+    pub fn gc(base: &Path, keep: &dyn Fn(&Path) -> bool) -> Result<Vec<PathBuf>> {
+        let mut removed = Vec::new();
+        let entries = match std::fs::read_dir(base) {
+            Ok(e) => e,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(removed),
+            Err(e) => return Err(Error::path("read directory", base, e)),
+        };
+        for entry in entries {
+            let path = entry.map_err(|e| Error::path("read directory", base, e))?.path();
+            let is_file = std::fs::symlink_metadata(&path).is_ok_and(|m| m.file_type().is_file());
+            if !is_file {
+                continue;
+            }
+            if netns::is_pinned(&path) && keep(&path) {
+                continue;
+            }
+            netns::unpin(&path)?;
+            debug!("gc removed {}", path.display());
+            removed.push(path);
+        }
+        Ok(removed)
+    }
+
+    fn link(&self, live: &Live, name: &str) -> Result<Link> {
+        validate::ifname(name)?;
+        live.sock.link(LinkRef::Name(name)).map_err(|e| match e {
+            Error::NotFound { .. } => Error::NotFound { kind: "interface", name: name.to_owned() },
+            e => e,
+        })
+    }
+
+    /// The interface that reaches `ip` inside the sandbox.
+    fn oif_for(&self, live: &Live, ip: IpAddr) -> Result<u32> {
+        live.sock.route_to(ip)?.oif.ok_or_else(|| Error::NotFound { kind: "route to", name: ip.to_string() })
+    }
+
+    fn default_route(gw: IpAddr, oif: u32) -> RouteSpec {
+        let any = if gw.is_ipv4() { IpNet::V4(Default::default()) } else { IpNet::V6(Default::default()) };
+        let mut r = RouteSpec::new(any).via(gw).dev(oif);
+        r.protocol = Some(RTPROT_NETSANDBOX);
+        r
+    }
+
+    fn static_route(&self, live: &Live, route: &StaticRoute) -> Result<RouteSpec> {
+        route.check()?;
+        let oif = match (&route.interface, route.gateway) {
+            (Some(name), _) => self.link(live, name)?.index,
+            (None, Some(gw)) => self.oif_for(live, gw)?,
+            (None, None) => unreachable_route(route)?,
+        };
+        let mut r = RouteSpec::new(route.dst).dev(oif);
+        r.gateway = route.gateway;
+        r.protocol = Some(RTPROT_NETSANDBOX);
+        Ok(r)
+    }
+
+    fn neigh_spec(&self, live: &Live, ip: IpAddr, mac: [u8; 6], opts: &NeighOptions) -> Result<NeighSpec> {
+        let index = match &opts.link_name {
+            Some(n) => {
+                let l = self.link(live, n)?;
+                if opts.family == NeighFamily::Bridge && l.kind != LinkKind::Vxlan {
+                    return Err(Error::InvalidArgument {
+                        op: "add neighbor",
+                        reason: format!("fdb entries go on a vxlan device; {n} is {:?}", l.kind),
+                    });
+                }
+                l.index
+            }
+            None => self.oif_for(live, ip)?,
+        };
+        Ok(match opts.family {
+            NeighFamily::Ip => NeighSpec::arp(index, ip, mac),
+            NeighFamily::Bridge => NeighSpec::fdb(index, mac, Some(ip)),
+        })
+    }
+}
+
+fn unreachable_route(route: &StaticRoute) -> Result<u32> {
+    Err(Error::InvalidArgument { op: "static route", reason: format!("{} needs a gateway or an interface", route.dst) })
+}
+
+/// Maps the kernel's errno for "already there" / "not there" to typed errors about `kind`.
+fn typed(e: Error, kind: &'static str, name: impl std::fmt::Display) -> Error {
+    match e.errno() {
+        Some(Errno::EEXIST) => Error::AlreadyExists { kind, name: name.to_string() },
+        Some(Errno::ESRCH | Errno::ENOENT | Errno::EADDRNOTAVAIL) => Error::NotFound { kind, name: name.to_string() },
+        _ => e,
+    }
+}
+
+impl Sandbox for NetnsSandbox {
+    fn key(&self) -> &str {
+        &self.key
+    }
+
+    fn add_interface(&self, src_name: &str, dst_prefix: &str, opts: &IfaceOptions) -> Result<String> {
+        self.with(|live| iface::add(self, live, iface::Source::Move(src_name), dst_prefix, opts))
+    }
+
+    fn add_veth(&self, host_name: &str, dst_prefix: &str, opts: &IfaceOptions) -> Result<String> {
+        self.with(|live| iface::add(self, live, iface::Source::Veth(host_name), dst_prefix, opts))
+    }
+
+    fn remove_interface(&self, name: &str) -> Result<()> {
+        self.with(|live| iface::remove(self, live, name))
+    }
+
+    fn interfaces(&self) -> Result<Vec<InterfaceInfo>> {
+        self.with(|live| Ok(read::snapshot(live, &self.key)?.interfaces))
+    }
+
+    fn statistics(&self, name: &str) -> Result<Statistics> {
+        self.with(|live| Ok(self.link(live, name)?.stats.unwrap_or_default()))
+    }
+
+    fn set_gateway(&self, gw: IpAddr) -> Result<()> {
+        self.with(|live| {
+            let oif = self.oif_for(live, gw)?;
+            live.sock.add_route(&Self::default_route(gw, oif)).map_err(|e| typed(e, "gateway", gw))
+        })
+    }
+
+    fn unset_gateway(&self, gw: IpAddr) -> Result<()> {
+        self.with(|live| {
+            let any = if gw.is_ipv4() { IpNet::V4(Default::default()) } else { IpNet::V6(Default::default()) };
+            let mut r = RouteSpec::new(any).via(gw);
+            r.oif = None;
+            live.sock.execute(crate::netlink::route::delete(&r)).map_err(|e| typed(e, "gateway", gw))
+        })
+    }
+
+    fn add_static_route(&self, route: &StaticRoute) -> Result<()> {
+        self.with(|live| {
+            let spec = self.static_route(live, route)?;
+            live.sock.add_route(&spec).map_err(|e| typed(e, "route", route.dst))
+        })
+    }
+
+    fn remove_static_route(&self, route: &StaticRoute) -> Result<()> {
+        self.with(|live| {
+            route.check()?;
+            let mut r = RouteSpec::new(route.dst);
+            r.gateway = route.gateway;
+            if let Some(n) = &route.interface {
+                r.oif = Some(self.link(live, n)?.index);
+            }
+            live.sock.execute(crate::netlink::route::delete(&r)).map_err(|e| typed(e, "route", route.dst))
+        })
+    }
+
+    fn add_neighbor(&self, ip: IpAddr, mac: [u8; 6], force: bool, opts: &NeighOptions) -> Result<()> {
+        self.with(|live| {
+            validate::mac_bytes(&mac)?;
+            opts.check()?;
+            let spec = self.neigh_spec(live, ip, mac, opts)?;
+            let name = format!("{ip} lladdr {}", validate::format_mac(&mac));
+            live.sock.add_neighbor(&spec, force).map_err(|e| typed(e, "neighbor", name))
+        })
+    }
+
+    fn delete_neighbor(&self, ip: IpAddr, mac: [u8; 6], os_delete: bool) -> Result<()> {
+        self.with(|live| {
+            let name = format!("{ip} lladdr {}", validate::format_mac(&mac));
+            let found = read::neighbors(live)?
+                .into_iter()
+                .find(|(n, _)| n.ip == ip && n.mac == mac)
+                .ok_or_else(|| Error::NotFound { kind: "neighbor", name: name.clone() })?;
+            if os_delete {
+                live.sock.delete_neighbor(&found.1).map_err(|e| typed(e, "neighbor", name))?;
+            }
+            Ok(())
+        })
+    }
+
+    fn add_alias_ip(&self, ifname: &str, cidr: IpNet) -> Result<()> {
+        self.with(|live| {
+            validate::host_cidr(&cidr)?;
+            let l = self.link(live, ifname)?;
+            let opts = addr::AddrOptions { nodad: cidr.addr().is_ipv6(), ..Default::default() };
+            live.sock.add_address(l.index, &cidr, opts).map_err(|e| typed(e, "address", cidr))
+        })
+    }
+
+    fn remove_alias_ip(&self, ifname: &str, cidr: IpNet) -> Result<()> {
+        self.with(|live| {
+            validate::host_cidr(&cidr)?;
+            let l = self.link(live, ifname)?;
+            live.sock.delete_address(l.index, &cidr).map_err(|e| typed(e, "address", cidr))
+        })
+    }
+
+    fn disable_arp_for_vip(&self, ifname: &str) -> Result<()> {
+        self.with(|live| {
+            self.link(live, ifname)?;
+            let a = format!("net/ipv4/conf/{ifname}/arp_ignore");
+            let b = format!("net/ipv4/conf/{ifname}/arp_announce");
+            for (k, o) in sysctl::apply(Some(&live.ns), &[(&a, "1"), (&b, "2")])? {
+                match o {
+                    Outcome::Missing => return Err(Error::SysctlMissing { key: k }),
+                    Outcome::ReadOnly => return Err(Error::SysctlReadOnly { key: k }),
+                    _ => {}
+                }
+            }
+            Ok(())
+        })
+    }
+
+    fn apply_os_tweaks(&self, types: &[SandboxType]) -> Result<TweakReport> {
+        self.with(|live| {
+            let mut report = TweakReport::default();
+            if types.is_empty() {
+                return Ok(report);
+            }
+            for (k, o) in sysctl::apply(Some(&live.ns), &LB_TWEAKS)? {
+                match o {
+                    Outcome::Written { .. } => report.written.push(k),
+                    Outcome::Unchanged => report.unchanged.push(k),
+                    Outcome::Missing => {
+                        warn!("sandbox {}: sysctl {k} not present on this kernel (no IPVS?); skipped", self.key);
+                        report.missing.push(k);
+                    }
+                    Outcome::ReadOnly => {
+                        warn!("sandbox {}: sysctl {k} is read-only; skipped", self.key);
+                        report.read_only.push(k);
+                    }
+                }
+            }
+            Ok(report)
+        })
+    }
+
+    fn invoke_boxed(&self, f: Box<dyn FnOnce() + Send + '_>) -> Result<()> {
+        self.with(|live| netns::run_in(&live.ns, f))
+    }
+
+    fn restore(&self) -> Result<()> {
+        // The view is the kernel's: check that it can be read in full.
+        self.with(|live| read::snapshot(live, &self.key).map(drop))
+    }
+
+    fn info(&self) -> Result<SandboxInfo> {
+        self.with(|live| read::snapshot(live, &self.key))
+    }
+
+    fn destroy(&self) -> Result<()> {
+        let _ifaces = self.ifaces.lock();
+        let Some(live) = self.live.write().take() else {
+            return Ok(());
+        };
+        // Delete links inside first: a veth's host end then disappears at once instead of when
+        // the kernel gets round to cleaning up the namespace.
+        if let Ok(links) = live.sock.links() {
+            let reqs: Vec<_> = links
+                .iter()
+                .filter(|l| l.kind != LinkKind::Loopback && l.name != "lo")
+                .filter_map(|l| crate::netlink::link::delete(LinkRef::Index(l.index)).ok())
+                .collect();
+            if !reqs.is_empty() {
+                match live.sock.batch(&reqs, BatchMode::Continue) {
+                    Ok(r) => {
+                        if let Some((i, e)) = r.first_error() {
+                            debug!("destroy {}: link {i} not deleted ({e}); it goes with the namespace", self.key);
+                        }
+                    }
+                    Err(e) => debug!("destroy {}: {e}", self.key),
+                }
+            }
+        }
+        drop(live);
+        netns::unpin(&self.path)?;
+        debug!("destroyed sandbox {}", self.key);
+        Ok(())
+    }
+}
