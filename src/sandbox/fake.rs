@@ -252,7 +252,6 @@ impl State {
     }
 
     /// Inserts an interface planned with [`State::plan`].
-    #[allow(clippy::too_many_arguments)]
     fn insert(
         &mut self,
         name: &str,
