@@ -4,11 +4,13 @@
 //!
 //! Every method is synchronous and thread-safe; a sandbox can be shared as `Arc<dyn Sandbox>`.
 
+mod fake;
 mod info;
 mod key;
 mod netns;
 mod options;
 
+pub use fake::FakeSandbox;
 pub use info::{InterfaceInfo, NeighborInfo, SandboxInfo, Statistics, TweakReport};
 pub use key::{DEFAULT_ROOT, base_path, check_key, generate_key, set_base_path};
 pub use netns::{CreateOptions, NetnsSandbox, RTPROT_NETSANDBOX, RTPROT_NETSANDBOX_IFACE};

@@ -95,3 +95,5 @@ fn run(cmd: &str, args: &[&str]) -> String {
     assert!(out.status.success(), "{cmd} {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
+
+pub mod table;
