@@ -40,4 +40,3 @@ fn no_fd_or_mount_leak_over_cycles() {
         w.destroy().unwrap();
     });
 }
-

@@ -155,7 +155,9 @@ fn failed_configuration_rolls_back_the_move() {
         // An interface route whose destination exists already: the kernel refuses it after the move.
         sb.add_interface("", "br", &IfaceOptions::new().bridge(true).routes(vec![net("203.0.113.0/24")])).unwrap();
         let before = sb.info().unwrap();
-        let e = sb.add_interface("vc0", "eth", &IfaceOptions::new().mac(MAC_A).routes(vec![net("203.0.113.0/24")])).unwrap_err();
+        let e = sb
+            .add_interface("vc0", "eth", &IfaceOptions::new().mac(MAC_A).routes(vec![net("203.0.113.0/24")]))
+            .unwrap_err();
         assert!(e.is_already_exists(), "{e}");
         let back = s.link(LinkRef::Name("vc0")).expect("link returned to its origin");
         assert_eq!(back.mac, orig.mac, "original MAC restored");
@@ -249,7 +251,9 @@ fn traffic_between_two_sandboxes_on_a_bridge() {
         let a = NetnsSandbox::create(&key(&base, "a"), &CreateOptions::default()).unwrap();
         let b = NetnsSandbox::create(&key(&base, "b"), &CreateOptions::default()).unwrap();
         for (sb, hn, i) in [(&a, "vha", 2), (&b, "vhb", 3)] {
-            let o = IfaceOptions::new().address(net(&format!("198.18.0.{i}/16"))).address_ipv6(net(&format!("2001:db8::{i}/64")));
+            let o = IfaceOptions::new()
+                .address(net(&format!("198.18.0.{i}/16")))
+                .address_ipv6(net(&format!("2001:db8::{i}/64")));
             sb.add_veth(hn, "eth", &o).unwrap();
             host.set_link(LinkRef::Name(hn), &LinkChange::new().master(br)).unwrap();
         }
@@ -271,10 +275,18 @@ fn gateways_routes_neighbors_and_restore_round_trip() {
         let k = key(&base, "r");
         let sb = NetnsSandbox::create(&k, &CreateOptions::default()).unwrap();
         host_veth("vh0", "vc0");
-        sb.add_interface("vc0", "eth", &IfaceOptions::new().address(net("198.18.0.2/16")).address_ipv6(net("2001:db8::2/64")))
-            .unwrap();
-        sb.add_veth("vh1", "eth", &IfaceOptions::new().address(net("198.51.100.2/24")).address_ipv6(net("2001:db8:1::2/64")))
-            .unwrap();
+        sb.add_interface(
+            "vc0",
+            "eth",
+            &IfaceOptions::new().address(net("198.18.0.2/16")).address_ipv6(net("2001:db8::2/64")),
+        )
+        .unwrap();
+        sb.add_veth(
+            "vh1",
+            "eth",
+            &IfaceOptions::new().address(net("198.51.100.2/24")).address_ipv6(net("2001:db8:1::2/64")),
+        )
+        .unwrap();
         sb.set_gateway(addr("198.18.255.254")).unwrap();
         sb.set_gateway(addr("2001:db8::ffff")).unwrap();
         let e = sb.set_gateway(addr("198.18.255.253")).unwrap_err();
@@ -377,7 +389,13 @@ fn overlay_traffic_across_vxlan() {
             let u = s.link(LinkRef::Name(&format!("u{i}")))?.index;
             s.add_address(u, &net(&format!("192.0.2.{i}/24")), Default::default())?;
             s.set_link(LinkRef::Index(u), &LinkChange::new().up(true))?;
-            let vx = Vxlan { vni: 4242, local: Some(addr(&format!("192.0.2.{i}"))), port: 4789, underlay: Some(u), learning: false };
+            let vx = Vxlan {
+                vni: 4242,
+                local: Some(addr(&format!("192.0.2.{i}"))),
+                port: 4789,
+                underlay: Some(u),
+                learning: false,
+            };
             s.execute(link::create_vxlan(&format!("vx{i}"), &vx)?)?;
             let sb = NetnsSandbox::create(&key, &CreateOptions::default())?;
             let o = IfaceOptions::new().address(net(&format!("198.51.100.{i}/24"))).mac(vx_mac(i)).mtu(1450);
@@ -399,8 +417,13 @@ fn overlay_traffic_across_vxlan() {
         let vtep = addr(&format!("192.0.2.{peer}"));
         let fdb = NeighOptions::new().link_name("vxlan0").family(NeighFamily::Bridge);
         sb.add_neighbor(vtep, vx_mac(peer), false, &fdb).unwrap();
-        sb.add_neighbor(addr(&format!("198.51.100.{peer}")), vx_mac(peer), false, &NeighOptions::new().link_name("vxlan0"))
-            .unwrap();
+        sb.add_neighbor(
+            addr(&format!("198.51.100.{peer}")),
+            vx_mac(peer),
+            false,
+            &NeighOptions::new().link_name("vxlan0"),
+        )
+        .unwrap();
     }
     let fdb = s1.invoke(|| common::bridge(&["fdb", "show", "dev", "vxlan0"])).unwrap();
     let line = fdb.lines().find(|l| l.contains("02:42:c6:33:00:02 dst 192.0.2.2")).unwrap_or_else(|| panic!("{fdb}"));

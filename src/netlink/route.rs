@@ -36,7 +36,15 @@ pub struct RouteSpec {
 impl RouteSpec {
     /// A route to `dst` in the main table.
     pub fn new(dst: IpNet) -> Self {
-        RouteSpec { dst: dst.trunc(), gateway: None, oif: None, scope: None, table: RT_TABLE_MAIN, priority: None, protocol: None }
+        RouteSpec {
+            dst: dst.trunc(),
+            gateway: None,
+            oif: None,
+            scope: None,
+            table: RT_TABLE_MAIN,
+            priority: None,
+            protocol: None,
+        }
     }
     /// Via a gateway.
     pub fn via(mut self, gw: IpAddr) -> Self {

@@ -37,7 +37,13 @@ struct Origin {
     mtu: Option<u32>,
 }
 
-pub(super) fn add(sb: &NetnsSandbox, live: &Live, src: Source<'_>, prefix: &str, opts: &IfaceOptions) -> Result<String> {
+pub(super) fn add(
+    sb: &NetnsSandbox,
+    live: &Live,
+    src: Source<'_>,
+    prefix: &str,
+    opts: &IfaceOptions,
+) -> Result<String> {
     match src {
         Source::Move(n) if !opts.bridge => validate::ifname(n)?,
         Source::Veth(n) => validate::ifname(n)?,
@@ -56,7 +62,10 @@ pub(super) fn add(sb: &NetnsSandbox, live: &Live, src: Source<'_>, prefix: &str,
                 .find(|l| &l.name == m)
                 .ok_or_else(|| Error::NotFound { kind: "bridge", name: m.clone() })?;
             if l.kind != LinkKind::Bridge {
-                return Err(Error::InvalidArgument { op: "add interface", reason: format!("master {m} is not a bridge") });
+                return Err(Error::InvalidArgument {
+                    op: "add interface",
+                    reason: format!("master {m} is not a bridge"),
+                });
             }
             Some(l.index)
         }
@@ -73,9 +82,19 @@ pub(super) fn add(sb: &NetnsSandbox, live: &Live, src: Source<'_>, prefix: &str,
             (live.sock.link(LinkRef::Name(&name))?.index, None)
         }
         Source::Veth(host_name) => {
-            let peer = VethPeer { name: name.clone(), mac: opts.mac, mtu: opts.mtu, netns: Some(live.ns.as_fd()), ..Default::default() };
+            let peer = VethPeer {
+                name: name.clone(),
+                mac: opts.mac,
+                mtu: opts.mtu,
+                netns: Some(live.ns.as_fd()),
+                ..Default::default()
+            };
             sb.host.sock.execute(link::create_veth(host_name, opts.mtu, &peer)?).map_err(|e| {
-                if e.is_already_exists() { Error::AlreadyExists { kind: "link", name: host_name.to_owned() } } else { e }
+                if e.is_already_exists() {
+                    Error::AlreadyExists { kind: "link", name: host_name.to_owned() }
+                } else {
+                    e
+                }
             })?;
             let up = LinkChange::new().up(true);
             if let Err(e) = sb.host.sock.set_link(LinkRef::Name(host_name), &up) {
@@ -126,7 +145,10 @@ fn lowest_free(links: &[Link], prefix: &str) -> Result<String> {
     (0..4096)
         .map(|i| format!("{prefix}{i}"))
         .find(|n| n.len() <= validate::IFNAME_MAX && !links.iter().any(|l| &l.name == n))
-        .ok_or_else(|| Error::InvalidArgument { op: "add interface", reason: format!("no free name with prefix {prefix}") })
+        .ok_or_else(|| Error::InvalidArgument {
+            op: "add interface",
+            reason: format!("no free name with prefix {prefix}"),
+        })
 }
 
 /// libnetwork refuses an IPv4 address whose subnet overlaps an existing route.
@@ -147,7 +169,14 @@ fn check_route_conflict(live: &Live, net: &IpNet) -> Result<()> {
 }
 
 /// Everything after the link is inside, as one batch: set attributes, addresses, up, routes.
-fn configure(live: &Live, index: u32, master: Option<u32>, opts: &IfaceOptions, name: &str, created: bool) -> Result<()> {
+fn configure(
+    live: &Live,
+    index: u32,
+    master: Option<u32>,
+    opts: &IfaceOptions,
+    name: &str,
+    created: bool,
+) -> Result<()> {
     let mut change = LinkChange::new();
     if let Some(mac) = opts.mac {
         change = change.mac(mac);
@@ -258,5 +287,6 @@ pub(super) fn is_kernel_route(protocol: u8) -> bool {
 
 /// True for IPs the kernel adds on its own to loopback.
 pub(super) fn is_default_loopback(a: &IpNet) -> bool {
-    matches!(a.addr(), IpAddr::V4(v) if v.is_loopback() && a.prefix_len() == 8) || matches!(a.addr(), IpAddr::V6(v) if v.is_loopback())
+    matches!(a.addr(), IpAddr::V4(v) if v.is_loopback() && a.prefix_len() == 8)
+        || matches!(a.addr(), IpAddr::V6(v) if v.is_loopback())
 }

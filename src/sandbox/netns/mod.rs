@@ -18,16 +18,16 @@ use log::{debug, warn};
 use nix::errno::Errno;
 use parking_lot::{Mutex, RwLock};
 
+use super::Sandbox;
 use super::info::{InterfaceInfo, SandboxInfo, Statistics, TweakReport};
 use super::key::check_key;
 use super::options::{IfaceOptions, NeighFamily, NeighOptions, SandboxType, StaticRoute};
-use super::Sandbox;
 use crate::error::{Error, Result};
 use crate::netlink::link::{LinkChange, LinkRef};
 use crate::netlink::neigh::NeighSpec;
 use crate::netlink::route::RouteSpec;
 use crate::netlink::view::{Link, LinkKind};
-use crate::netlink::{addr, BatchMode, Socket};
+use crate::netlink::{BatchMode, Socket, addr};
 use crate::netns::{self, NetNs};
 use crate::sysctl::{self, Outcome};
 use crate::validate;
@@ -137,7 +137,13 @@ impl NetnsSandbox {
     }
 
     fn assemble(key: &str, path: PathBuf, host: Arc<Host>, ns: NetNs, sock: Socket) -> NetnsSandbox {
-        NetnsSandbox { key: key.to_owned(), path, host, live: RwLock::new(Some(Live { ns, sock })), ifaces: Mutex::new(()) }
+        NetnsSandbox {
+            key: key.to_owned(),
+            path,
+            host,
+            live: RwLock::new(Some(Live { ns, sock })),
+            ifaces: Mutex::new(()),
+        }
     }
 
     /// The namespace handle (for callers that need to run their own code or sockets inside).

@@ -80,7 +80,11 @@ pub(super) fn snapshot(live: &Live, key: &str) -> Result<SandboxInfo> {
         info.static_routes.push(StaticRoute {
             dst: r.dst,
             gateway: r.gateway,
-            interface: if r.gateway.is_none() { r.oif.and_then(|o| names.get(&o)).map(|s| (*s).to_owned()) } else { None },
+            interface: if r.gateway.is_none() {
+                r.oif.and_then(|o| names.get(&o)).map(|s| (*s).to_owned())
+            } else {
+                None
+            },
         });
     }
     info.static_routes.sort();
