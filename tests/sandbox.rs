@@ -466,3 +466,113 @@ fn external_namespace_by_pid() {
         sb.destroy().unwrap();
     });
 }
+
+/// Forwards to a sandbox, and records `info()` and the host's links just before the first
+/// `destroy`, so the bad-input table can prove that no failed call changed anything.
+struct SnapshotBeforeDestroy<'a> {
+    inner: &'a NetnsSandbox,
+    before_destroy: parking_lot::Mutex<Option<(netsandbox::sandbox::SandboxInfo, String)>>,
+}
+
+impl Sandbox for SnapshotBeforeDestroy<'_> {
+    fn key(&self) -> &str {
+        self.inner.key()
+    }
+    fn add_interface(&self, s: &str, p: &str, o: &IfaceOptions) -> netsandbox::Result<String> {
+        self.inner.add_interface(s, p, o)
+    }
+    fn add_veth(&self, h: &str, p: &str, o: &IfaceOptions) -> netsandbox::Result<String> {
+        self.inner.add_veth(h, p, o)
+    }
+    fn remove_interface(&self, n: &str) -> netsandbox::Result<()> {
+        self.inner.remove_interface(n)
+    }
+    fn interfaces(&self) -> netsandbox::Result<Vec<netsandbox::sandbox::InterfaceInfo>> {
+        self.inner.interfaces()
+    }
+    fn statistics(&self, n: &str) -> netsandbox::Result<netsandbox::sandbox::Statistics> {
+        self.inner.statistics(n)
+    }
+    fn set_gateway(&self, g: IpAddr) -> netsandbox::Result<()> {
+        self.inner.set_gateway(g)
+    }
+    fn unset_gateway(&self, g: IpAddr) -> netsandbox::Result<()> {
+        self.inner.unset_gateway(g)
+    }
+    fn add_static_route(&self, r: &StaticRoute) -> netsandbox::Result<()> {
+        self.inner.add_static_route(r)
+    }
+    fn remove_static_route(&self, r: &StaticRoute) -> netsandbox::Result<()> {
+        self.inner.remove_static_route(r)
+    }
+    fn add_neighbor(&self, i: IpAddr, m: [u8; 6], f: bool, o: &NeighOptions) -> netsandbox::Result<()> {
+        self.inner.add_neighbor(i, m, f, o)
+    }
+    fn delete_neighbor(&self, i: IpAddr, m: [u8; 6], d: bool) -> netsandbox::Result<()> {
+        self.inner.delete_neighbor(i, m, d)
+    }
+    fn add_alias_ip(&self, n: &str, c: IpNet) -> netsandbox::Result<()> {
+        self.inner.add_alias_ip(n, c)
+    }
+    fn remove_alias_ip(&self, n: &str, c: IpNet) -> netsandbox::Result<()> {
+        self.inner.remove_alias_ip(n, c)
+    }
+    fn disable_arp_for_vip(&self, n: &str) -> netsandbox::Result<()> {
+        self.inner.disable_arp_for_vip(n)
+    }
+    fn apply_os_tweaks(&self, t: &[SandboxType]) -> netsandbox::Result<netsandbox::sandbox::TweakReport> {
+        self.inner.apply_os_tweaks(t)
+    }
+    fn invoke_boxed(&self, f: Box<dyn FnOnce() + Send + '_>) -> netsandbox::Result<()> {
+        self.inner.invoke_boxed(f)
+    }
+    fn restore(&self) -> netsandbox::Result<()> {
+        self.inner.restore()
+    }
+    fn info(&self) -> netsandbox::Result<netsandbox::sandbox::SandboxInfo> {
+        self.inner.info()
+    }
+    fn destroy(&self) -> netsandbox::Result<()> {
+        let mut snap = self.before_destroy.lock();
+        if snap.is_none()
+            && let Ok(info) = self.inner.info()
+        {
+            *snap = Some((info, ip(&["-o", "link", "show"])));
+        }
+        self.inner.destroy()
+    }
+}
+
+/// Strips counters and other volatile bits from `ip -o link` so dumps compare.
+fn link_names(dump: &str) -> Vec<String> {
+    let mut v: Vec<String> = dump.lines().filter_map(|l| l.split(':').nth(1).map(|s| s.trim().to_owned())).collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn bad_input_table_matches_the_fake_and_changes_nothing() {
+    in_private_netns(|| {
+        let base = TempBase::new("sbx-table");
+        let sb = NetnsSandbox::create(&key(&base, "t"), &CreateOptions::default()).unwrap();
+        host_veth("vh0", "vc0");
+        host_veth("vh-table", "vh-peer");
+        sb.add_interface(
+            "vc0",
+            "eth",
+            &IfaceOptions::new().address(net("198.18.0.2/16")).address_ipv6(net("2001:db8::2/64")),
+        )
+        .unwrap();
+        let info_before = sb.info().unwrap();
+        let host_before = ip(&["-o", "link", "show"]);
+        let proxy = SnapshotBeforeDestroy { inner: &sb, before_destroy: parking_lot::Mutex::new(None) };
+        let got = common::table::bad_input_table(&proxy, "vh-table");
+        let got: Vec<(&str, &str)> = got.iter().map(|(c, o)| (*c, o.as_str())).collect();
+        assert_eq!(got, common::table::EXPECTED, "the netns sandbox and the fake disagree");
+        let (info_at_destroy, host_at_destroy) =
+            proxy.before_destroy.lock().take().expect("table destroys the sandbox");
+        assert_eq!(info_at_destroy, info_before, "a failed call changed the sandbox");
+        assert_eq!(link_names(&host_at_destroy), link_names(&host_before), "a failed call changed the host");
+        assert!(host_has("vh-table"));
+    });
+}
