@@ -175,7 +175,8 @@ impl NetnsSandbox {
 
     /// Removes stale entries under `base` after a crash: files that are not a pinned network
     /// namespace (a create that died half-way) are deleted; pins for which `keep` says false are
-    /// unpinned. Returns the paths removed.
+    /// destroyed like [`Sandbox::destroy`] (links inside deleted, then unpinned). Returns the
+    /// paths removed.
     pub fn gc(base: &Path, keep: &dyn Fn(&Path) -> bool) -> Result<Vec<PathBuf>> {
         let mut removed = Vec::new();
         let entries = match std::fs::read_dir(base) {
@@ -189,10 +190,17 @@ impl NetnsSandbox {
             if !is_file {
                 continue;
             }
-            if netns::is_pinned(&path) && keep(&path) {
+            let pinned = netns::is_pinned(&path);
+            if pinned && keep(&path) {
                 continue;
             }
-            netns::unpin(&path)?;
+            // Destroying (not just unpinning) deletes the links inside first, so host-side veth
+            // ends vanish now rather than whenever the kernel frees the namespace.
+            let key = path.display().to_string();
+            match pinned.then(|| NetnsSandbox::open(&key)) {
+                Some(Ok(sb)) => sb.destroy()?,
+                _ => netns::unpin(&path)?,
+            }
             debug!("gc removed {}", path.display());
             removed.push(path);
         }
