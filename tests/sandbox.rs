@@ -576,3 +576,33 @@ fn bad_input_table_matches_the_fake_and_changes_nothing() {
         assert!(host_has("vh-table"));
     });
 }
+
+#[test]
+fn pin_that_is_a_regular_file_and_read_only_base() {
+    in_private_netns(|| {
+        let base = TempBase::new("sbx-badpin");
+        let file = base.path().join("plain");
+        std::fs::write(&file, b"not a namespace").unwrap();
+        let e = NetnsSandbox::open(&file.display().to_string()).unwrap_err();
+        assert!(matches!(e, Error::InvalidArgument { .. }), "{e}");
+        assert!(matches!(NetnsSandbox::open(&key(&base, "absent")), Err(Error::NotFound { kind: "sandbox", .. })));
+
+        // Root ignores permission bits, so make the base read-only with a read-only bind mount.
+        let ro = base.path().join("ro");
+        std::fs::create_dir(&ro).unwrap();
+        use nix::mount::{MsFlags, mount};
+        mount(Some(&ro), &ro, None::<&str>, MsFlags::MS_BIND, None::<&str>).unwrap();
+        mount(
+            None::<&str>,
+            &ro,
+            None::<&str>,
+            MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY,
+            None::<&str>,
+        )
+        .unwrap();
+        let e = NetnsSandbox::create(&ro.join("s").display().to_string(), &CreateOptions::default()).unwrap_err();
+        assert_eq!(e.errno(), Some(nix::errno::Errno::EROFS), "{e}");
+        assert!(e.to_string().contains("ro/s"), "the error names the path: {e}");
+        assert!(!ro.join("s").exists());
+    });
+}
