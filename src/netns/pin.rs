@@ -1,6 +1,6 @@
 //! Pinning network namespaces by bind mount, without fork or exec.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::fs::OpenOptions;
 use std::io;
 use std::os::unix::fs::OpenOptionsExt;
@@ -21,6 +21,11 @@ use crate::error::{Error, Result};
 /// so concurrent callers never stack two bind mounts on one base.
 static OUR_BASES: Lazy<Mutex<HashSet<PathBuf>>> = Lazy::new(|| Mutex::new(HashSet::new()));
 
+/// Bases already verified shared, with the id of the mount that was checked. Reading mountinfo
+/// costs time proportional to the number of mounts (every pin is one), so a base is re-checked
+/// only when the mount under it changed; this keeps sandbox creation cost flat as pins grow.
+static VERIFIED: Lazy<Mutex<HashMap<PathBuf, u64>>> = Lazy::new(|| Mutex::new(HashMap::new()));
+
 /// Makes `dir` a mount point with shared propagation, creating it if needed.
 ///
 /// If `dir` is not a mount point yet it is bind-mounted onto itself first (remembered so that
@@ -29,11 +34,18 @@ static OUR_BASES: Lazy<Mutex<HashSet<PathBuf>>> = Lazy::new(|| Mutex::new(HashSe
 /// another mount namespace keeps the file busy and `unlink` fails with `EBUSY` (the classic
 /// Docker bug). Idempotent and safe to call from several threads.
 pub fn ensure_shared_base(dir: &Path) -> Result<()> {
+    if let Ok(id) = super::sys::mount_id(dir)
+        && VERIFIED.lock().get(dir) == Some(&id)
+    {
+        return Ok(());
+    }
     let mut ours = OUR_BASES.lock();
+    let given = dir;
     std::fs::create_dir_all(dir).map_err(|e| Error::path("create directory", dir, e))?;
     let dir = std::fs::canonicalize(dir).map_err(|e| Error::path("resolve directory", dir, e))?;
     let top = mountinfo::top_mount_at(&dir)?;
     if top.as_ref().is_some_and(Mount::is_shared) {
+        remember_verified(given);
         return Ok(());
     }
     let bound_here = top.is_none();
@@ -51,10 +63,17 @@ pub fn ensure_shared_base(dir: &Path) -> Result<()> {
         }
         return Err(Error::path("make mount shared", &dir, e));
     }
+    remember_verified(given);
     if bound_here {
         ours.insert(dir);
     }
     Ok(())
+}
+
+fn remember_verified(dir: &Path) {
+    if let Ok(id) = super::sys::mount_id(dir) {
+        VERIFIED.lock().insert(dir.to_path_buf(), id);
+    }
 }
 
 /// Undoes [`ensure_shared_base`]: detaches the self bind mount of `dir` if this process made it.
@@ -63,6 +82,7 @@ pub fn ensure_shared_base(dir: &Path) -> Result<()> {
 /// calling it again, or on a directory that no longer exists, is `Ok`.
 pub fn release_base(dir: &Path) -> Result<()> {
     let mut ours = OUR_BASES.lock();
+    VERIFIED.lock().remove(dir);
     let dir = std::fs::canonicalize(dir).unwrap_or_else(|_| dir.to_path_buf());
     if !ours.remove(&dir) {
         log::debug!("release_base: {} was not bind-mounted by us; nothing to do", dir.display());

@@ -43,3 +43,25 @@ pub(crate) fn pidfd_alive(pidfd: impl AsFd) -> Result<(), Errno> {
     let r = unsafe { libc::syscall(libc::SYS_pidfd_send_signal, fd, 0, std::ptr::null::<libc::siginfo_t>(), 0) };
     Errno::result(r).map(drop)
 }
+
+/// The id of the mount `path` is on (`statx` with `STATX_MNT_ID`), to notice cheaply whether a
+/// directory is still on the mount we checked earlier.
+pub(crate) fn mount_id(path: &std::path::Path) -> Result<u64, Errno> {
+    use std::os::unix::ffi::OsStrExt;
+    let c = std::ffi::CString::new(path.as_os_str().as_bytes()).map_err(|_| Errno::EINVAL)?;
+    let mut st = std::mem::MaybeUninit::<libc::statx>::zeroed();
+    // SAFETY: `c` is a valid NUL-terminated path and `st` points to writable memory the size of
+    // `struct statx`; the kernel writes at most that much.
+    let r = unsafe {
+        libc::statx(libc::AT_FDCWD, c.as_ptr(), libc::AT_SYMLINK_NOFOLLOW, libc::STATX_MNT_ID, st.as_mut_ptr())
+    };
+    if r != 0 {
+        return Err(Errno::last());
+    }
+    // SAFETY: statx succeeded, so the struct is initialised (it was zeroed before anyway).
+    let st = unsafe { st.assume_init() };
+    if st.stx_mask & libc::STATX_MNT_ID == 0 {
+        return Err(Errno::ENOSYS);
+    }
+    Ok(st.stx_mnt_id)
+}
