@@ -181,19 +181,18 @@ pub struct IfaceArgs {
     pub master: Option<String>,
 }
 
-/// A static route: destination and either a next hop or an interface.
+/// A static route: destination and exactly one of a next hop or an interface.
 #[derive(Debug, Args)]
-#[group(id = "target", required = true, multiple = false, args = ["via", "dev"])]
 pub struct RouteArgs {
     /// Sandbox name.
     pub key: String,
     /// Destination network, e.g. 203.0.113.0/24.
     pub cidr: String,
     /// Next hop.
-    #[arg(long, value_name = "IP")]
+    #[arg(long, value_name = "IP", conflicts_with = "dev", required_unless_present = "dev")]
     pub via: Option<String>,
     /// Interface inside the sandbox (a directly connected route).
-    #[arg(long, value_name = "NAME")]
+    #[arg(long, value_name = "NAME", required_unless_present = "via")]
     pub dev: Option<String>,
 }
 
