@@ -1,0 +1,224 @@
+//! The command line, declared with clap's derive API. Doc comments are the `--help` texts.
+
+use std::ffi::OsString;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// Linux network sandboxes (network namespaces pinned by bind mounts) from the shell.
+///
+/// Sandboxes are named by KEY, a file name under --base. Every command reads its state back from
+/// the kernel, so commands can run in any order from separate processes.
+#[derive(Debug, Parser)]
+#[command(name = "netsandbox", version)]
+pub struct Cli {
+    /// Directory holding the sandbox pins.
+    #[arg(long, global = true, default_value = "/run/netsandbox", value_name = "DIR")]
+    pub base: PathBuf,
+
+    /// Print machine-readable JSON instead of text.
+    #[arg(long, global = true)]
+    pub json: bool,
+
+    /// More logging on stderr (-v info, -vv debug, -vvv trace); RUST_LOG also works.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+
+    /// Run the whole command inside this network namespace (a pinned nsfs file, e.g.
+    /// /run/netns/NAME) instead of the caller's: it becomes the sandboxes' origin namespace.
+    #[arg(long, global = true, value_name = "PATH")]
+    pub netns_root: Option<PathBuf>,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Create a sandbox: a new network namespace pinned at <base>/KEY, loopback up.
+    Create {
+        /// Sandbox name (a file name under --base).
+        key: String,
+        /// Disable IPv6 inside the sandbox.
+        #[arg(long)]
+        no_ipv6: bool,
+    },
+    /// List the sandboxes pinned under --base.
+    List,
+    /// Show a sandbox's interfaces, addresses, routes, neighbors and counters, read from the kernel.
+    Inspect {
+        /// Sandbox name.
+        key: String,
+    },
+    /// Move an existing link from the origin namespace into the sandbox (or create a bridge inside
+    /// with --bridge), rename it PREFIX<n> and configure it.
+    AddInterface {
+        /// Sandbox name.
+        key: String,
+        /// Link to move in, in the origin namespace (ignored with --bridge).
+        #[arg(required_unless_present = "bridge")]
+        src: Option<String>,
+        #[command(flatten)]
+        iface: IfaceArgs,
+        /// Create a bridge inside the sandbox instead of moving a link in.
+        #[arg(long)]
+        bridge: bool,
+    },
+    /// Create a veth pair: HOST_NAME stays in the origin namespace, PREFIX<n> is born inside.
+    AddVeth {
+        /// Sandbox name.
+        key: String,
+        /// Name of the host end, in the origin namespace.
+        host_name: String,
+        #[command(flatten)]
+        iface: IfaceArgs,
+    },
+    /// Return an interface to its origin namespace under its old name (a created one is deleted).
+    RemoveInterface {
+        /// Sandbox name.
+        key: String,
+        /// Interface name inside the sandbox.
+        name: String,
+    },
+    /// Add a default route via IP (IPv4 or IPv6), through the interface that reaches it.
+    SetGateway {
+        /// Sandbox name.
+        key: String,
+        /// Gateway address.
+        ip: String,
+    },
+    /// Remove the default route via IP.
+    UnsetGateway {
+        /// Sandbox name.
+        key: String,
+        /// Gateway address.
+        ip: String,
+    },
+    /// Add a static route.
+    AddRoute(RouteArgs),
+    /// Remove a static route.
+    RemoveRoute(RouteArgs),
+    /// Add a permanent neighbor (ARP/NDP) entry, or an fdb entry on a vxlan device with --fdb.
+    AddNeighbor {
+        /// Sandbox name.
+        key: String,
+        /// The neighbor's IP (or the remote VTEP with --fdb).
+        ip: String,
+        /// The neighbor's MAC address (aa:bb:cc:dd:ee:ff).
+        mac: String,
+        /// Interface inside the sandbox (default: the one that reaches IP; required with --fdb).
+        #[arg(long, value_name = "NAME")]
+        link: Option<String>,
+        /// A bridge forwarding-database entry on a vxlan device instead of ARP/NDP.
+        #[arg(long)]
+        fdb: bool,
+        /// Replace an existing entry instead of failing.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Delete a neighbor entry.
+    DeleteNeighbor {
+        /// Sandbox name.
+        key: String,
+        /// The neighbor's IP.
+        ip: String,
+        /// The neighbor's MAC address.
+        mac: String,
+    },
+    /// Add or remove an extra address (e.g. a VIP on the loopback).
+    Alias {
+        #[command(subcommand)]
+        action: AliasAction,
+    },
+    /// Apply the kernel tweaks for sandbox roles (IPVS keys); keys this kernel lacks are reported.
+    Tweaks {
+        /// Sandbox name.
+        key: String,
+        /// Roles.
+        #[arg(required = true, value_enum)]
+        roles: Vec<Role>,
+    },
+    /// Run a program inside the sandbox's network namespace and exit with its status.
+    Exec {
+        /// Sandbox name.
+        key: String,
+        /// The program and its arguments (put them after `--`).
+        #[arg(required = true, num_args = 1.., trailing_var_arg = true, allow_hyphen_values = true)]
+        command: Vec<OsString>,
+    },
+    /// Destroy a sandbox: delete its interfaces (moved ones go back to the origin) and its pin.
+    Destroy {
+        /// Sandbox name.
+        key: String,
+    },
+    /// Remove stale files under --base that are not pinned namespaces (left by a crash).
+    Gc,
+    /// Build two sandboxes on a bridge in a private namespace, check TCP between them over IPv4
+    /// and IPv6, print each step with its time, and tear everything down.
+    Demo,
+}
+
+/// Options shared by add-interface and add-veth.
+#[derive(Debug, Args)]
+pub struct IfaceArgs {
+    /// Name prefix inside the sandbox; the lowest free index is appended.
+    #[arg(long, default_value = "eth")]
+    pub prefix: String,
+    /// IPv4 address with prefix length, e.g. 198.18.0.2/16.
+    #[arg(long, value_name = "CIDR")]
+    pub address: Option<String>,
+    /// IPv6 address with prefix length, e.g. 2001:db8::2/64.
+    #[arg(long, value_name = "CIDR")]
+    pub address6: Option<String>,
+    /// MAC address, e.g. 02:42:c6:12:00:02.
+    #[arg(long)]
+    pub mac: Option<String>,
+    /// MTU.
+    #[arg(long)]
+    pub mtu: Option<u32>,
+    /// Enslave the interface to this bridge inside the sandbox.
+    #[arg(long, value_name = "BR")]
+    pub master: Option<String>,
+}
+
+/// A static route: destination and exactly one of a next hop or an interface.
+#[derive(Debug, Args)]
+pub struct RouteArgs {
+    /// Sandbox name.
+    pub key: String,
+    /// Destination network, e.g. 203.0.113.0/24.
+    pub cidr: String,
+    /// Next hop.
+    #[arg(long, value_name = "IP", conflicts_with = "dev", required_unless_present = "dev")]
+    pub via: Option<String>,
+    /// Interface inside the sandbox (a directly connected route).
+    #[arg(long, value_name = "NAME", required_unless_present = "via")]
+    pub dev: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AliasAction {
+    /// Add an address to an interface.
+    Add(AliasArgs),
+    /// Remove an address added with `alias add`.
+    Remove(AliasArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct AliasArgs {
+    /// Sandbox name.
+    pub key: String,
+    /// Interface inside the sandbox (e.g. lo).
+    pub ifname: String,
+    /// Address with prefix length.
+    pub cidr: String,
+}
+
+/// Sandbox roles with kernel tweaks.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum Role {
+    /// Ingress sandbox of a routing mesh.
+    Ingress,
+    /// Load-balancer sandbox.
+    Lb,
+}

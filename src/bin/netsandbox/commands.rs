@@ -1,0 +1,240 @@
+//! One function per subcommand. Each opens what it needs from the kernel and the pin files.
+
+use std::path::{Path, PathBuf};
+use std::process::Command as Process;
+
+use netsandbox::sandbox::{
+    CreateOptions, IfaceOptions, NeighFamily, NeighOptions, NetnsSandbox, Sandbox, SandboxExt, SandboxType,
+    StaticRoute, check_key,
+};
+use netsandbox::validate::{parse_cidr, parse_ip, parse_mac};
+use netsandbox::{Error, Result, netns};
+use serde_json::json;
+
+use crate::cli::{AliasAction, Cli, Command, IfaceArgs, Role, RouteArgs};
+use crate::output::{self, Out};
+
+/// Runs the parsed command in the calling thread's namespace; returns the exit code.
+pub fn dispatch(cli: &Cli) -> Result<i32> {
+    let out = Out { json: cli.json };
+    let base = base_dir(&cli.base)?;
+    let key = |name: &str| key_path(&base, name);
+    match &cli.command {
+        Command::Create { key: name, no_ipv6 } => {
+            let k = key(name)?;
+            let opts = CreateOptions { ipv6: no_ipv6.then_some(false) };
+            NetnsSandbox::create(&k, &opts)?;
+            out.done(json!({ "key": name, "path": k }), &format!("created {name} at {k}"));
+        }
+        Command::List => {
+            let names = list(&base)?;
+            out.done(json!(names), &names.join("\n"));
+        }
+        Command::Inspect { key: name } => {
+            let sb = NetnsSandbox::open(&key(name)?)?;
+            let info = sb.info()?;
+            let mut stats = Vec::new();
+            for i in &info.interfaces {
+                stats.push(sb.statistics(&i.name)?);
+            }
+            out.value(output::inspect_json(name, &info, &stats), || output::inspect_text(name, &info, &stats));
+        }
+        Command::AddInterface { key: name, src, iface, bridge } => {
+            let opts = iface_options(iface)?.bridge(*bridge);
+            let sb = NetnsSandbox::open(&key(name)?)?;
+            // A bridge is created inside, so there is no source link to name.
+            let src = src.as_deref().unwrap_or("");
+            let inside = sb.add_interface(src, &iface.prefix, &opts)?;
+            out.done(json!({ "name": inside }), &inside);
+        }
+        Command::AddVeth { key: name, host_name, iface } => {
+            let opts = iface_options(iface)?;
+            let sb = NetnsSandbox::open(&key(name)?)?;
+            let inside = sb.add_veth(host_name, &iface.prefix, &opts)?;
+            out.done(json!({ "name": inside, "host_name": host_name }), &inside);
+        }
+        Command::RemoveInterface { key: name, name: ifname } => {
+            NetnsSandbox::open(&key(name)?)?.remove_interface(ifname)?;
+            out.done(json!({ "removed": ifname }), &format!("removed {ifname}"));
+        }
+        Command::SetGateway { key: name, ip } => {
+            let gw = parse_ip(ip)?;
+            NetnsSandbox::open(&key(name)?)?.set_gateway(gw)?;
+            out.done(json!({ "gateway": gw.to_string() }), &format!("default via {gw}"));
+        }
+        Command::UnsetGateway { key: name, ip } => {
+            let gw = parse_ip(ip)?;
+            NetnsSandbox::open(&key(name)?)?.unset_gateway(gw)?;
+            out.done(json!({ "removed_gateway": gw.to_string() }), &format!("removed default via {gw}"));
+        }
+        Command::AddRoute(r) => {
+            let route = static_route(r)?;
+            NetnsSandbox::open(&key(&r.key)?)?.add_static_route(&route)?;
+            out.done(output::route_json(&route), &format!("added {}", output::route_text(&route)));
+        }
+        Command::RemoveRoute(r) => {
+            let route = static_route(r)?;
+            NetnsSandbox::open(&key(&r.key)?)?.remove_static_route(&route)?;
+            out.done(output::route_json(&route), &format!("removed {}", output::route_text(&route)));
+        }
+        Command::AddNeighbor { key: name, ip, mac, link, fdb, force } => {
+            let (ip, mac) = (parse_ip(ip)?, parse_mac(mac)?);
+            let mut opts = NeighOptions::new().family(if *fdb { NeighFamily::Bridge } else { NeighFamily::Ip });
+            if let Some(l) = link {
+                opts = opts.link_name(l.as_str());
+            }
+            NetnsSandbox::open(&key(name)?)?.add_neighbor(ip, mac, *force, &opts)?;
+            let mac = netsandbox::validate::format_mac(&mac);
+            out.done(json!({ "ip": ip.to_string(), "mac": mac }), &format!("added neighbor {ip} lladdr {mac}"));
+        }
+        Command::DeleteNeighbor { key: name, ip, mac } => {
+            let (ip, mac) = (parse_ip(ip)?, parse_mac(mac)?);
+            // A fresh process holds no in-memory entries, so the kernel's entry is what to delete.
+            NetnsSandbox::open(&key(name)?)?.delete_neighbor(ip, mac, true)?;
+            let mac = netsandbox::validate::format_mac(&mac);
+            out.done(json!({ "ip": ip.to_string(), "mac": mac }), &format!("deleted neighbor {ip} lladdr {mac}"));
+        }
+        Command::Alias { action } => {
+            let (a, add) = match action {
+                AliasAction::Add(a) => (a, true),
+                AliasAction::Remove(a) => (a, false),
+            };
+            let cidr = parse_cidr(&a.cidr)?;
+            let sb = NetnsSandbox::open(&key(&a.key)?)?;
+            if add {
+                sb.add_alias_ip(&a.ifname, cidr)?;
+            } else {
+                sb.remove_alias_ip(&a.ifname, cidr)?;
+            }
+            let verb = if add { "added" } else { "removed" };
+            out.done(json!({ verb: cidr.to_string(), "ifname": a.ifname }), &format!("{verb} {cidr} on {}", a.ifname));
+        }
+        Command::Tweaks { key: name, roles } => {
+            let types: Vec<SandboxType> = roles
+                .iter()
+                .map(|r| match r {
+                    Role::Ingress => SandboxType::Ingress,
+                    Role::Lb => SandboxType::LoadBalancer,
+                })
+                .collect();
+            let report = NetnsSandbox::open(&key(name)?)?.apply_os_tweaks(&types)?;
+            out.value(output::tweaks_json(&report), || output::tweaks_text(&report));
+        }
+        Command::Exec { key: name, command } => return exec(&key(name)?, command),
+        Command::Destroy { key: name } => {
+            NetnsSandbox::open(&key(name)?)?.destroy()?;
+            out.done(json!({ "destroyed": name }), &format!("destroyed {name}"));
+        }
+        Command::Gc => {
+            // Live pins are kept: only files a crashed create left behind are removed.
+            let removed = NetnsSandbox::gc(&base, &|_| true)?;
+            let names: Vec<String> = removed.iter().map(|p| p.display().to_string()).collect();
+            out.done(json!({ "removed": names }), &format!("removed {} stale file(s)", names.len()));
+        }
+        Command::Demo => return crate::demo::run(out),
+    }
+    Ok(0)
+}
+
+/// `--base` as an absolute path, so keys built from it pass `check_key`.
+fn base_dir(base: &Path) -> Result<PathBuf> {
+    std::path::absolute(base).map_err(|e| Error::Os { op: "resolve", object: base.display().to_string(), source: e })
+}
+
+/// The pin path for sandbox `name`: one plain file name directly under the base, never a path
+/// that could escape it.
+pub fn key_path(base: &Path, name: &str) -> Result<String> {
+    let reason = if name.is_empty() {
+        "empty"
+    } else if name == "." || name == ".." {
+        "'.' and '..' are not names"
+    } else if name.contains('/') {
+        "contains '/'"
+    } else if name.contains('\0') {
+        "contains NUL"
+    } else if name.chars().any(char::is_whitespace) {
+        "contains whitespace"
+    } else {
+        let k = base.join(name).display().to_string();
+        check_key(&k)?;
+        return Ok(k);
+    };
+    Err(Error::InvalidKey { key: name.to_owned(), reason })
+}
+
+/// Names of the pinned namespaces under `base`, sorted.
+fn list(base: &Path) -> Result<Vec<String>> {
+    let entries = match std::fs::read_dir(base) {
+        Ok(e) => e,
+        // No base yet means no sandboxes yet.
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(Error::Os { op: "read directory", object: base.display().to_string(), source: e }),
+    };
+    let mut names = Vec::new();
+    for entry in entries {
+        let entry =
+            entry.map_err(|e| Error::Os { op: "read directory", object: base.display().to_string(), source: e })?;
+        if netns::is_pinned(&entry.path()) {
+            names.push(entry.file_name().to_string_lossy().into_owned());
+        }
+    }
+    names.sort();
+    Ok(names)
+}
+
+fn iface_options(a: &IfaceArgs) -> Result<IfaceOptions> {
+    netsandbox::validate::ifname_prefix(&a.prefix)?;
+    let mut o = IfaceOptions::new();
+    if let Some(c) = &a.address {
+        o = o.address(parse_cidr(c)?);
+    }
+    if let Some(c) = &a.address6 {
+        o = o.address_ipv6(parse_cidr(c)?);
+    }
+    if let Some(m) = &a.mac {
+        o = o.mac(parse_mac(m)?);
+    }
+    if let Some(m) = a.mtu {
+        o = o.mtu(m);
+    }
+    if let Some(m) = &a.master {
+        o = o.master(m.as_str());
+    }
+    // Checked here too so bad input is exit code 2 before the sandbox is even opened.
+    o.check()?;
+    Ok(o)
+}
+
+fn static_route(r: &RouteArgs) -> Result<StaticRoute> {
+    let dst = parse_cidr(&r.cidr)?;
+    let route = match (&r.via, &r.dev) {
+        (Some(via), _) => StaticRoute::via(dst, parse_ip(via)?),
+        (None, Some(dev)) => StaticRoute::dev(dst, dev.as_str()),
+        // clap's argument group makes exactly one of them required.
+        (None, None) => {
+            return Err(Error::InvalidArgument { op: "route", reason: "give --via IP or --dev NAME".into() });
+        }
+    };
+    route.check()?;
+    Ok(route)
+}
+
+/// Runs `command` inside the sandbox and returns its exit code (128+signal when killed, as
+/// shells do; 127/126 when it cannot be started).
+fn exec(key: &str, command: &[std::ffi::OsString]) -> Result<i32> {
+    use std::os::unix::process::ExitStatusExt;
+    let Some((program, args)) = command.split_first() else {
+        return Err(Error::InvalidArgument { op: "exec", reason: "no command given".into() });
+    };
+    let sb = NetnsSandbox::open(key)?;
+    // A child inherits the network namespace of the thread that spawns it, so spawning from the
+    // invoke thread puts the program inside the sandbox without touching this thread.
+    let status = sb.invoke(|| Process::new(program).args(args).status())?;
+    match status {
+        Ok(s) => Ok(s.code().or_else(|| s.signal().map(|sig| 128 + sig)).unwrap_or(1)),
+        Err(e) => {
+            eprintln!("netsandbox: run {}: {e}", program.to_string_lossy());
+            Ok(if e.kind() == std::io::ErrorKind::NotFound { 127 } else { 126 })
+        }
+    }
+}

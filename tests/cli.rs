@@ -1,0 +1,265 @@
+//! The `netsandbox` binary end to end: every command is a new process, run with `--netns-root`
+//! pointing at a private namespace pinned for the test, and `--base` under a temporary directory.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::Mutex;
+
+use common::TempBase;
+use netsandbox::netlink::Socket;
+use netsandbox::netlink::link::{self, LinkRef, VethPeer};
+use netsandbox::netns::{self, NetNs};
+use serde_json::Value;
+
+/// Tests here count mounts and share nothing else; running them one at a time keeps the counts
+/// exact.
+static SERIAL: Mutex<()> = Mutex::new(());
+
+/// A private "host" namespace pinned under the test's directory, unpinned on drop (also when an
+/// assertion fails).
+struct Env {
+    host: NetNs,
+    pin: PathBuf,
+    base: PathBuf,
+    // Dropped last: unmounts whatever a failed test left below it.
+    dir: TempBase,
+}
+
+impl Env {
+    fn new(tag: &str) -> Env {
+        let dir = TempBase::new(tag);
+        let pin = dir.path().join("ns").join("host");
+        let host = netns::create_pinned(&pin).expect("pin private host namespace");
+        Env { host, pin, base: dir.path().join("base"), dir }
+    }
+
+    fn cmd(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_netsandbox"));
+        c.arg("--base").arg(&self.base).arg("--netns-root").arg(&self.pin).args(args);
+        c
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        self.cmd(args).output().expect("run netsandbox")
+    }
+
+    /// Runs and expects success; returns stdout.
+    fn ok(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        assert!(
+            out.status.success(),
+            "{args:?} failed ({:?}): {}",
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    fn json(&self, args: &[&str]) -> Value {
+        let mut all = vec!["--json"];
+        all.extend_from_slice(args);
+        let s = self.ok(&all);
+        serde_json::from_str(&s).unwrap_or_else(|e| panic!("{args:?}: bad JSON {s:?}: {e}"))
+    }
+
+    /// Runs and expects exit code `code` with one `netsandbox: ...` line on stderr.
+    fn fails(&self, code: i32, args: &[&str]) -> String {
+        let out = self.run(args);
+        let err = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert_eq!(out.status.code(), Some(code), "{args:?}: {err}");
+        err
+    }
+
+    fn host_has(&self, name: &str) -> bool {
+        netns::run_in_result(&self.host, || Socket::open()?.link(LinkRef::Name(name)).map(drop)).is_ok()
+    }
+}
+
+impl Drop for Env {
+    fn drop(&mut self) {
+        let _ = netns::unpin(&self.pin);
+    }
+}
+
+fn lock() -> std::sync::MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// nsfs mounts at or below `dir`.
+fn nsfs_mounts_under(dir: &Path) -> usize {
+    let prefix = dir.to_string_lossy().into_owned();
+    std::fs::read_to_string("/proc/self/mountinfo")
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| l.contains(" nsfs ") && l.split(' ').nth(4).is_some_and(|p| p.starts_with(&prefix)))
+        .count()
+}
+
+#[test]
+fn full_lifecycle_across_processes() {
+    let _serial = lock();
+    let env = Env::new("cli-life");
+    assert_eq!(env.json(&["list"]), serde_json::json!([]));
+    env.ok(&["create", "sb1"]);
+    let e = env.fails(4, &["create", "sb1"]);
+    assert!(e.starts_with("netsandbox: ") && e.contains("already exists") && e.lines().count() == 1, "{e}");
+    assert_eq!(env.json(&["list"]), serde_json::json!(["sb1"]));
+
+    netns::run_in_result(&env.host, || {
+        let peer = VethPeer { name: "vc0".into(), ..Default::default() };
+        Socket::open()?.execute(link::create_veth("vh0", None, &peer)?)
+    })
+    .expect("host veth");
+    let added = env.json(&[
+        "add-interface",
+        "sb1",
+        "vc0",
+        "--prefix",
+        "eth",
+        "--address",
+        "198.18.0.2/16",
+        "--address6",
+        "2001:db8::2/64",
+        "--mac",
+        "02:42:c6:12:00:02",
+        "--mtu",
+        "1450",
+    ]);
+    assert_eq!(added["name"], "eth0");
+    assert!(!env.host_has("vc0"), "vc0 moved into the sandbox");
+    assert_eq!(env.ok(&["add-veth", "sb1", "vh1", "--address", "203.0.113.2/24"]).trim(), "eth1");
+    assert!(env.host_has("vh1"), "host end of the veth stays in the origin");
+    env.ok(&["set-gateway", "sb1", "198.18.255.254"]);
+    env.ok(&["set-gateway", "sb1", "2001:db8::ffff"]);
+    env.ok(&["add-route", "sb1", "192.0.2.0/24", "--via", "198.18.0.1"]);
+    env.ok(&["add-route", "sb1", "198.51.100.0/24", "--dev", "eth1"]);
+    env.ok(&["add-neighbor", "sb1", "198.18.0.9", "02:42:c6:12:00:09"]);
+    env.fails(4, &["add-neighbor", "sb1", "198.18.0.9", "02:42:c6:12:00:09"]);
+    env.ok(&["add-neighbor", "sb1", "198.18.0.9", "02:42:c6:12:00:0a", "--force"]);
+    env.ok(&["alias", "add", "sb1", "lo", "203.0.113.100/32"]);
+
+    // A fresh process reads all of it back from the kernel.
+    let info = env.json(&["inspect", "sb1"]);
+    let ifs = info["interfaces"].as_array().expect("interfaces");
+    assert_eq!(ifs.len(), 2, "{info}");
+    let eth0 = &ifs[0];
+    assert_eq!(eth0["name"], "eth0");
+    assert_eq!(eth0["origin_name"], "vc0");
+    assert_eq!(eth0["mac"], "02:42:c6:12:00:02");
+    assert_eq!(eth0["mtu"], 1450);
+    assert_eq!(eth0["addresses"], serde_json::json!(["198.18.0.2/16", "2001:db8::2/64"]));
+    assert!(eth0["statistics"]["tx_packets"].is_u64(), "{info}");
+    assert_eq!(ifs[1]["addresses"], serde_json::json!(["203.0.113.2/24"]));
+    assert_eq!(info["gateway"], "198.18.255.254");
+    assert_eq!(info["gateway6"], "2001:db8::ffff");
+    let routes = info["routes"].as_array().expect("routes");
+    assert!(routes.iter().any(|r| r["destination"] == "192.0.2.0/24" && r["via"] == "198.18.0.1"), "{info}");
+    assert!(routes.iter().any(|r| r["destination"] == "198.51.100.0/24" && r["dev"] == "eth1"), "{info}");
+    let n = &info["neighbors"][0];
+    assert_eq!((&n["ip"], &n["mac"], &n["link"]), (&"198.18.0.9".into(), &"02:42:c6:12:00:0a".into(), &"eth0".into()));
+    assert_eq!(info["loopback_addresses"], serde_json::json!(["203.0.113.100/32"]));
+    let text = env.ok(&["inspect", "sb1"]);
+    assert!(text.contains("interface eth0") && text.contains("gateway 198.18.255.254"), "{text}");
+
+    // exec runs inside the sandbox and passes the exit status through.
+    let out = env.cmd(&["exec", "sb1", "--", "sh", "-c", "exit 7"]).output().expect("exec");
+    assert_eq!(out.status.code(), Some(7));
+    let ns_self = env.ok(&["exec", "sb1", "--", "readlink", "/proc/self/ns/net"]);
+    let ns_host = std::fs::read_link("/proc/self/ns/net").expect("readlink");
+    assert_ne!(ns_self.trim(), ns_host.to_string_lossy(), "exec ran outside the sandbox");
+    env.fails(127, &["exec", "sb1", "--", "/nonexistent/program"]);
+
+    // And everything can be undone, each step in its own process.
+    env.ok(&["delete-neighbor", "sb1", "198.18.0.9", "02:42:c6:12:00:0a"]);
+    env.fails(3, &["delete-neighbor", "sb1", "198.18.0.9", "02:42:c6:12:00:0a"]);
+    env.ok(&["remove-route", "sb1", "192.0.2.0/24", "--via", "198.18.0.1"]);
+    env.ok(&["unset-gateway", "sb1", "2001:db8::ffff"]);
+    env.ok(&["alias", "remove", "sb1", "lo", "203.0.113.100/32"]);
+    env.ok(&["remove-interface", "sb1", "eth0"]);
+    assert!(env.host_has("vc0"), "eth0 went back to the origin as vc0");
+    env.fails(3, &["remove-interface", "sb1", "eth0"]);
+    let info = env.json(&["inspect", "sb1"]);
+    assert_eq!(info["interfaces"].as_array().map(Vec::len), Some(1), "{info}");
+    assert!(info["gateway6"].is_null() && info["neighbors"] == serde_json::json!([]), "{info}");
+    assert_eq!(info["loopback_addresses"], serde_json::json!([]));
+
+    env.ok(&["destroy", "sb1"]);
+    assert!(!env.host_has("vh1"), "the veth the sandbox created is gone");
+    env.fails(3, &["destroy", "sb1"]);
+    env.fails(3, &["inspect", "sb1"]);
+    assert_eq!(env.json(&["list"]), serde_json::json!([]));
+    // A file a crashed create left behind is not a sandbox; gc removes it.
+    std::fs::write(env.base.join("stale"), b"").expect("stale file");
+    assert_eq!(env.json(&["gc"])["removed"].as_array().map(Vec::len), Some(1));
+    assert_eq!(nsfs_mounts_under(&env.base), 0);
+}
+
+#[test]
+fn bad_input_has_distinct_exit_codes() {
+    let _serial = lock();
+    let env = Env::new("cli-bad");
+    for key in ["..", ".", "a/b", "../x", ""] {
+        let e = env.fails(2, &["create", key]);
+        assert!(e.starts_with("netsandbox: ") && e.lines().count() == 1, "{key:?}: {e}");
+    }
+    assert!(!env.base.join("x").exists() && !env.dir.path().join("x").exists());
+    env.ok(&["create", "s"]);
+    let e = env.fails(2, &["add-veth", "s", "vh0", "--address", "198.18.0.2"]);
+    assert!(e.contains("198.18.0.2"), "{e}");
+    env.fails(2, &["add-veth", "s", "vh0", "--address", "198.18.0.2/33"]);
+    env.fails(2, &["add-veth", "s", "vh0", "--address6", "198.18.0.2/16"]);
+    let e = env.fails(2, &["add-veth", "s", "vh0", "--mac", "02:42:zz:00:00:01"]);
+    assert!(e.contains("MAC"), "{e}");
+    env.fails(2, &["add-veth", "s", "vh0", "--mac", "01:00:5e:00:00:01"]);
+    env.fails(2, &["add-veth", "s", "vh0", "--prefix", "eth1"]);
+    env.fails(2, &["add-neighbor", "s", "198.18.0.9", "nope"]);
+    env.fails(2, &["set-gateway", "s", "not-an-ip"]);
+    // clap usage errors: neither --via nor --dev, an unknown subcommand.
+    env.fails(2, &["add-route", "s", "192.0.2.0/24"]);
+    env.fails(2, &["frobnicate"]);
+    assert!(!env.host_has("vh0"), "nothing was created by rejected commands");
+    env.fails(3, &["inspect", "missing"]);
+    env.fails(3, &["add-veth", "missing", "vh0"]);
+    env.fails(3, &["exec", "missing", "--", "true"]);
+    env.fails(4, &["create", "s"]);
+    // A route through a gateway nothing reaches is the kernel's refusal, reported with its reason.
+    let e = env.fails(3, &["set-gateway", "s", "192.0.2.1"]);
+    assert!(e.starts_with("netsandbox: ") && e.lines().count() == 1, "{e}");
+    let e = Command::new(env!("CARGO_BIN_EXE_netsandbox"))
+        .arg("--base")
+        .arg(&env.base)
+        .args(["--netns-root", "/nonexistent/ns", "list"])
+        .output()
+        .expect("run netsandbox");
+    assert_eq!(e.status.code(), Some(3), "{}", String::from_utf8_lossy(&e.stderr));
+    env.ok(&["destroy", "s"]);
+    for sub in ["create", "inspect", "add-interface", "add-veth", "add-route", "alias", "exec", "demo", "gc"] {
+        let out = Command::new(env!("CARGO_BIN_EXE_netsandbox")).args([sub, "--help"]).output().expect("help");
+        assert!(out.status.success() && !out.stdout.is_empty(), "{sub} --help");
+    }
+}
+
+#[test]
+fn demo_runs_and_leaves_nothing_behind() {
+    let _serial = lock();
+    let env = Env::new("cli-demo");
+    // The demo's temporary base goes under TMPDIR; point it at our directory to check it.
+    let tmp = env.dir.path().join("tmp");
+    std::fs::create_dir_all(&tmp).expect("tmp");
+    let before = common::nsfs_mounts();
+    let out = env.cmd(&["demo"]).env("TMPDIR", &tmp).output().expect("demo");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains("TCP round trip") && stdout.contains("demo ok"), "{stdout}");
+    assert_eq!(common::nsfs_mounts(), before, "nsfs mounts left behind");
+    assert_eq!(nsfs_mounts_under(&tmp), 0);
+    assert_eq!(std::fs::read_dir(&tmp).map(Iterator::count).ok(), Some(0), "demo base removed");
+    // The demo ran in its own namespace: the test's host namespace has only its loopback.
+    let links = netns::run_in_result(&env.host, || Socket::open()?.links()).expect("links");
+    assert_eq!(links.len(), 1, "{links:?}");
+    let json = env.json(&["demo"]);
+    assert_eq!(json["ok"], true);
+    assert_eq!(json["round_trips"].as_array().map(Vec::len), Some(2));
+}
