@@ -64,6 +64,8 @@ fn run() -> netsandbox::Result<()> {
             netns::unpin(&pin)
         })
     });
+    // create_pinned made the base a shared mount point; undo that before removing it.
+    let _ = netns::release_base(&base);
     let _ = std::fs::remove_dir(&base);
     result?;
     println!("done: nothing left behind");
