@@ -27,14 +27,14 @@ fn no_fd_or_mount_leak_over_cycles() {
         // Warm up lazily created shared state (host socket, base mount).
         let w = NetnsSandbox::create(&key(&base, "warm"), &CreateOptions::default()).unwrap();
         let fds = common::fd_count();
-        let mounts = common::nsfs_mounts();
+        let mounts = common::nsfs_mounts_under(base.path());
         for i in 0..50 {
             let sb = NetnsSandbox::create(&key(&base, &format!("s{i}")), &CreateOptions::default()).unwrap();
             sb.add_veth(&format!("vh{i}"), "eth", &IfaceOptions::new().address(net("198.18.0.2/16"))).unwrap();
             sb.destroy().unwrap();
         }
         assert_eq!(common::fd_count(), fds);
-        assert_eq!(common::nsfs_mounts(), mounts);
+        assert_eq!(common::nsfs_mounts_under(base.path()), mounts);
         assert_eq!(std::fs::read_dir(base.path()).unwrap().count(), 1);
         assert_eq!(Socket::open().unwrap().links().unwrap().len(), 1, "only lo is left in the host");
         w.destroy().unwrap();

@@ -3,7 +3,7 @@ mod common;
 use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
 
-use common::{TempBase, fd_count, in_private_netns, nsfs_mounts, thread_netns_inode};
+use common::{TempBase, fd_count, in_private_netns, thread_netns_inode};
 use netsandbox::Error;
 use netsandbox::netns::{self, NetNs};
 
@@ -229,9 +229,14 @@ fn base_becomes_shared_mount_and_release_is_idempotent() {
         let line = mountinfo_line(&dir).expect("base is a mount point");
         assert!(line.contains(" shared:"), "{line}");
         // Second call does not stack another mount.
-        let before = std::fs::read_to_string("/proc/self/mountinfo").unwrap().lines().count();
+        // Count only our mounts: other processes on the machine may mount meanwhile.
+        let ours = || {
+            let p = base.path().to_string_lossy().into_owned();
+            std::fs::read_to_string("/proc/self/mountinfo").unwrap().lines().filter(|l| l.contains(p.as_str())).count()
+        };
+        let before = ours();
         netns::ensure_shared_base(&dir).unwrap();
-        let after = std::fs::read_to_string("/proc/self/mountinfo").unwrap().lines().count();
+        let after = ours();
         assert_eq!(before, after);
 
         let pin = dir.join("ns");
@@ -258,7 +263,7 @@ fn no_fd_or_mount_leak_over_many_cycles() {
         netns::unpin(&pin).unwrap();
 
         let fds = fd_count();
-        let mounts = nsfs_mounts();
+        let mounts = common::nsfs_mounts_under(base.path());
         for i in 0..100 {
             let pin = dir.join(format!("ns{i}"));
             let _g = PinGuard(pin.clone());
@@ -267,7 +272,7 @@ fn no_fd_or_mount_leak_over_many_cycles() {
             drop(ns);
             netns::unpin(&pin).unwrap();
         }
-        assert_eq!(nsfs_mounts(), mounts);
+        assert_eq!(common::nsfs_mounts_under(base.path()), mounts);
         assert_eq!(fd_count(), fds);
         netns::release_base(&dir).unwrap();
     });

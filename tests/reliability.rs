@@ -51,7 +51,7 @@ fn soak(cycles: u32) {
         let warm = NetnsSandbox::create(&key(&base, "warm"), &CreateOptions::default()).unwrap();
         let host = Socket::open().unwrap();
         let (fds, mounts, tasks, links) =
-            (common::fd_count(), common::nsfs_mounts(), threads(), host.links().unwrap().len());
+            (common::fd_count(), common::nsfs_mounts_under(base.path()), threads(), host.links().unwrap().len());
         let t = Instant::now();
         for i in 0..cycles {
             let sb = NetnsSandbox::create(&key(&base, &format!("s{i}")), &CreateOptions::default()).unwrap();
@@ -60,7 +60,7 @@ fn soak(cycles: u32) {
         }
         println!("soak: {cycles} create/SW/destroy cycles in {:.1} s", t.elapsed().as_secs_f64());
         assert_eq!(common::fd_count(), fds, "fds grew");
-        assert_eq!(common::nsfs_mounts(), mounts, "mounts grew");
+        assert_eq!(common::nsfs_mounts_under(base.path()), mounts, "mounts grew");
         assert_eq!(threads(), tasks, "threads grew");
         assert_eq!(host.links().unwrap().len(), links, "host links grew");
         assert_eq!(std::fs::read_dir(base.path()).unwrap().count(), 1, "pin files left");
@@ -224,7 +224,7 @@ fn crash_recovery_after_each_step() {
     let _serial = SERIAL.lock();
     in_private_netns(|| {
         let base = TempBase::new("crash");
-        let mounts = common::nsfs_mounts();
+        let mounts = common::nsfs_mounts_under(base.path());
         for step in 0..=4u32 {
             let k = key(&base, &format!("c{step}"));
             // Spawned from this thread, the child starts in this private host namespace.
@@ -255,7 +255,7 @@ fn crash_recovery_after_each_step() {
         // The engine does not know these sandboxes any more: gc removes them all.
         let removed = NetnsSandbox::gc(base.path(), &|_| false).unwrap();
         assert_eq!(removed.len(), 5);
-        assert_eq!(common::nsfs_mounts(), mounts, "no pin left mounted");
+        assert_eq!(common::nsfs_mounts_under(base.path()), mounts, "no pin left mounted");
         assert_eq!(Socket::open().unwrap().links().unwrap().len(), 1, "no orphan host veth");
     });
 }

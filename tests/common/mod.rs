@@ -79,6 +79,16 @@ pub fn nsfs_mounts() -> usize {
         .unwrap_or(0)
 }
 
+/// Number of nsfs mounts below `dir`: unlike [`nsfs_mounts`], blind to other processes' pins.
+pub fn nsfs_mounts_under(dir: &Path) -> usize {
+    let prefix = dir.to_string_lossy().into_owned();
+    std::fs::read_to_string("/proc/self/mountinfo")
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| l.contains(" nsfs ") && l.split(' ').nth(4).is_some_and(|p| p.starts_with(&prefix)))
+        .count()
+}
+
 /// Runs `ip` (iproute2) with args and returns stdout. A child process inherits the namespaces of
 /// the thread that spawned it, so `ip` sees the calling thread's network namespace.
 pub fn ip(args: &[&str]) -> String {
