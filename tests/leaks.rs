@@ -40,3 +40,41 @@ fn no_fd_or_mount_leak_over_cycles() {
         w.destroy().unwrap();
     });
 }
+
+#[test]
+fn warm_pool_serves_sandboxes_and_shuts_down_clean() {
+    use netsandbox::sandbox::{SandboxExt, WarmPool};
+    let _serial = SERIAL.lock();
+    in_private_netns(|| {
+        let base = TempBase::new("pool");
+        let warm = NetnsSandbox::create(&key(&base, "warm"), &CreateOptions::default()).unwrap();
+        let threads = || std::fs::read_dir("/proc/self/task").unwrap().count();
+        let (fds, tasks) = (common::fd_count(), threads());
+        let pool = WarmPool::new(4, CreateOptions::default()).unwrap();
+        assert!(pool.wait_full(std::time::Duration::from_secs(30)), "pool fills in the background");
+        assert_eq!(pool.ready(), 4);
+        // Ten takes from a pool of four: some pooled, some made on the spot; all equivalent.
+        let sbs: Vec<_> = (0..10).map(|i| pool.take(&key(&base, &format!("p{i}"))).unwrap()).collect();
+        let mut inodes = std::collections::HashSet::new();
+        for (i, sb) in sbs.iter().enumerate() {
+            assert!(netsandbox::netns::is_pinned(std::path::Path::new(sb.key())));
+            let lo = sb.invoke(|| common::ip(&["-o", "link", "show", "lo"])).unwrap();
+            assert!(lo.contains("UP"), "loopback up in a pooled namespace: {lo}");
+            sb.add_veth(&format!("vp{i}"), "eth", &IfaceOptions::new().address(net("198.18.0.2/16"))).unwrap();
+            assert!(inodes.insert(sb.invoke(common::thread_netns_inode).unwrap()), "each take is a distinct namespace");
+        }
+        let e = pool.take(&key(&base, "p0")).unwrap_err();
+        assert!(matches!(e, netsandbox::Error::AlreadyExists { .. }), "{e}");
+        for sb in &sbs {
+            sb.destroy().unwrap();
+        }
+        drop(sbs);
+        pool.shutdown();
+        drop(pool);
+        assert_eq!(common::fd_count(), fds, "pool released every namespace and socket");
+        assert_eq!(threads(), tasks, "refill thread joined");
+        assert_eq!(common::nsfs_mounts_under(base.path()), 1);
+        assert_eq!(Socket::open().unwrap().links().unwrap().len(), 1);
+        warm.destroy().unwrap();
+    });
+}

@@ -7,6 +7,7 @@
 
 mod host;
 mod iface;
+mod pool;
 mod read;
 
 use std::net::IpAddr;
@@ -32,6 +33,7 @@ use crate::netns::{self, NetNs};
 use crate::sysctl::{self, Outcome};
 use crate::validate;
 use host::Host;
+pub use pool::WarmPool;
 
 /// `rtm_protocol` of routes added for an interface ([`IfaceOptions::routes`]), so `restore`
 /// tells them from static routes.
