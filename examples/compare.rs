@@ -676,16 +676,18 @@ struct Args {
     round: usize,
     only: Vec<Variant>,
     live: bool,
+    settle: Duration,
 }
 
 fn parse_args() -> R<Args> {
-    let mut a = Args { n: 100, round: 10, only: ALL.to_vec(), live: true };
+    let mut a = Args { n: 100, round: 10, only: ALL.to_vec(), live: true, settle: Duration::from_millis(100) };
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
         match arg.as_str() {
             "--n" => a.n = it.next().ok_or("--n needs a value")?.parse()?,
             "--round" => a.round = it.next().ok_or("--round needs a value")?.parse()?,
             "--no-live" => a.live = false,
+            "--settle-ms" => a.settle = Duration::from_millis(it.next().ok_or("--settle-ms needs a value")?.parse()?),
             "--only" => {
                 let names = it.next().ok_or("--only needs a list")?;
                 a.only = names
@@ -724,6 +726,9 @@ fn real_main() -> R<()> {
         for k in 0..ctxs.len() {
             let idx = (k + rotation) % ctxs.len();
             ctxs[idx].round(start..end)?;
+            // Let the kernel's asynchronous namespace clean-up of this round finish, so it does
+            // not slow down the next variant.
+            std::thread::sleep(args.settle);
         }
         rotation += 1;
         start = end;
