@@ -1,0 +1,262 @@
+//! Per-operation benchmarks, all inside a private network namespace (see BENCHMARKS.md).
+//!
+//! `cargo bench --bench ops` — sample sizes are small so the whole run takes a few minutes.
+//!
+//! Safety: the bench thread first unshares into a brand-new network namespace, so the machine's
+//! own namespace is never touched; pins go under `$TMPDIR/netsandbox-bench-<pid>/`. Kernel
+//! objects made per sample live in throwaway namespaces that are simply dropped, which also keeps
+//! the slow link deletion (tens of ms per veth) out of the measurements.
+
+use std::net::{IpAddr, Ipv4Addr};
+use std::os::fd::AsFd;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use criterion::{BenchmarkId, Criterion, black_box};
+use ipnet::IpNet;
+use netsandbox::netlink::addr::AddrOptions;
+use netsandbox::netlink::link::{self, LinkChange, LinkRef, VethPeer};
+use netsandbox::netlink::neigh::NeighSpec;
+use netsandbox::netlink::route::RouteSpec;
+use netsandbox::netlink::{BatchMode, Socket};
+use netsandbox::netns::{self, NetNs};
+use netsandbox::sandbox::{CreateOptions, IfaceOptions, NeighOptions, NetnsSandbox, Sandbox, StaticRoute};
+
+const GW_MAC: [u8; 6] = [0x02, 0x42, 0xc6, 0x12, 0xff, 0xfe];
+/// Objects per throwaway namespace before a fresh one is used (bounds table sizes and loops).
+const CHUNK: u64 = 1000;
+
+static SEQ: AtomicUsize = AtomicUsize::new(0);
+
+fn next() -> usize {
+    SEQ.fetch_add(1, Ordering::Relaxed)
+}
+
+fn base() -> PathBuf {
+    std::env::temp_dir().join(format!("netsandbox-bench-{}", std::process::id()))
+}
+
+/// The `k`-th address of 198.18.0.0/15 (k < 2^17).
+fn nth_v4(k: u64) -> Ipv4Addr {
+    Ipv4Addr::from(u32::from(Ipv4Addr::new(198, 18, 0, 0)) + (k as u32 & 0x1ffff))
+}
+
+/// A throwaway namespace with lo up and a socket bound to it.
+fn scratch() -> (NetNs, Socket) {
+    let ns = NetNs::new_unpinned().expect("new namespace");
+    let s = Socket::open_in(&ns).expect("socket in namespace");
+    s.set_link(LinkRef::Index(1), &LinkChange::new().up(true)).expect("lo up");
+    (ns, s)
+}
+
+/// Runs `op(socket, k)` `iters` times, timing only `op`; `prepare` runs (untimed) on each fresh
+/// throwaway namespace, which is replaced every [`CHUNK`] operations and dropped afterwards.
+fn chunked(iters: u64, prepare: impl Fn(&NetNs, &Socket), op: impl Fn(&NetNs, &Socket, u64)) -> Duration {
+    let mut total = Duration::ZERO;
+    let mut done = 0;
+    while done < iters {
+        let (ns, s) = scratch();
+        prepare(&ns, &s);
+        let n = CHUNK.min(iters - done);
+        let t = Instant::now();
+        for k in 0..n {
+            op(&ns, &s, k);
+        }
+        total += t.elapsed();
+        done += n;
+    }
+    total
+}
+
+fn bench_netns(c: &mut Criterion) {
+    let dir = base().join("ns");
+    c.bench_function("netns/create+pin+destroy", |b| {
+        b.iter(|| {
+            let pin = dir.join(format!("n{}", next()));
+            let ns = netns::create_pinned(&pin).expect("create pinned");
+            drop(ns);
+            netns::unpin(&pin).expect("unpin");
+        })
+    });
+}
+
+fn bench_veth(c: &mut Criterion) {
+    c.bench_function("link/veth born inside", |b| {
+        b.iter_custom(|iters| {
+            let sandbox = NetNs::new_unpinned().expect("sandbox namespace");
+            chunked(
+                iters,
+                |_, _| {},
+                |_, s, k| {
+                    let peer = VethPeer {
+                        name: format!("c{k}"),
+                        mac: Some([0x02, 0x42, 0xc6, 0x12, (k >> 8) as u8, k as u8]),
+                        netns: Some(sandbox.as_fd()),
+                        ..Default::default()
+                    };
+                    s.execute(link::create_veth(&format!("h{k}"), None, &peer).expect("request")).expect("veth");
+                },
+            )
+        })
+    });
+}
+
+fn bench_addr_route_neigh(c: &mut Criterion) {
+    c.bench_function("addr/add v4 on lo", |b| {
+        b.iter_custom(|iters| {
+            chunked(
+                iters,
+                |_, _| {},
+                |_, s, k| {
+                    let net = IpNet::new(IpAddr::V4(nth_v4(k)), 32).expect("net");
+                    s.add_address(1, &net, AddrOptions::default()).expect("add address");
+                },
+            )
+        })
+    });
+    c.bench_function("route/add /32 dev lo", |b| {
+        b.iter_custom(|iters| {
+            chunked(
+                iters,
+                |_, _| {},
+                |_, s, k| {
+                    let dst = IpNet::new(IpAddr::V4(nth_v4(k)), 32).expect("net");
+                    s.add_route(&RouteSpec::new(dst).dev(1)).expect("add route");
+                },
+            )
+        })
+    });
+    c.bench_function("neigh/add permanent on veth", |b| {
+        b.iter_custom(|iters| {
+            chunked(
+                iters,
+                |_, s| {
+                    let peer =
+                        VethPeer { name: "b0".into(), index: Some(3), host_index: Some(2), ..Default::default() };
+                    s.execute(link::create_veth("a0", None, &peer).expect("request")).expect("veth");
+                    s.set_link(LinkRef::Index(2), &LinkChange::new().up(true)).expect("up");
+                },
+                |_, s, k| {
+                    let spec = NeighSpec::arp(2, IpAddr::V4(nth_v4(k)), GW_MAC);
+                    s.add_neighbor(&spec, false).expect("add neighbor");
+                },
+            )
+        })
+    });
+}
+
+/// A throwaway namespace holding `links` links (veth pairs, both ends inside) besides lo.
+fn namespace_with_links(links: usize) -> (NetNs, Socket) {
+    let (ns, s) = scratch();
+    let reqs: Vec<_> = (0..links / 2)
+        .map(|i| {
+            let peer = VethPeer { name: format!("b{i}"), ..Default::default() };
+            link::create_veth(&format!("a{i}"), None, &peer).expect("request")
+        })
+        .collect();
+    s.batch(&reqs, BatchMode::Continue).expect("batch").into_result().expect("create veths");
+    (ns, s)
+}
+
+fn bench_dump(c: &mut Criterion) {
+    let mut g = c.benchmark_group("link/dump");
+    for links in [1000usize, 10_000] {
+        let t = Instant::now();
+        let (_ns, s) = namespace_with_links(links);
+        eprintln!("(made {links} links in {:.1} s)", t.elapsed().as_secs_f64());
+        g.bench_with_input(BenchmarkId::from_parameter(links), &links, |b, _| {
+            b.iter(|| black_box(s.links().expect("dump")).len())
+        });
+    }
+    g.finish();
+}
+
+fn sw_setup(dir: &Path, i: usize) -> NetnsSandbox {
+    let j = i % 60_000 + 1;
+    let key = dir.join(format!("sbx{i}")).display().to_string();
+    let sb = NetnsSandbox::create(&key, &CreateOptions::default()).expect("create");
+    let v4: IpNet = format!("198.18.{}.{}/16", j >> 8, j & 0xff).parse().expect("v4");
+    let v6: IpNet = format!("2001:db8::{j:x}/64").parse().expect("v6");
+    let opts = IfaceOptions::new().mac([0x02, 0x42, 0xc6, 0x12, (j >> 8) as u8, j as u8]).address(v4).address_ipv6(v6);
+    sb.add_veth(&format!("vh{i}"), "eth", &opts).expect("add_veth");
+    let gw: IpAddr = "198.18.255.254".parse().expect("gw");
+    sb.set_gateway(gw).expect("gateway");
+    let dst: IpNet = format!("198.19.{}.0/24", i % 250).parse().expect("dst");
+    sb.add_static_route(&StaticRoute::via(dst, gw)).expect("route");
+    sb.add_neighbor(gw, GW_MAC, false, &NeighOptions::new()).expect("neighbor");
+    sb
+}
+
+fn bench_sw(c: &mut Criterion) {
+    let dir = base().join("sw");
+    c.bench_function("sw-direct/trait set-up+destroy", |b| {
+        b.iter(|| sw_setup(&dir, next()).destroy().expect("destroy"))
+    });
+    c.bench_function("sw-direct/trait set-up only", |b| {
+        b.iter_custom(|iters| {
+            let mut total = Duration::ZERO;
+            for _ in 0..iters {
+                let t = Instant::now();
+                let sb = sw_setup(&dir, next());
+                total += t.elapsed();
+                sb.destroy().expect("destroy");
+            }
+            total
+        })
+    });
+}
+
+/// Removes the bench directory, detaching anything still mounted below it, on drop.
+struct BaseGuard(PathBuf);
+
+impl Drop for BaseGuard {
+    fn drop(&mut self) {
+        let mut points = nsfs_and_binds_under(&self.0);
+        points.sort_by_key(|p| std::cmp::Reverse(p.len()));
+        for p in points {
+            let _ = nix::mount::umount2(p.as_str(), nix::mount::MntFlags::MNT_DETACH);
+        }
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn nsfs_and_binds_under(dir: &Path) -> Vec<String> {
+    let prefix = dir.display().to_string();
+    let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    info.lines().filter_map(|l| l.split(' ').nth(4)).filter(|p| p.starts_with(&prefix)).map(str::to_owned).collect()
+}
+
+fn main() {
+    // Everything below runs in a private namespace of this thread (threads it spawns inherit it).
+    nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNET).expect("unshare(CLONE_NEWNET)");
+    let _guard = BaseGuard(base());
+    let mut c = Criterion::default()
+        .sample_size(10)
+        .warm_up_time(Duration::from_millis(300))
+        .measurement_time(Duration::from_secs(2))
+        .configure_from_args();
+    bench_netns(&mut c);
+    bench_veth(&mut c);
+    bench_addr_route_neigh(&mut c);
+    bench_dump(&mut c);
+    bench_sw(&mut c);
+    c.final_summary();
+    verify();
+    for d in ["ns", "sw"] {
+        let _ = netns::release_base(&base().join(d));
+    }
+}
+
+/// No pins or links left behind.
+fn verify() {
+    let nsfs = std::fs::read_to_string("/proc/self/mountinfo")
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| l.contains(" nsfs ") && l.contains(&base().display().to_string()))
+        .count();
+    let links = Socket::open().and_then(|s| s.links()).map(|l| l.len()).unwrap_or(usize::MAX);
+    assert_eq!(nsfs, 0, "nsfs mounts left under the bench directory");
+    assert_eq!(links, 1, "links left in the private namespace besides lo");
+    eprintln!("verified: no nsfs mounts and no links left");
+}
