@@ -59,7 +59,7 @@ pub fn encode_recv_input(port: u32, first_seq: u32, requests: u8, dump_mask: u8,
     out
 }
 
-/// Runs the socket's receive logic ([`process_datagram`]) over the datagrams of an input in the
+/// Runs the socket's receive logic (`process_datagram`) over the datagrams of an input in the
 /// [`encode_recv_input`] format, the way `Conn::collect` does: until every request is complete
 /// or a datagram fails. Panics only when an internal invariant is broken (a fuzz finding).
 pub fn recv_path(data: &[u8]) -> RecvSummary {
