@@ -53,3 +53,8 @@ pub mod validate;
 
 pub use error::{Error, KernelError, Result};
 pub mod sandbox;
+
+/// Internal entry points for the fuzz targets (`fuzz/`) and the corpus test; not stable API.
+#[cfg(any(test, feature = "fuzzing"))]
+#[doc(hidden)]
+pub mod fuzzing;

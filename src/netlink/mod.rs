@@ -1,6 +1,7 @@
 //! Our synchronous rtnetlink client, on netlink-sys and netlink-packet-route.
 //!
 //! - [`wire`]: framing and control messages (ERROR/DONE/extended ACK), pure and fuzzable;
+//! - `recv`: the receive path over one datagram, pure (no socket) and fuzzable;
 //! - [`socket`]: the one place that sends requests and reads replies (ACKs, dumps, batches);
 //! - [`view`]: checked, plain-data views of what the kernel returns;
 //! - [`link`], [`addr`], [`route`], [`neigh`]: typed requests, thin over the socket.
@@ -9,6 +10,7 @@ pub mod addr;
 pub mod consts;
 pub mod link;
 pub mod neigh;
+pub(crate) mod recv;
 pub mod route;
 pub mod socket;
 pub mod view;

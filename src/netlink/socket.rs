@@ -15,11 +15,9 @@ use nix::sys::socket::{setsockopt, sockopt};
 use nix::sys::time::TimeVal;
 use parking_lot::Mutex;
 
-use super::wire::{
-    self, Header, NLM_F_ACK, NLM_F_DUMP, NLM_F_DUMP_INTR, NLM_F_REQUEST, NLMSG_DONE, NLMSG_ERROR, NLMSG_NOOP,
-    NLMSG_OVERRUN,
-};
-use crate::error::{Error, KernelError, Result};
+use super::recv::{self, Pending, TxError};
+use super::wire::{self, Header, NLM_F_ACK, NLM_F_DUMP, NLM_F_REQUEST};
+use crate::error::{Error, Result};
 
 /// How many times a dump is retried after `NLM_F_DUMP_INTR` or `ENOBUFS` before giving up.
 pub const DUMP_ATTEMPTS: u32 = 8;
@@ -52,7 +50,7 @@ impl Request {
         Request { msg, flags, op, object: object.into() }
     }
 
-    fn is_dump(&self) -> bool {
+    pub(crate) fn is_dump(&self) -> bool {
         self.flags & NLM_F_DUMP == NLM_F_DUMP
     }
 }
@@ -140,28 +138,9 @@ struct Conn {
     seq: u32,
     rx: Vec<u8>,
     tx: Vec<u8>,
-}
-
-/// Per-request progress while its replies come in.
-#[derive(Default)]
-struct Pending {
-    done: bool,
-    result: Option<Error>,
-    replies: Vec<RouteNetlinkMessage>,
-    interrupted: bool,
-}
-
-/// Why a transaction could not complete as a whole.
-enum TxError {
-    /// The receive queue overflowed: some replies are lost.
-    Overflow,
-    Fatal(Error),
-}
-
-impl From<Error> for TxError {
-    fn from(e: Error) -> Self {
-        TxError::Fatal(e)
-    }
+    /// Raw datagrams received while recording (see [`Socket::record_datagrams`]).
+    #[cfg(feature = "fuzzing")]
+    record: Option<Vec<Vec<u8>>>,
 }
 
 impl Socket {
@@ -183,7 +162,15 @@ impl Socket {
         let tv = TimeVal::new(REPLY_TIMEOUT.as_secs() as _, 0);
         setsockopt(&sock, sockopt::ReceiveTimeout, &tv).map_err(|e| os("set SO_RCVTIMEO on", e.into()))?;
         Ok(Socket {
-            conn: Mutex::new(Conn { sock, port: addr.port_number(), seq: 0, rx: vec![0; RX_INITIAL], tx: Vec::new() }),
+            conn: Mutex::new(Conn {
+                sock,
+                port: addr.port_number(),
+                seq: 0,
+                rx: vec![0; RX_INITIAL],
+                tx: Vec::new(),
+                #[cfg(feature = "fuzzing")]
+                record: None,
+            }),
         })
     }
 
@@ -191,6 +178,17 @@ impl Socket {
     /// that entered `ns`, so the caller's thread never changes namespace.
     pub fn open_in(ns: &crate::netns::NetNs) -> Result<Socket> {
         crate::netns::run_in_result(ns, Socket::open)
+    }
+
+    /// Runs `f` on this socket and returns, beside its result, every raw datagram the socket
+    /// received meanwhile (for recording fuzz corpora from real kernel replies). Not stable API.
+    #[cfg(feature = "fuzzing")]
+    #[doc(hidden)]
+    pub fn record_datagrams<T>(&self, f: impl FnOnce(&Socket) -> T) -> (T, Vec<Vec<u8>>) {
+        self.conn.lock().record = Some(Vec::new());
+        let out = f(self);
+        let recorded = self.conn.lock().record.take().unwrap_or_default();
+        (out, recorded)
     }
 
     /// Sends one request and waits for its ACK.
@@ -336,57 +334,12 @@ impl Conn {
         let mut open = chunk.len();
         while open > 0 {
             let len = self.recv(chunk)?;
-            let port = self.port;
-            for frame in wire::frames(&self.rx[..len]) {
-                let frame = frame.map_err(|e| Error::Protocol { op: chunk[0].op, detail: e.0 })?;
-                let h = frame.header;
-                if h.port != port && h.port != 0 {
-                    debug!("skipping netlink message for port {} (ours is {port})", h.port);
-                    continue;
-                }
-                let idx = h.seq.wrapping_sub(first_seq) as usize;
-                let (Some(req), Some(p)) = (chunk.get(idx), pending.get_mut(idx)) else {
-                    debug!("skipping stale netlink reply with sequence {}", h.seq);
-                    continue;
-                };
-                if p.done {
-                    continue;
-                }
-                if h.flags & NLM_F_DUMP_INTR != 0 {
-                    p.interrupted = true;
-                }
-                match h.kind {
-                    NLMSG_NOOP => {}
-                    NLMSG_OVERRUN => return Err(TxError::Overflow),
-                    NLMSG_ERROR => {
-                        let st = wire::decode_error(h.flags, frame.payload)
-                            .map_err(|e| Error::Protocol { op: req.op, detail: e.0 })?;
-                        if st.errno != 0 {
-                            p.result = Some(kernel_error(req, st));
-                        }
-                        p.done = true;
-                        open -= 1;
-                    }
-                    NLMSG_DONE => {
-                        let st = wire::decode_done(h.flags, frame.payload);
-                        if st.errno != 0 {
-                            p.result = Some(kernel_error(req, st));
-                        }
-                        // A dump request also asked for an ACK; the kernel ends dumps with DONE only.
-                        p.done = true;
-                        open -= 1;
-                    }
-                    _ => match wire::decode_route(&h, frame.payload) {
-                        Ok(m) => p.replies.push(m),
-                        Err(e) => {
-                            warn!("{} {}: undecodable reply skipped: {e}", req.op, req.object);
-                            if p.result.is_none() && !req.is_dump() {
-                                p.result = Some(Error::Protocol { op: req.op, detail: e.0 });
-                            }
-                        }
-                    },
-                }
+            #[cfg(feature = "fuzzing")]
+            if let Some(rec) = &mut self.record {
+                rec.push(self.rx[..len].to_vec());
             }
+            let completed = recv::process_datagram(&self.rx[..len], self.port, first_seq, chunk, pending)?;
+            open = open.saturating_sub(completed);
         }
         Ok(())
     }
@@ -445,15 +398,6 @@ impl Conn {
             }
         }
     }
-}
-
-fn kernel_error(req: &Request, st: wire::Status) -> Error {
-    Error::Kernel(KernelError {
-        op: req.op,
-        object: req.object.clone(),
-        errno: Errno::from_raw(st.errno),
-        message: st.ext_ack.message,
-    })
 }
 
 /// `recv` flags as the C int netlink-sys takes.

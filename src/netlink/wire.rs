@@ -108,8 +108,10 @@ pub fn frames(buf: &[u8]) -> Frames<'_> {
     Frames { rest: buf }
 }
 
+/// Rounds up to a multiple of 4; saturates instead of overflowing (an echoed header's length is
+/// untrusted and may be near `u32::MAX`, which overflows a 32-bit `usize`).
 const fn align4(n: usize) -> usize {
-    (n + 3) & !3
+    n.saturating_add(3) & !3
 }
 
 impl<'a> Iterator for Frames<'a> {
@@ -214,7 +216,7 @@ pub fn decode_error(flags: u16, payload: &[u8]) -> Result<Status, WireError> {
             Some(h) if flags & NLM_F_CAPPED == 0 => align4(h.len as usize),
             _ => HEADER_LEN,
         };
-        if let Some(tlvs) = payload.get(4 + echoed_len..) {
+        if let Some(tlvs) = payload.get(echoed_len.saturating_add(4)..) {
             status.ext_ack = parse_ext_ack(tlvs);
         }
     }
@@ -346,6 +348,18 @@ mod tests {
         // An error whose echoed header is missing still yields the errno.
         assert_eq!(decode_error(NLM_F_ACK_TLVS, &(-1i32).to_ne_bytes()).unwrap().errno, 1);
         assert_eq!(decode_error(0, &i32::MIN.to_ne_bytes()).unwrap().errno, i32::MAX);
+    }
+
+    #[test]
+    fn error_with_huge_echoed_length() {
+        let mut payload = (-22i32).to_ne_bytes().to_vec();
+        let mut h = [0u8; HEADER_LEN];
+        Header { len: u32::MAX, kind: 16, flags: 5, seq: 3, port: 0 }.emit(&mut h);
+        payload.extend_from_slice(&h);
+        payload.extend(tlv(NLMSGERR_ATTR_MSG, b"ignored\0"));
+        let st = decode_error(NLM_F_ACK_TLVS, &payload).unwrap();
+        assert_eq!((st.errno, st.echoed_seq, st.ext_ack.message), (22, Some(3), None));
+        assert_eq!(align4(usize::MAX - 1), usize::MAX & !3);
     }
 
     #[test]
