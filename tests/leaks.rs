@@ -78,3 +78,27 @@ fn warm_pool_serves_sandboxes_and_shuts_down_clean() {
         warm.destroy().unwrap();
     });
 }
+
+#[test]
+fn a_live_idle_sandbox_holds_one_fd() {
+    let _serial = SERIAL.lock();
+    in_private_netns(|| {
+        let base = TempBase::new("fds");
+        let warm = NetnsSandbox::create(&key(&base, "warm"), &CreateOptions::default()).unwrap();
+        let fds = common::fd_count();
+        let sbs: Vec<_> = (0..50)
+            .map(|i| {
+                let sb = NetnsSandbox::create(&key(&base, &format!("f{i}")), &CreateOptions::default()).unwrap();
+                sb.add_veth(&format!("vf{i}"), "eth", &IfaceOptions::new().address(net("198.18.0.2/16"))).unwrap();
+                sb
+            })
+            .collect();
+        assert_eq!(common::fd_count() - fds, 50, "one fd (its netlink socket) per live sandbox");
+        for sb in &sbs {
+            sb.destroy().unwrap();
+        }
+        drop(sbs);
+        assert_eq!(common::fd_count(), fds);
+        warm.destroy().unwrap();
+    });
+}

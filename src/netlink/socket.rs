@@ -191,6 +191,11 @@ impl Socket {
         (out, recorded)
     }
 
+    /// A handle on the namespace this socket is bound to (`SIOCGSKNS`).
+    pub fn netns(&self, label: &str) -> Result<crate::netns::NetNs> {
+        crate::netns::NetNs::of_socket(&self.conn.lock().sock, label)
+    }
+
     /// Sends one request and waits for its ACK.
     pub fn execute(&self, req: Request) -> Result<()> {
         self.query(req).map(drop)

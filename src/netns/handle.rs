@@ -35,6 +35,15 @@ impl NetNs {
         NetNs { fd, label: label.into() }
     }
 
+    /// The network namespace a socket belongs to (e.g. a netlink socket bound inside it). Lets a
+    /// long-lived object keep one fd (its socket) instead of two.
+    pub fn of_socket(sock: impl AsFd, label: impl Into<String>) -> Result<NetNs> {
+        let label = label.into();
+        let fd =
+            super::sys::socket_net_ns(sock.as_fd()).map_err(|e| Error::os("get namespace of socket", &label, e))?;
+        Ok(NetNs { fd, label })
+    }
+
     /// The calling thread's network namespace (from `/proc/thread-self/ns/net`, so a thread that
     /// did `setns` gets its own namespace, not the process leader's).
     pub fn current() -> Result<NetNs> {

@@ -65,3 +65,17 @@ pub(crate) fn mount_id(path: &std::path::Path) -> Result<u64, Errno> {
     }
     Ok(st.stx_mnt_id)
 }
+
+/// `SIOCGSKNS` from `<linux/sockios.h>`: the network namespace a socket belongs to.
+const SIOCGSKNS: u64 = 0x894C;
+
+/// A new fd on the network namespace of `sock` (`ioctl(SIOCGSKNS)`, Linux 4.9+), CLOEXEC.
+pub(crate) fn socket_net_ns(sock: BorrowedFd<'_>) -> Result<OwnedFd, Errno> {
+    // SAFETY: SIOCGSKNS takes no argument; the kernel returns a new fd (O_CLOEXEC) or -1.
+    let r = unsafe { libc::ioctl(sock.as_raw_fd(), SIOCGSKNS as _) };
+    if r < 0 {
+        return Err(Errno::last());
+    }
+    // SAFETY: a non-negative return is a new fd that nothing else owns.
+    Ok(unsafe { OwnedFd::from_raw_fd(r) })
+}

@@ -82,11 +82,12 @@ pub(super) fn add(
             (live.sock.link(LinkRef::Name(&name))?.index, None)
         }
         Source::Veth(host_name) => {
+            let ns = live.ns()?;
             let peer = VethPeer {
                 name: name.clone(),
                 mac: opts.mac,
                 mtu: opts.mtu,
-                netns: Some(live.ns.as_fd()),
+                netns: Some(ns.as_fd()),
                 ..Default::default()
             };
             sb.host.sock.execute(link::create_veth(host_name, opts.mtu, &peer)?).map_err(|e| {
@@ -111,11 +112,9 @@ pub(super) fn add(
         }
         Source::Move(src_name) => {
             let l = sb.host.sock.link(LinkRef::Name(src_name))?;
-            let mv = LinkChange::new()
-                .up(false)
-                .netns(live.ns.as_fd())
-                .name(&name)
-                .alias(&format!("{ORIGIN_PREFIX}{src_name}"));
+            let ns = live.ns()?;
+            let mv =
+                LinkChange::new().up(false).netns(ns.as_fd()).name(&name).alias(&format!("{ORIGIN_PREFIX}{src_name}"));
             sb.host.sock.set_link(LinkRef::Index(l.index), &mv)?;
             let origin = Origin { name: src_name.to_owned(), mac: l.mac, mtu: l.mtu };
             match live.sock.link(LinkRef::Name(&name)) {
@@ -219,7 +218,7 @@ fn configure(
             })
             .collect();
         let pairs: Vec<(&str, &str)> = keys.iter().map(|(k, v)| (k.as_str(), *v)).collect();
-        for (k, o) in sysctl::apply(Some(&live.ns), &pairs)? {
+        for (k, o) in sysctl::apply(Some(&live.ns()?), &pairs)? {
             match o {
                 sysctl::Outcome::Missing => return Err(Error::SysctlMissing { key: k }),
                 sysctl::Outcome::ReadOnly => return Err(Error::SysctlReadOnly { key: k }),

@@ -72,10 +72,18 @@ pub struct NetnsSandbox {
     ifaces: Mutex<()>,
 }
 
-/// What an open sandbox holds: its namespace and a netlink socket bound to it.
+/// What an open sandbox holds: one netlink socket bound to its namespace. The namespace itself
+/// is reached through the socket when needed (`SIOCGSKNS`), so an idle sandbox costs one fd.
 struct Live {
-    ns: NetNs,
     sock: Socket,
+    label: String,
+}
+
+impl Live {
+    /// A handle on the sandbox's namespace, for work that needs one (moves, threads, sysctls).
+    fn ns(&self) -> Result<NetNs> {
+        self.sock.netns(&self.label)
+    }
 }
 
 impl std::fmt::Debug for NetnsSandbox {
@@ -139,19 +147,17 @@ impl NetnsSandbox {
     }
 
     fn assemble(key: &str, path: PathBuf, host: Arc<Host>, ns: NetNs, sock: Socket) -> NetnsSandbox {
-        NetnsSandbox {
-            key: key.to_owned(),
-            path,
-            host,
-            live: RwLock::new(Some(Live { ns, sock })),
-            ifaces: Mutex::new(()),
-        }
+        // The socket keeps the namespace reachable (`Live::ns`): the separate handle can go, so
+        // an idle sandbox holds one fd.
+        drop(ns);
+        let live = Live { sock, label: key.to_owned() };
+        NetnsSandbox { key: key.to_owned(), path, host, live: RwLock::new(Some(live)), ifaces: Mutex::new(()) }
     }
 
     /// The namespace handle (for callers that need to run their own code or sockets inside).
     pub fn with_netns<T>(&self, f: impl FnOnce(&NetNs) -> T) -> Result<T> {
         let live = self.live()?;
-        Ok(f(&live.as_ref().ok_or_else(|| self.destroyed())?.ns))
+        Ok(f(&live.as_ref().ok_or_else(|| self.destroyed())?.ns()?))
     }
 
     fn destroyed(&self) -> Error {
@@ -382,7 +388,7 @@ impl Sandbox for NetnsSandbox {
             self.link(live, ifname)?;
             let a = format!("net/ipv4/conf/{ifname}/arp_ignore");
             let b = format!("net/ipv4/conf/{ifname}/arp_announce");
-            for (k, o) in sysctl::apply(Some(&live.ns), &[(&a, "1"), (&b, "2")])? {
+            for (k, o) in sysctl::apply(Some(&live.ns()?), &[(&a, "1"), (&b, "2")])? {
                 match o {
                     Outcome::Missing => return Err(Error::SysctlMissing { key: k }),
                     Outcome::ReadOnly => return Err(Error::SysctlReadOnly { key: k }),
@@ -399,7 +405,7 @@ impl Sandbox for NetnsSandbox {
             if types.is_empty() {
                 return Ok(report);
             }
-            for (k, o) in sysctl::apply(Some(&live.ns), &LB_TWEAKS)? {
+            for (k, o) in sysctl::apply(Some(&live.ns()?), &LB_TWEAKS)? {
                 match o {
                     Outcome::Written { .. } => report.written.push(k),
                     Outcome::Unchanged => report.unchanged.push(k),
@@ -418,7 +424,7 @@ impl Sandbox for NetnsSandbox {
     }
 
     fn invoke_boxed(&self, f: Box<dyn FnOnce() + Send + '_>) -> Result<()> {
-        self.with(|live| netns::run_in(&live.ns, f))
+        self.with(|live| netns::run_in(&live.ns()?, f))
     }
 
     fn restore(&self) -> Result<()> {
