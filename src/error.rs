@@ -45,57 +45,124 @@ pub enum Error {
     /// An interface name that the kernel would reject (empty, over 15 bytes, `/`, whitespace, NUL,
     /// `.` or `..`). Nothing was sent to the kernel.
     #[error("invalid interface name {name:?}: {reason}")]
-    InvalidName { name: String, reason: &'static str },
+    InvalidName {
+        /// The offending name.
+        name: String,
+        /// Why it was rejected.
+        reason: &'static str,
+    },
     /// A sandbox key or id that is empty, contains `/`, `..` or NUL, or would escape the base path.
     #[error("invalid sandbox key {key:?}: {reason}")]
-    InvalidKey { key: String, reason: &'static str },
+    InvalidKey {
+        /// The key or id as given.
+        key: String,
+        /// Why it was rejected.
+        reason: &'static str,
+    },
     /// A CIDR or IP address that does not parse or has a prefix out of range.
     #[error("invalid address {input:?}: {reason}")]
-    InvalidAddress { input: String, reason: String },
+    InvalidAddress {
+        /// The input as given.
+        input: String,
+        /// Why it was rejected.
+        reason: String,
+    },
     /// A MAC address that does not parse or has the wrong length.
     #[error("invalid MAC address {input:?}: {reason}")]
-    InvalidMac { input: String, reason: &'static str },
+    InvalidMac {
+        /// The input as given.
+        input: String,
+        /// Why it was rejected.
+        reason: &'static str,
+    },
     /// Options that make no sense together, or an argument out of range.
     #[error("invalid argument for {op}: {reason}")]
-    InvalidArgument { op: &'static str, reason: String },
+    InvalidArgument {
+        /// What was being done.
+        op: &'static str,
+        /// Why it was rejected.
+        reason: String,
+    },
     /// The kernel refused a request.
     #[error(transparent)]
     Kernel(#[from] KernelError),
     /// A system call outside netlink failed (mount, setns, open, ...).
     #[error("{op} {object}: {source}")]
     Os {
+        /// What was being done.
         op: &'static str,
+        /// What it was done to (a path, an interface, a namespace).
         object: String,
+        /// The underlying OS error.
         #[source]
         source: io::Error,
     },
     /// The kernel's reply did not follow the netlink protocol (bad length, wrong sequence, ...).
     #[error("netlink protocol error during {op}: {detail}")]
-    Protocol { op: &'static str, detail: String },
+    Protocol {
+        /// What was being done.
+        op: &'static str,
+        /// What was wrong.
+        detail: String,
+    },
     /// A dump kept being interrupted (`NLM_F_DUMP_INTR`) because the table changed under it.
     #[error("{op}: dump interrupted {attempts} times in a row; giving up")]
-    DumpInterrupted { op: &'static str, attempts: u32 },
+    DumpInterrupted {
+        /// What was being done.
+        op: &'static str,
+        /// How many times the dump was tried.
+        attempts: u32,
+    },
     /// The named object does not exist (link, namespace, sandbox, interface, route, neighbor).
     #[error("{kind} {name:?} not found")]
-    NotFound { kind: &'static str, name: String },
+    NotFound {
+        /// What kind of object (`"link"`, `"interface"`, `"neighbor"`, ...).
+        kind: &'static str,
+        /// The offending name.
+        name: String,
+    },
     /// The named object already exists (sandbox key, interface, neighbor, route).
     #[error("{kind} {name:?} already exists")]
-    AlreadyExists { kind: &'static str, name: String },
+    AlreadyExists {
+        /// What kind of object (`"link"`, `"interface"`, `"neighbor"`, ...).
+        kind: &'static str,
+        /// The offending name.
+        name: String,
+    },
     /// A closure run inside a namespace panicked; the panic was caught and its thread discarded.
     #[error("closure running in namespace {ns} panicked: {message}")]
-    Panicked { ns: String, message: String },
+    Panicked {
+        /// The namespace the closure ran in.
+        ns: String,
+        /// The panic message.
+        message: String,
+    },
     /// A sysctl key that this kernel does not have (e.g. IPVS keys without the ip_vs module).
     #[error("sysctl {key} is not present on this kernel")]
-    SysctlMissing { key: String },
+    SysctlMissing {
+        /// The key or id as given.
+        key: String,
+    },
     /// A sysctl key that cannot be written here (read-only /proc/sys).
     #[error("sysctl {key} is read-only here")]
-    SysctlReadOnly { key: String },
+    SysctlReadOnly {
+        /// The key or id as given.
+        key: String,
+    },
     /// The sandbox was destroyed; no further operation is possible.
     #[error("sandbox {key} has been destroyed")]
-    Destroyed { key: String },
+    Destroyed {
+        /// The key or id as given.
+        key: String,
+    },
     /// A kernel feature this operation needs is missing (module not built or not loaded).
     #[error("{feature} is not supported by this kernel: {detail}")]
-    Unsupported { feature: &'static str, detail: String },
+    Unsupported {
+        /// The missing feature.
+        feature: &'static str,
+        /// What was wrong.
+        detail: String,
+    },
 }
 
 impl Error {

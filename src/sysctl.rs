@@ -1,7 +1,7 @@
 //! `/proc/sys` keys inside a namespace.
 //!
 //! `/proc/sys/net` shows the network namespace of the thread that *opens* the file, so with
-//! `Some(ns)` every file is opened inside [`run_in`](crate::netns::run_in); with `None` the calling
+//! `Some(ns)` every file is opened inside [`run_in`]; with `None` the calling
 //! thread's own namespace is used.
 //!
 //! Keys are given in dotted form (`net.ipv4.ip_forward`) or slash form
@@ -24,8 +24,11 @@ const PROC_SYS: &str = "/proc/sys";
 pub enum Outcome {
     /// The key already had the wanted value; nothing was written.
     Unchanged,
-    /// The value was written; `old` is what it was before.
-    Written { old: String },
+    /// The value was written.
+    Written {
+        /// What the key held before.
+        old: String,
+    },
     /// This kernel does not have the key (e.g. IPVS keys without `ip_vs`).
     Missing,
     /// The key cannot be written here.
