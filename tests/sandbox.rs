@@ -606,3 +606,51 @@ fn pin_that_is_a_regular_file_and_read_only_base() {
         assert!(!ro.join("s").exists());
     });
 }
+
+#[test]
+fn link_local_addresses_sysctls_and_forced_neighbor_over_learned() {
+    in_private_netns(|| {
+        let base = TempBase::new("sbx-opts");
+        let sb = NetnsSandbox::create(&key(&base, "o"), &CreateOptions::default()).unwrap();
+        let opts = IfaceOptions::new()
+            .address(net("198.18.0.2/16"))
+            .link_local(vec![net("169.254.7.7/16"), net("fe80::7/64")])
+            .sysctl("ipv4/arp_ignore", "1")
+            .sysctl("ipv6/accept_ra", "0");
+        sb.add_veth("vh0", "eth", &opts).unwrap();
+        let shown = sb.invoke(|| ip(&["-o", "addr", "show", "dev", "eth0"])).unwrap();
+        assert!(shown.contains("169.254.7.7/16") && shown.contains("fe80::7/64"), "{shown}");
+        let i = &sb.interfaces().unwrap()[0];
+        assert!(i.addresses.contains(&net("fe80::7/64")), "user link-local listed: {i:?}");
+        let v6: Vec<_> = i.addresses.iter().filter(|a| a.addr().is_ipv6()).collect();
+        assert_eq!(v6, [&net("fe80::7/64")], "the kernel's own link-local address is not listed");
+        let (ig, ra) = sb
+            .invoke(|| {
+                let r = |p: &str| std::fs::read_to_string(p).unwrap().trim().to_owned();
+                (r("/proc/sys/net/ipv4/conf/eth0/arp_ignore"), r("/proc/sys/net/ipv6/conf/eth0/accept_ra"))
+            })
+            .unwrap();
+        assert_eq!((ig.as_str(), ra.as_str()), ("1", "0"));
+
+        // A learned (reachable) entry: a plain add refuses it, a forced add replaces it.
+        let s = sb
+            .invoke(|| {
+                let s = Socket::open().unwrap();
+                let idx = s.link(LinkRef::Name("eth0")).unwrap().index;
+                let mut learned =
+                    netsandbox::netlink::neigh::NeighSpec::arp(idx, addr("198.18.0.9"), [2, 0, 0, 0, 0, 9]);
+                learned.state = netsandbox::netlink::consts::NUD_REACHABLE;
+                s.add_neighbor(&learned, false).unwrap();
+                s
+            })
+            .unwrap();
+        let mac = [0x02, 0x42, 0xc6, 0x12, 0x00, 0x09];
+        let e = sb.add_neighbor(addr("198.18.0.9"), mac, false, &NeighOptions::new()).unwrap_err();
+        assert!(matches!(e, Error::AlreadyExists { kind: "neighbor", .. }), "{e}");
+        sb.add_neighbor(addr("198.18.0.9"), mac, true, &NeighOptions::new()).unwrap();
+        let n = s.neighbors(None, None).unwrap();
+        let n = n.iter().find(|n| n.ip == Some(addr("198.18.0.9"))).unwrap();
+        assert!(n.is_permanent() && n.mac == Some(mac), "{n:?}");
+        sb.destroy().unwrap();
+    });
+}
