@@ -26,7 +26,7 @@ use netsandbox::netlink::neigh::{self, NeighSpec};
 use netsandbox::netlink::route::{self, RouteSpec};
 use netsandbox::netlink::{BatchMode, Request, Socket};
 use netsandbox::netns::{self, NetNs};
-use netsandbox::sandbox::{CreateOptions, IfaceOptions, NeighOptions, NetnsSandbox, Sandbox, StaticRoute};
+use netsandbox::sandbox::{CreateOptions, IfaceOptions, NeighOptions, NetnsSandbox, Sandbox, StaticRoute, WarmPool};
 
 type R<T> = std::result::Result<T, Box<dyn std::error::Error + Send + Sync>>;
 
@@ -106,6 +106,7 @@ enum Variant {
     LowStep,
     LowBatch,
     Trait,
+    TraitPool,
     TraitMove,
     IpStepDirect,
     IpBatchDirect,
@@ -113,10 +114,11 @@ enum Variant {
     IpBatchMove,
 }
 
-const ALL: [Variant; 8] = [
+const ALL: [Variant; 9] = [
     Variant::LowStep,
     Variant::LowBatch,
     Variant::Trait,
+    Variant::TraitPool,
     Variant::TraitMove,
     Variant::IpStepDirect,
     Variant::IpBatchDirect,
@@ -130,6 +132,7 @@ impl Variant {
             Variant::LowStep => "low-step",
             Variant::LowBatch => "low-batch",
             Variant::Trait => "trait",
+            Variant::TraitPool => "trait-pool",
             Variant::TraitMove => "trait-move",
             Variant::IpStepDirect => "ip-step",
             Variant::IpBatchDirect => "ip-batch",
@@ -142,6 +145,7 @@ impl Variant {
             Variant::LowStep => "(a) netsandbox low level, one request per step, SW-direct",
             Variant::LowBatch => "(b) netsandbox low level, in-sandbox config as one Socket::batch",
             Variant::Trait => "(c) netsandbox Sandbox trait, add_veth (SW-direct)",
+            Variant::TraitPool => "(c') as (c), namespace taken from a WarmPool",
             Variant::TraitMove => "(d) netsandbox Sandbox trait, add_interface (SW-move)",
             Variant::IpStepDirect => "(e) iproute2, one process per step, peer born inside",
             Variant::IpBatchDirect => "(f) ip -batch (host batch + nsenter batch), peer born inside",
@@ -164,6 +168,8 @@ struct Ctx {
     host: NetNs,
     dir: PathBuf,
     sock: Socket,
+    /// For the pool variant: refilled in the background between rounds.
+    pool: Option<WarmPool>,
     setup_ms: Vec<f64>,
     teardown_ms: Vec<f64>,
     steps: BTreeMap<&'static str, Vec<f64>>,
@@ -176,7 +182,23 @@ impl Ctx {
         std::fs::create_dir_all(&dir)?;
         netns::ensure_shared_base(&dir)?;
         let sock = Socket::open_in(&host)?;
-        Ok(Ctx { variant, host, dir, sock, setup_ms: Vec::new(), teardown_ms: Vec::new(), steps: BTreeMap::new() })
+        let pool = match variant {
+            // The pool's origin is the namespace it is made in: the variant's private host.
+            Variant::TraitPool => {
+                Some(netns::run_in_result(&host, || WarmPool::new(POOL_SIZE, CreateOptions::default()))?)
+            }
+            _ => None,
+        };
+        Ok(Ctx {
+            variant,
+            host,
+            dir,
+            sock,
+            pool,
+            setup_ms: Vec::new(),
+            teardown_ms: Vec::new(),
+            steps: BTreeMap::new(),
+        })
     }
 
     fn setup(&self, sw: Sw, laps: &mut Laps) -> R<Built> {
@@ -184,6 +206,10 @@ impl Ctx {
             Variant::LowStep => low_step(&self.sock, &self.dir, sw, laps),
             Variant::LowBatch => low_batch(&self.sock, &self.dir, sw, laps),
             Variant::Trait => trait_direct(&self.dir, sw, laps),
+            Variant::TraitPool => match &self.pool {
+                Some(pool) => trait_pool(pool, &self.dir, sw, laps),
+                None => Err("pool variant without a pool".into()),
+            },
             Variant::TraitMove => trait_move(&self.sock, &self.dir, sw, laps),
             Variant::IpStepDirect => ip_step(&self.dir, sw, true, laps),
             Variant::IpBatchDirect => ip_batch(&self.dir, sw, true, laps),
@@ -358,6 +384,21 @@ fn trait_routes(sb: &NetnsSandbox, sw: Sw, laps: &mut Laps) -> R<()> {
 fn trait_direct(dir: &Path, sw: Sw, laps: &mut Laps) -> R<Built> {
     let sb = NetnsSandbox::create(&sw.pin(dir).display().to_string(), &CreateOptions::default())?;
     laps.mark("create");
+    let built = Built::Sbx(sb);
+    let Built::Sbx(sb) = &built else { unreachable!() };
+    sb.add_veth(&sw.vh(), "eth", &iface_opts(sw))?;
+    laps.mark("add_veth");
+    trait_routes(sb, sw, laps)?;
+    Ok(built)
+}
+
+/// Pool size for (c'): one round's worth, refilled while the other variants run.
+const POOL_SIZE: usize = 10;
+
+// (c') As (c), with the namespace taken from a warm pool.
+fn trait_pool(pool: &WarmPool, dir: &Path, sw: Sw, laps: &mut Laps) -> R<Built> {
+    let sb = pool.take(&sw.pin(dir).display().to_string())?;
+    laps.mark("pool take");
     let built = Built::Sbx(sb);
     let Built::Sbx(sb) = &built else { unreachable!() };
     sb.add_veth(&sw.vh(), "eth", &iface_opts(sw))?;
