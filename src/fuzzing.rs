@@ -147,6 +147,28 @@ pub fn user_string(s: &str) {
     let _ = generate_key(s);
 }
 
+/// A tiny deterministic PRNG (xorshift64*) for bounded random-input tests without a dependency.
+#[doc(hidden)]
+pub struct Rng(pub u64);
+
+impl Rng {
+    /// The next 64 random bits.
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+    /// A number in `0..n` (`n > 0`).
+    pub fn below(&mut self, n: usize) -> usize {
+        (self.next_u64() % n as u64) as usize
+    }
+    /// `n` random bytes.
+    pub fn bytes(&mut self, n: usize) -> Vec<u8> {
+        (0..n).map(|_| self.next_u64() as u8).collect()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     //! Stable-Rust stand-in for the fuzzers: the committed corpora and regressions, then a
@@ -156,24 +178,6 @@ mod tests {
 
     use super::*;
     use crate::netlink::wire::{HEADER_LEN, NLM_F_ACK_TLVS, NLM_F_CAPPED, NLM_F_DUMP_INTR, NLM_F_MULTIPART};
-
-    /// Fixed-seed xorshift64*.
-    struct Rng(u64);
-
-    impl Rng {
-        fn next(&mut self) -> u64 {
-            self.0 ^= self.0 >> 12;
-            self.0 ^= self.0 << 25;
-            self.0 ^= self.0 >> 27;
-            self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-        }
-        fn below(&mut self, n: usize) -> usize {
-            (self.next() % n as u64) as usize
-        }
-        fn bytes(&mut self, n: usize) -> Vec<u8> {
-            (0..n).map(|_| self.next() as u8).collect()
-        }
-    }
 
     /// One of the listed values, evaluated first (they may draw from the generator too).
     macro_rules! pick {
@@ -242,7 +246,7 @@ mod tests {
     }
 
     fn tlv(rng: &mut Rng, out: &mut Vec<u8>) {
-        let kind = pick!(rng, [1u16, 2, 3, 4, 5, 6, 0x4001, rng.next() as u16]);
+        let kind = pick!(rng, [1u16, 2, 3, 4, 5, 6, 0x4001, rng.next_u64() as u16]);
         let value = match kind & 0x3fff {
             1 => {
                 let mut v = {
@@ -260,7 +264,7 @@ mod tests {
             }
         };
         let len = match rng.below(8) {
-            0 => rng.next() as u16,
+            0 => rng.next_u64() as u16,
             1 => rng.below(4) as u16,
             _ => (4 + value.len()) as u16,
         };
@@ -276,17 +280,17 @@ mod tests {
     fn datagram(rng: &mut Rng, port: u32, first_seq: u32) -> Vec<u8> {
         let mut out = Vec::new();
         for _ in 0..1 + rng.below(4) {
-            let kind = pick!(rng, [1u16, 2, 3, 4, 16, 20, 24, 28, rng.next() as u16]);
+            let kind = pick!(rng, [1u16, 2, 3, 4, 16, 20, 24, 28, rng.next_u64() as u16]);
             let flags = pick!(rng, [0, NLM_F_MULTIPART, NLM_F_DUMP_INTR | NLM_F_MULTIPART, NLM_F_ACK_TLVS])
-                | pick!(rng, [0, NLM_F_CAPPED, NLM_F_ACK_TLVS, rng.next() as u16]);
-            let seq = first_seq.wrapping_add(pick!(rng, [0u32, 0, 1, 2, 7, u32::MAX, rng.next() as u32]));
-            let port = pick!(rng, [port, port, 0, rng.next() as u32]);
+                | pick!(rng, [0, NLM_F_CAPPED, NLM_F_ACK_TLVS, rng.next_u64() as u16]);
+            let seq = first_seq.wrapping_add(pick!(rng, [0u32, 0, 1, 2, 7, u32::MAX, rng.next_u64() as u32]));
+            let port = pick!(rng, [port, port, 0, rng.next_u64() as u32]);
             let mut payload = Vec::new();
             match kind {
                 2 | 3 => {
                     payload.extend_from_slice(&pick!(rng, [0i32, -1, -17, -22, i32::MIN, 5]).to_ne_bytes());
                     if kind == 2 && rng.below(4) != 0 {
-                        let echoed_len = pick!(rng, [HEADER_LEN as u32, 20, 0, 3, rng.next() as u32]);
+                        let echoed_len = pick!(rng, [HEADER_LEN as u32, 20, 0, 3, rng.next_u64() as u32]);
                         let h = Header { len: echoed_len, kind: 16, flags: 5, seq, port: 0 };
                         let mut hb = [0u8; HEADER_LEN];
                         h.emit(&mut hb);
@@ -341,10 +345,10 @@ mod tests {
                     rng.bytes(n)
                 }
             } else {
-                let port = pick!(rng, [0u32, 1, 4242, rng.next() as u32]);
-                let first_seq = pick!(rng, [1u32, u32::MAX, rng.next() as u32]);
-                let n = rng.next() as u8;
-                let dumps = rng.next() as u8;
+                let port = pick!(rng, [0u32, 1, 4242, rng.next_u64() as u32]);
+                let first_seq = pick!(rng, [1u32, u32::MAX, rng.next_u64() as u32]);
+                let n = rng.next_u64() as u8;
+                let dumps = rng.next_u64() as u8;
                 let datagrams: Vec<Vec<u8>> =
                     (0..1 + rng.below(3)).map(|_| datagram(&mut rng, port, first_seq)).collect();
                 encode_recv_input(port, first_seq, n, dumps, &datagrams)

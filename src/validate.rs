@@ -11,26 +11,35 @@ use crate::error::{Error, Result};
 /// Longest interface name the kernel accepts (IFNAMSIZ - 1).
 pub const IFNAME_MAX: usize = 15;
 
+/// Why `name` cannot be a single file name (one path component, no whitespace) that we create:
+/// empty, `.`/`..`, containing `/`, NUL or whitespace. Shared by interface names, sandbox ids
+/// and namespace names, which the kernel or the filesystem would otherwise misread.
+pub fn file_name(name: &str) -> std::result::Result<(), &'static str> {
+    if name.is_empty() {
+        Err("empty")
+    } else if name == "." || name == ".." {
+        Err("'.' and '..' are reserved")
+    } else if name.contains('/') {
+        Err("contains '/'")
+    } else if name.contains('\0') {
+        Err("contains NUL")
+    } else if name.chars().any(char::is_whitespace) {
+        Err("contains whitespace")
+    } else {
+        Ok(())
+    }
+}
+
 /// Checks an interface name the way the kernel's `dev_valid_name` does.
 pub fn ifname(name: &str) -> Result<()> {
-    let reason = if name.is_empty() {
-        "empty"
-    } else if name.len() > IFNAME_MAX {
-        "longer than 15 bytes"
-    } else if name == "." || name == ".." {
-        "'.' and '..' are reserved"
-    } else if name.contains('/') {
-        "contains '/'"
-    } else if name.contains('\0') {
-        "contains NUL"
+    let checked = if name.len() > IFNAME_MAX {
+        Err("longer than 15 bytes")
     } else if name.contains(':') {
-        "contains ':'"
-    } else if name.chars().any(char::is_whitespace) {
-        "contains whitespace"
+        Err("contains ':'")
     } else {
-        return Ok(());
+        file_name(name)
     };
-    Err(Error::InvalidName { name: name.to_owned(), reason })
+    checked.map_err(|reason| Error::InvalidName { name: name.to_owned(), reason })
 }
 
 /// Checks an interface-name prefix (what `add_interface` appends an index to).

@@ -1134,23 +1134,7 @@ mod tests {
 
     // ---- never panic on any input ----
 
-    /// xorshift64*: a tiny deterministic PRNG, no dependency.
-    struct Rng(u64);
-
-    impl Rng {
-        fn next(&mut self) -> u64 {
-            self.0 ^= self.0 >> 12;
-            self.0 ^= self.0 << 25;
-            self.0 ^= self.0 >> 27;
-            self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-        }
-        fn below(&mut self, n: usize) -> usize {
-            (self.next() % n as u64) as usize
-        }
-        fn bytes(&mut self, n: usize) -> Vec<u8> {
-            (0..n).map(|_| self.next() as u8).collect()
-        }
-    }
+    use crate::fuzzing::Rng;
 
     /// Kind strings that steer `IFLA_INFO_DATA` parsing into the per-kind decoders.
     const KINDS: &[&str] =
@@ -1221,7 +1205,7 @@ mod tests {
                 for _ in 0..=rng.below(4) {
                     if !b.is_empty() {
                         let i = rng.below(b.len());
-                        b[i] = rng.next() as u8;
+                        b[i] = rng.next_u64() as u8;
                     }
                 }
                 if rng.below(3) == 0 {
@@ -1232,7 +1216,7 @@ mod tests {
             // Structured: header + attribute stream.
             _ => {
                 let mut b = rng.bytes(header_len);
-                let families = [AF_UNSPEC, AF_INET, AF_INET6, AF_BRIDGE, 28 /* MPLS */, rng.next() as u8];
+                let families = [AF_UNSPEC, AF_INET, AF_INET6, AF_BRIDGE, 28 /* MPLS */, rng.next_u64() as u8];
                 b[0] = families[rng.below(families.len())];
                 b.extend(random_nlas(rng, 0));
                 b

@@ -206,18 +206,7 @@ pub(crate) fn check_net_ns(fd: BorrowedFd<'_>, label: &str) -> Result<()> {
 
 /// Checks a namespace name for `/run/netns/<name>`.
 pub(crate) fn validate_ns_name(name: &str) -> Result<()> {
-    let reason = if name.is_empty() {
-        "empty"
-    } else if name == "." || name == ".." {
-        "'.' and '..' are reserved"
-    } else if name.contains('/') {
-        "contains '/'"
-    } else if name.contains('\0') {
-        "contains NUL"
-    } else {
-        return Ok(());
-    };
-    Err(Error::InvalidKey { key: name.to_owned(), reason })
+    crate::validate::file_name(name).map_err(|reason| Error::InvalidKey { key: name.to_owned(), reason })
 }
 
 /// The text of a caught panic payload.

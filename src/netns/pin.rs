@@ -128,14 +128,7 @@ where
     if path.file_name().is_none() {
         return Err(bad("no file name"));
     }
-    ensure_shared_base(parent)?;
-    OpenOptions::new().write(true).create_new(true).mode(0o444).open(path).map_err(|e| match e.kind() {
-        io::ErrorKind::AlreadyExists => {
-            Error::AlreadyExists { kind: "namespace pin", name: path.display().to_string() }
-        }
-        _ => Error::path("create pin file", path, e),
-    })?;
-    let mut cleanup = RemoveOnDrop { path, armed: true };
+    let mut cleanup = new_pin_file(parent, path)?;
     let value = std::thread::scope(|s| {
         let h = std::thread::Builder::new()
             .name("netns-pin".into())
@@ -169,14 +162,7 @@ pub fn pin_existing(ns: &NetNs, path: &Path) -> Result<()> {
             });
         }
     };
-    ensure_shared_base(parent)?;
-    OpenOptions::new().write(true).create_new(true).mode(0o444).open(path).map_err(|e| match e.kind() {
-        io::ErrorKind::AlreadyExists => {
-            Error::AlreadyExists { kind: "namespace pin", name: path.display().to_string() }
-        }
-        _ => Error::path("create pin file", path, e),
-    })?;
-    let mut cleanup = RemoveOnDrop { path, armed: true };
+    let mut cleanup = new_pin_file(parent, path)?;
     // The fd's /proc entry names the namespace; bind-mounting it pins the namespace itself.
     let src = format!("/proc/thread-self/fd/{}", ns.as_fd().as_raw_fd());
     nix::mount::mount(Some(src.as_str()), path, None::<&str>, MsFlags::MS_BIND, None::<&str>)
@@ -218,6 +204,19 @@ pub fn is_pinned(path: &Path) -> bool {
         Ok(Some(m)) if m.fstype == "nsfs" => open_ns_file(path).is_ok(),
         _ => false,
     }
+}
+
+/// Prepares `parent` and creates the empty pin file (`O_EXCL`: an existing one is
+/// [`Error::AlreadyExists`]), returning a guard that removes it again unless disarmed.
+fn new_pin_file<'p>(parent: &Path, path: &'p Path) -> Result<RemoveOnDrop<'p>> {
+    ensure_shared_base(parent)?;
+    OpenOptions::new().write(true).create_new(true).mode(0o444).open(path).map_err(|e| match e.kind() {
+        io::ErrorKind::AlreadyExists => {
+            Error::AlreadyExists { kind: "namespace pin", name: path.display().to_string() }
+        }
+        _ => Error::path("create pin file", path, e),
+    })?;
+    Ok(RemoveOnDrop { path, armed: true })
 }
 
 /// Removes a half-made pin unless disarmed.

@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use parking_lot::RwLock;
 
 use crate::error::{Error, Result};
+use crate::validate;
 
 /// Default root, as in libnetwork: pins live in `<root>/netns`.
 pub const DEFAULT_ROOT: &str = "/var/run/docker";
@@ -47,21 +48,9 @@ pub fn generate_key(id: &str) -> Result<String> {
     Ok(base_path().join(short).display().to_string())
 }
 
-fn check_id(id: &str) -> Result<()> {
-    let reason = if id.is_empty() {
-        "empty"
-    } else if id == "." || id == ".." {
-        "'.' and '..' are not ids"
-    } else if id.contains('/') {
-        "contains '/'"
-    } else if id.contains('\0') {
-        "contains NUL"
-    } else if id.chars().any(char::is_whitespace) {
-        "contains whitespace"
-    } else {
-        return Ok(());
-    };
-    Err(Error::InvalidKey { key: id.to_owned(), reason })
+/// Checks a container id or sandbox name: one plain file name (see [`validate::file_name`]).
+pub fn check_id(id: &str) -> Result<()> {
+    validate::file_name(id).map_err(|reason| Error::InvalidKey { key: id.to_owned(), reason })
 }
 
 fn check_components(p: &Path) -> Result<()> {

@@ -5,7 +5,7 @@ use std::process::Command as Process;
 
 use netsandbox::sandbox::{
     CreateOptions, IfaceOptions, NeighFamily, NeighOptions, NetnsSandbox, Sandbox, SandboxExt, SandboxType,
-    StaticRoute, check_key,
+    StaticRoute, check_id, check_key,
 };
 use netsandbox::validate::{parse_cidr, parse_ip, parse_mac};
 use netsandbox::{Error, Result, netns};
@@ -144,22 +144,10 @@ fn base_dir(base: &Path) -> Result<PathBuf> {
 /// The pin path for sandbox `name`: one plain file name directly under the base, never a path
 /// that could escape it.
 pub fn key_path(base: &Path, name: &str) -> Result<String> {
-    let reason = if name.is_empty() {
-        "empty"
-    } else if name == "." || name == ".." {
-        "'.' and '..' are not names"
-    } else if name.contains('/') {
-        "contains '/'"
-    } else if name.contains('\0') {
-        "contains NUL"
-    } else if name.chars().any(char::is_whitespace) {
-        "contains whitespace"
-    } else {
-        let k = base.join(name).display().to_string();
-        check_key(&k)?;
-        return Ok(k);
-    };
-    Err(Error::InvalidKey { key: name.to_owned(), reason })
+    check_id(name)?;
+    let k = base.join(name).display().to_string();
+    check_key(&k)?;
+    Ok(k)
 }
 
 /// Names of the pinned namespaces under `base`, sorted.

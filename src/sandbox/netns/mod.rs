@@ -101,18 +101,7 @@ impl NetnsSandbox {
     pub fn create(key: &str, opts: &CreateOptions) -> Result<NetnsSandbox> {
         let path = check_key(key)?;
         let host = Host::current()?;
-        let (ns, sock) = netns::create_pinned_with(&path, || {
-            // Inside the new namespace: the socket binds here, and sysctls follow the opener.
-            let sock = Socket::open()?;
-            sock.set_link(LinkRef::Index(1), &LinkChange::new().up(true))?;
-            if let Some(on) = opts.ipv6 {
-                let v = if on { "0" } else { "1" };
-                for k in ["net.ipv6.conf.all.disable_ipv6", "net.ipv6.conf.default.disable_ipv6"] {
-                    sysctl::write(None, k, v)?;
-                }
-            }
-            Ok(sock)
-        })?;
+        let (ns, sock) = netns::create_pinned_with(&path, || prepare_inside(opts))?;
         debug!("created sandbox {key}");
         Ok(Self::assemble(key, path, host, ns, sock))
     }
@@ -267,6 +256,20 @@ impl NetnsSandbox {
             NeighFamily::Bridge => NeighSpec::fdb(index, mac, Some(ip)),
         })
     }
+}
+
+/// Set-up of a fresh namespace, run on a thread that is inside it: the socket binds here and
+/// sysctls follow the thread that opens them. Brings the loopback up, applies the IPv6 policy.
+fn prepare_inside(opts: &CreateOptions) -> Result<Socket> {
+    let sock = Socket::open()?;
+    sock.set_link(LinkRef::Index(1), &LinkChange::new().up(true))?;
+    if let Some(on) = opts.ipv6 {
+        let v = if on { "0" } else { "1" };
+        for k in ["net.ipv6.conf.all.disable_ipv6", "net.ipv6.conf.default.disable_ipv6"] {
+            sysctl::write(None, k, v)?;
+        }
+    }
+    Ok(sock)
 }
 
 fn unreachable_route(route: &StaticRoute) -> Result<u32> {

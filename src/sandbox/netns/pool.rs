@@ -15,13 +15,11 @@ use log::{debug, warn};
 use parking_lot::{Condvar, Mutex};
 
 use super::host::Host;
-use super::{CreateOptions, NetnsSandbox};
+use super::{CreateOptions, NetnsSandbox, prepare_inside};
 use crate::error::{Error, Result};
 use crate::netlink::Socket;
-use crate::netlink::link::{LinkChange, LinkRef};
 use crate::netns::{self, NetNs};
 use crate::sandbox::key::check_key;
-use crate::sysctl;
 
 /// A namespace ready to become a sandbox.
 struct Ready {
@@ -64,14 +62,7 @@ fn make(opts: &CreateOptions) -> Result<Ready> {
         s.spawn(|| -> Result<Ready> {
             nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNET)
                 .map_err(|e| Error::os("unshare(CLONE_NEWNET)", "pool thread", e))?;
-            let sock = Socket::open()?;
-            sock.set_link(LinkRef::Index(1), &LinkChange::new().up(true))?;
-            if let Some(on) = opts.ipv6 {
-                let v = if on { "0" } else { "1" };
-                for k in ["net.ipv6.conf.all.disable_ipv6", "net.ipv6.conf.default.disable_ipv6"] {
-                    sysctl::write(None, k, v)?;
-                }
-            }
+            let sock = prepare_inside(opts)?;
             Ok(Ready { ns: NetNs::current()?, sock })
         })
         .join()
