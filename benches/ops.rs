@@ -21,7 +21,7 @@ use netsandbox::netlink::neigh::NeighSpec;
 use netsandbox::netlink::route::RouteSpec;
 use netsandbox::netlink::{BatchMode, Socket};
 use netsandbox::netns::{self, NetNs};
-use netsandbox::sandbox::{CreateOptions, IfaceOptions, NeighOptions, NetnsSandbox, Sandbox, StaticRoute};
+use netsandbox::sandbox::{CreateOptions, IfaceOptions, NeighOptions, NetnsSandbox, Sandbox, StaticRoute, WarmPool};
 
 const GW_MAC: [u8; 6] = [0x02, 0x42, 0xc6, 0x12, 0xff, 0xfe];
 /// Objects per throwaway namespace before a fresh one is used (bounds table sizes and loops).
@@ -207,6 +207,29 @@ fn bench_sw(c: &mut Criterion) {
     });
 }
 
+fn bench_pool(c: &mut Criterion) {
+    let dir = base().join("pool");
+    let pool = WarmPool::new(16, CreateOptions::default()).expect("pool");
+    c.bench_function("pool/take with a namespace ready", |b| {
+        b.iter_custom(|iters| {
+            let mut total = Duration::ZERO;
+            for _ in 0..iters {
+                // Measure the ready case only: let the background refill catch up (untimed).
+                if pool.ready() == 0 {
+                    pool.wait_full(Duration::from_secs(30));
+                }
+                let key = dir.join(format!("p{}", next())).display().to_string();
+                let t = Instant::now();
+                let sb = pool.take(&key).expect("take");
+                total += t.elapsed();
+                sb.destroy().expect("destroy");
+            }
+            total
+        })
+    });
+    pool.shutdown();
+}
+
 /// Removes the bench directory, detaching anything still mounted below it, on drop.
 struct BaseGuard(PathBuf);
 
@@ -241,9 +264,10 @@ fn main() {
     bench_addr_route_neigh(&mut c);
     bench_dump(&mut c);
     bench_sw(&mut c);
+    bench_pool(&mut c);
     c.final_summary();
     verify();
-    for d in ["ns", "sw"] {
+    for d in ["ns", "sw", "pool"] {
         let _ = netns::release_base(&base().join(d));
     }
 }

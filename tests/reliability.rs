@@ -125,7 +125,7 @@ fn dumps_race_link_changes() {
         s.batch(&reqs, BatchMode::Continue).unwrap().into_result().unwrap();
         let stop = std::sync::atomic::AtomicBool::new(false);
         let (mut ok, mut interrupted) = (0, 0);
-        // Spawned threads start in the process's namespace: the writer enters ours explicitly.
+        // Threads inherit their creator's namespace; entering it explicitly keeps that visible.
         let here = netns::NetNs::current().unwrap();
         std::thread::scope(|sc| {
             let (here, stop) = (&here, &stop);
