@@ -654,3 +654,50 @@ fn link_local_addresses_sysctls_and_forced_neighbor_over_learned() {
         sb.destroy().unwrap();
     });
 }
+
+#[test]
+fn remove_when_origin_name_is_taken_keeps_the_interface() {
+    in_private_netns(|| {
+        let base = TempBase::new("sbx-taken");
+        let sb = NetnsSandbox::create(&key(&base, "t"), &CreateOptions::default()).unwrap();
+        host_veth("vh0", "vc0");
+        sb.add_interface("vc0", "eth", &IfaceOptions::new()).unwrap();
+        host_veth("vc0", "other"); // someone reuses the origin name
+        let e = sb.remove_interface("eth0").unwrap_err();
+        assert!(matches!(e, Error::AlreadyExists { kind: "link", .. }), "{e}");
+        assert_eq!(sb.interfaces().unwrap().len(), 1, "the interface stays in the sandbox");
+        sb.destroy().unwrap();
+    });
+}
+
+#[test]
+fn destroy_while_other_threads_work_does_not_deadlock() {
+    in_private_netns(|| {
+        let base = TempBase::new("sbx-race");
+        let sb = NetnsSandbox::create(&key(&base, "r"), &CreateOptions::default()).unwrap();
+        let outcomes: Vec<Vec<String>> = std::thread::scope(|s| {
+            let workers: Vec<_> = (0..4)
+                .map(|t| {
+                    let sb = &sb;
+                    s.spawn(move || {
+                        (0..10)
+                            .map(|i| match sb.add_veth(&format!("vr{t}x{i}"), "eth", &IfaceOptions::new()) {
+                                Ok(_) => "ok".to_owned(),
+                                Err(Error::Destroyed { .. }) => "destroyed".to_owned(),
+                                Err(e) => panic!("unexpected: {e}"),
+                            })
+                            .collect()
+                    })
+                })
+                .collect();
+            sb.destroy().unwrap();
+            workers.into_iter().map(|w| w.join().unwrap()).collect()
+        });
+        let all: Vec<&String> = outcomes.iter().flatten().collect();
+        assert_eq!(all.len(), 40);
+        // Once destroyed, every later call says so; nothing was left in the host.
+        assert!(matches!(sb.add_veth("vlate", "eth", &IfaceOptions::new()), Err(Error::Destroyed { .. })));
+        let left = Socket::open().unwrap().links().unwrap();
+        assert_eq!(left.len(), 1, "{left:?}");
+    });
+}

@@ -115,7 +115,10 @@ pub(super) fn add(
             let ns = live.ns()?;
             let mv =
                 LinkChange::new().up(false).netns(ns.as_fd()).name(&name).alias(&format!("{ORIGIN_PREFIX}{src_name}"));
-            sb.host.sock.set_link(LinkRef::Index(l.index), &mv)?;
+            if let Err(e) = sb.host.sock.set_link(LinkRef::Index(l.index), &mv) {
+                undo_partial_move(&live.sock, l.index, src_name, LinkChange::new().up(l.up).netns(sb.host.ns.as_fd()));
+                return Err(e);
+            }
             let origin = Origin { name: src_name.to_owned(), mac: l.mac, mtu: l.mtu };
             match live.sock.link(LinkRef::Name(&name)) {
                 Ok(inside) => (inside.index, Some(origin)),
@@ -261,10 +264,24 @@ pub(super) fn remove(sb: &NetnsSandbox, live: &Live, name: &str) -> Result<()> {
     let origin = l.alias.as_deref().and_then(|a| a.strip_prefix(ORIGIN_PREFIX));
     match origin {
         Some(orig) => {
-            // Flush addresses first so the link arrives clean (moving also drops them, but
-            // an explicit flush keeps IPv6 link-local state from lingering).
+            let taken = || Error::AlreadyExists { kind: "link", name: orig.to_owned() };
+            if sb.host.sock.link(LinkRef::Name(orig)).is_ok() {
+                return Err(taken());
+            }
+            // Down, out of any bridge, alias cleared, renamed and moved home in one request;
+            // the kernel drops its addresses and routes on the way out.
             let back = LinkChange::new().up(false).master(0).alias("").name(orig).netns(sb.host.ns.as_fd());
-            live.sock.set_link(LinkRef::Index(l.index), &back)
+            live.sock.set_link(LinkRef::Index(l.index), &back).map_err(|e| {
+                let ns = live.ns();
+                if let (Ok(ns), Some(alias)) = (&ns, l.alias.as_deref()) {
+                    let mut home = LinkChange::new().up(l.up).alias(alias).netns(ns.as_fd());
+                    if let Some(m) = l.master {
+                        home = home.master(m);
+                    }
+                    undo_partial_move(&sb.host.sock, l.index, name, home);
+                }
+                if e.is_already_exists() { taken() } else { e }
+            })
         }
         None if l.alias.as_deref() == Some(CREATED) || l.kind == LinkKind::Bridge => {
             live.sock.delete_link(LinkRef::Index(l.index))
@@ -277,6 +294,19 @@ pub(super) fn remove(sb: &NetnsSandbox, live: &Live, name: &str) -> Result<()> {
     }?;
     debug!("{}: removed {name}", sb.key);
     Ok(())
+}
+
+/// A move with a rename is not atomic in the kernel: the link can cross over under its old name
+/// and then fail the rename. If link `index` now sits in the namespace of `landed` still named
+/// `old_name`, `back` returns it (and restores what the request changed). Errors are logged.
+fn undo_partial_move(landed: &crate::netlink::Socket, index: u32, old_name: &str, back: LinkChange<'_>) {
+    match landed.link(LinkRef::Index(index)) {
+        Ok(l) if l.name == old_name => match landed.set_link(LinkRef::Index(index), &back) {
+            Ok(()) => debug!("moved {old_name} back after a failed move"),
+            Err(e) => warn!("{old_name} crossed namespaces in a failed move and could not be returned: {e}"),
+        },
+        _ => {}
+    }
 }
 
 /// True for kernel-made routes (subnet routes of addresses, IPv6 link-local, RA).

@@ -440,7 +440,9 @@ impl Sandbox for NetnsSandbox {
     }
 
     fn destroy(&self) -> Result<()> {
-        let _ifaces = self.ifaces.lock();
+        // Every other operation holds the read lock for its whole run, so the write lock waits
+        // for them to finish. (Taking `ifaces` here too would invert the lock order with
+        // add_interface and could deadlock.)
         let Some(live) = self.live.write().take() else {
             return Ok(());
         };
