@@ -384,12 +384,15 @@ fn trait_routes(sb: &NetnsSandbox, sw: Sw, laps: &mut Laps) -> R<()> {
 fn trait_direct(dir: &Path, sw: Sw, laps: &mut Laps) -> R<Built> {
     let sb = NetnsSandbox::create(&sw.pin(dir).display().to_string(), &CreateOptions::default())?;
     laps.mark("create");
-    let built = Built::Sbx(sb);
-    let Built::Sbx(sb) = &built else { unreachable!() };
+    trait_sw_direct(sb, sw, laps)
+}
+
+/// The SW steps after the namespace exists, container end born inside.
+fn trait_sw_direct(sb: NetnsSandbox, sw: Sw, laps: &mut Laps) -> R<Built> {
     sb.add_veth(&sw.vh(), "eth", &iface_opts(sw))?;
     laps.mark("add_veth");
-    trait_routes(sb, sw, laps)?;
-    Ok(built)
+    trait_routes(&sb, sw, laps)?;
+    Ok(Built::Sbx(sb))
 }
 
 /// Pool size for (c'): one round's worth, refilled while the other variants run.
@@ -399,12 +402,7 @@ const POOL_SIZE: usize = 10;
 fn trait_pool(pool: &WarmPool, dir: &Path, sw: Sw, laps: &mut Laps) -> R<Built> {
     let sb = pool.take(&sw.pin(dir).display().to_string())?;
     laps.mark("pool take");
-    let built = Built::Sbx(sb);
-    let Built::Sbx(sb) = &built else { unreachable!() };
-    sb.add_veth(&sw.vh(), "eth", &iface_opts(sw))?;
-    laps.mark("add_veth");
-    trait_routes(sb, sw, laps)?;
-    Ok(built)
+    trait_sw_direct(sb, sw, laps)
 }
 
 // (d) Through the Sandbox trait, libnetwork's model: veth made in the host, moved in.

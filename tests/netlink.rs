@@ -25,6 +25,16 @@ fn veth(s: &Socket, a: &str, b: &str) -> (u32, u32) {
     (s.link(LinkRef::Name(a)).unwrap().index, s.link(LinkRef::Name(b)).unwrap().index)
 }
 
+/// An up veth pair `va`/`vb` with 198.18.0.1/16 and 2001:db8::1/64 (no DAD) on `va`; its index.
+fn addressed_veth(s: &Socket) -> u32 {
+    let (a, _) = veth(s, "va", "vb");
+    s.set_link(LinkRef::Index(a), &LinkChange::new().up(true)).unwrap();
+    s.set_link(LinkRef::Name("vb"), &LinkChange::new().up(true)).unwrap();
+    s.add_address(a, &net("198.18.0.1/16"), AddrOptions::default()).unwrap();
+    s.add_address(a, &net("2001:db8::1/64"), AddrOptions { nodad: true, ..Default::default() }).unwrap();
+    a
+}
+
 #[test]
 fn links_lifecycle_matches_iproute2() {
     in_private_netns(|| {
@@ -111,11 +121,7 @@ fn veth_peer_born_in_another_namespace() {
 fn addresses_v4_v6_nodad() {
     in_private_netns(|| {
         let s = Socket::open().unwrap();
-        let (a, _) = veth(&s, "va", "vb");
-        s.set_link(LinkRef::Index(a), &LinkChange::new().up(true)).unwrap();
-        s.set_link(LinkRef::Name("vb"), &LinkChange::new().up(true)).unwrap();
-        s.add_address(a, &net("198.18.0.1/16"), AddrOptions::default()).unwrap();
-        s.add_address(a, &net("2001:db8::1/64"), AddrOptions { nodad: true, ..Default::default() }).unwrap();
+        let a = addressed_veth(&s);
         let got = s.addresses(None, Some(a)).unwrap();
         let v4 = got.iter().find(|x| x.addr == net("198.18.0.1/16")).expect("v4 listed");
         assert_eq!(v4.index, a);
@@ -138,11 +144,7 @@ fn addresses_v4_v6_nodad() {
 fn routes_add_get_list_delete() {
     in_private_netns(|| {
         let s = Socket::open().unwrap();
-        let (a, _) = veth(&s, "va", "vb");
-        s.set_link(LinkRef::Index(a), &LinkChange::new().up(true)).unwrap();
-        s.set_link(LinkRef::Name("vb"), &LinkChange::new().up(true)).unwrap();
-        s.add_address(a, &net("198.18.0.1/16"), AddrOptions::default()).unwrap();
-        s.add_address(a, &net("2001:db8::1/64"), AddrOptions { nodad: true, ..Default::default() }).unwrap();
+        let a = addressed_veth(&s);
         let gw: IpAddr = "198.18.255.254".parse().unwrap();
         s.add_route(&RouteSpec::new(net("0.0.0.0/0")).via(gw)).unwrap();
         s.add_route(&RouteSpec::new(net("198.19.7.0/24")).via(gw)).unwrap();
