@@ -1,6 +1,6 @@
 //! Comparison runner for workload SW (see BENCHMARKS.md): netsandbox (low level, batched, through
-//! the `Sandbox` trait, SW-move) against iproute2 (one process per step, and `ip -batch`), in
-//! private namespaces only. Variants run interleaved in rounds to reduce drift.
+//! the `Sandbox` trait, SW-move) against iproute2 (one process per step, and `ip -batch`) and the
+//! async `rtnetlink` crate (on a tokio current-thread runtime), in private namespaces only. Variants run interleaved in rounds to reduce drift.
 //!
 //! ```text
 //! cargo run --release --example compare -- --n 100 [--round 10] [--only trait,ip-batch] [--no-live]
@@ -14,7 +14,7 @@
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::net::IpAddr;
-use std::os::fd::AsFd;
+use std::os::fd::{AsFd, AsRawFd};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -112,9 +112,10 @@ enum Variant {
     IpBatchDirect,
     IpStepMove,
     IpBatchMove,
+    Rtnetlink,
 }
 
-const ALL: [Variant; 9] = [
+const ALL: [Variant; 10] = [
     Variant::LowStep,
     Variant::LowBatch,
     Variant::Trait,
@@ -124,6 +125,7 @@ const ALL: [Variant; 9] = [
     Variant::IpBatchDirect,
     Variant::IpStepMove,
     Variant::IpBatchMove,
+    Variant::Rtnetlink,
 ];
 
 impl Variant {
@@ -138,6 +140,7 @@ impl Variant {
             Variant::IpBatchDirect => "ip-batch",
             Variant::IpStepMove => "ip-step-move",
             Variant::IpBatchMove => "ip-batch-move",
+            Variant::Rtnetlink => "rtnetlink",
         }
     }
     fn describe(self) -> &'static str {
@@ -151,6 +154,7 @@ impl Variant {
             Variant::IpBatchDirect => "(f) ip -batch (host batch + nsenter batch), peer born inside",
             Variant::IpStepMove => "(e') iproute2, one process per step, SW-move",
             Variant::IpBatchMove => "(f') ip -batch, SW-move",
+            Variant::Rtnetlink => "(g) rtnetlink crate (tokio current-thread), one request per step, SW-direct",
         }
     }
 }
@@ -160,6 +164,35 @@ enum Built {
     Low { _ns: NetNs, _inner: Socket, pin: PathBuf, host_index: u32 },
     Sbx(NetnsSandbox),
     Ip { pin: PathBuf, vh: String },
+    Rtnl { _ns: NetNs, _inner: rtnetlink::Handle, conn: tokio::task::JoinHandle<()>, pin: PathBuf, host_index: u32 },
+}
+
+/// For the `rtnetlink` variant: one current-thread runtime per Ctx and a connection whose socket
+/// was opened inside the variant's private host namespace.
+struct Rtnl {
+    rt: tokio::runtime::Runtime,
+    host: rtnetlink::Handle,
+}
+
+impl Rtnl {
+    fn new(host: &NetNs) -> R<Rtnl> {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+        let (conn, handle) = rtnl_connection_in(host, rt.handle())?;
+        rt.spawn(conn);
+        Ok(Rtnl { rt, host: handle })
+    }
+}
+
+/// A connection future and its handle; the connection drives the socket when spawned.
+type RtnlConnection = (rtnetlink::proto::Connection<rtnetlink::packet_route::RouteNetlinkMessage>, rtnetlink::Handle);
+
+/// `rtnetlink::new_connection()` on a thread inside `ns`: the socket is created (and stays) in
+/// `ns`. The runtime is entered so that the socket can register with its reactor.
+fn rtnl_connection_in(ns: &NetNs, rt: &tokio::runtime::Handle) -> R<RtnlConnection> {
+    Ok(netns::run_in(ns, || {
+        let _enter = rt.enter();
+        rtnetlink::new_connection().map(|(conn, handle, _)| (conn, handle))
+    })??)
 }
 
 /// A variant's private host namespace, its pin directory and a socket bound to the host.
@@ -170,6 +203,8 @@ struct Ctx {
     sock: Socket,
     /// For the pool variant: refilled in the background between rounds.
     pool: Option<WarmPool>,
+    /// For the rtnetlink variant.
+    rtnl: Option<Rtnl>,
     setup_ms: Vec<f64>,
     teardown_ms: Vec<f64>,
     steps: BTreeMap<&'static str, Vec<f64>>,
@@ -189,12 +224,17 @@ impl Ctx {
             }
             _ => None,
         };
+        let rtnl = match variant {
+            Variant::Rtnetlink => Some(Rtnl::new(&host)?),
+            _ => None,
+        };
         Ok(Ctx {
             variant,
             host,
             dir,
             sock,
             pool,
+            rtnl,
             setup_ms: Vec::new(),
             teardown_ms: Vec::new(),
             steps: BTreeMap::new(),
@@ -215,6 +255,10 @@ impl Ctx {
             Variant::IpBatchDirect => ip_batch(&self.dir, sw, true, laps),
             Variant::IpStepMove => ip_step(&self.dir, sw, false, laps),
             Variant::IpBatchMove => ip_batch(&self.dir, sw, false, laps),
+            Variant::Rtnetlink => match &self.rtnl {
+                Some(r) => rtnl_direct(r, &self.dir, sw, laps),
+                None => Err("rtnetlink variant without a runtime".into()),
+            },
         }
     }
 
@@ -237,6 +281,15 @@ impl Ctx {
                 run("umount", &["--lazy", &pin.display().to_string()])?;
                 std::fs::remove_file(&pin)?;
                 laps.mark("umount + rm pin");
+            }
+            Built::Rtnl { _ns, _inner, conn, pin, host_index } => {
+                let r = self.rtnl.as_ref().ok_or("rtnetlink teardown without a runtime")?;
+                r.rt.block_on(r.host.link().del(host_index).execute())?;
+                laps.mark("delete veth");
+                conn.abort();
+                drop((_ns, _inner));
+                netns::unpin(&pin)?;
+                laps.mark("unpin");
             }
         }
         Ok(())
@@ -427,6 +480,94 @@ fn trait_move(h: &Socket, dir: &Path, sw: Sw, laps: &mut Laps) -> R<Built> {
         return Err(e);
     }
     Ok(Built::Sbx(sb))
+}
+
+// ---------------------------------------------------------------------------------------------
+// (g) The `rtnetlink` crate.
+
+// (g) One rtnetlink request per step (one `block_on` per timed step), SW-direct: the peer is born
+// inside the sandbox with its final name, MAC and index (IFLA_NET_NS_FD on the veth peer). The
+// namespace is made exactly as in (a)/(b), with the sandbox-side connection opened on the helper
+// thread that is inside the new namespace.
+fn rtnl_direct(r: &Rtnl, dir: &Path, sw: Sw, laps: &mut Laps) -> R<Built> {
+    use rtnetlink::packet_route::address::{AddressAttribute, AddressFlags, AddressHeaderFlags};
+    use rtnetlink::packet_route::link::{InfoData, InfoVeth};
+    use rtnetlink::{LinkUnspec, LinkVeth, RouteMessageBuilder};
+    use std::net::Ipv4Addr;
+
+    let pin = sw.pin(dir);
+    let rt = r.rt.handle();
+    let (ns, conn) = netns::create_pinned_with(&pin, || {
+        let _enter = rt.enter();
+        Ok(rtnetlink::new_connection())
+    })?;
+    let (conn, inner, _) = match conn {
+        Ok(c) => c,
+        Err(e) => {
+            drop(ns);
+            let _ = netns::unpin(&pin);
+            return Err(e.into());
+        }
+    };
+    let conn = r.rt.spawn(conn);
+    laps.mark("create+pin netns, open connection");
+    let built = Built::Rtnl { _ns: ns, _inner: inner, conn, pin, host_index: sw.host_index() };
+    let Built::Rtnl { _ns: ns, _inner: inner, .. } = &built else { unreachable!() };
+    let configured = (|| -> R<()> {
+        let peer = LinkUnspec::new_with_index(INNER_INDEX)
+            .name("eth0")
+            .address(sw.mac().to_vec())
+            .setns_by_fd(ns.as_fd().as_raw_fd())
+            .build();
+        let veth = LinkVeth::new(&sw.vh(), "eth0")
+            .index(sw.host_index())
+            .set_info_data(InfoData::Veth(InfoVeth::Peer(peer)))
+            .build();
+        r.rt.block_on(r.host.link().add(veth).execute())?;
+        laps.mark("create veth (born inside)");
+        r.rt.block_on(async {
+            let (v4, v6) = (sw.v4(), sw.v6());
+            inner.address().add(INNER_INDEX, v4.addr(), v4.prefix_len()).execute().await?;
+            let mut req = inner.address().add(INNER_INDEX, v6.addr(), v6.prefix_len());
+            let msg = req.message_mut();
+            msg.header.flags |= AddressHeaderFlags::Nodad;
+            msg.attributes.push(AddressAttribute::Flags(AddressFlags::Nodad));
+            req.execute().await
+        })?;
+        laps.mark("2 addresses");
+        r.rt.block_on(async {
+            inner.link().set(LinkUnspec::new_with_index(INNER_INDEX).up().build()).execute().await?;
+            inner.link().set(LinkUnspec::new_with_index(1).up().build()).execute().await
+        })?;
+        laps.mark("eth0 + lo up");
+        let IpAddr::V4(gw4) = gw() else { unreachable!() };
+        let IpNet::V4(dst) = sw.static_dst() else { unreachable!() };
+        r.rt.block_on(async {
+            let default = RouteMessageBuilder::<Ipv4Addr>::new().gateway(gw4).output_interface(INNER_INDEX).build();
+            inner.route().add(default).execute().await?;
+            let fixed = RouteMessageBuilder::<Ipv4Addr>::new()
+                .destination_prefix(dst.addr(), dst.prefix_len())
+                .gateway(gw4)
+                .output_interface(INNER_INDEX)
+                .build();
+            inner.route().add(fixed).execute().await
+        })?;
+        laps.mark("2 routes");
+        r.rt.block_on(inner.neighbours().add(INNER_INDEX, gw()).link_layer_address(&GW_MAC).execute())?;
+        laps.mark("neighbor");
+        r.rt.block_on(r.host.link().set(LinkUnspec::new_with_index(sw.host_index()).up().build()).execute())?;
+        laps.mark("host end up");
+        Ok(())
+    })();
+    if let Err(e) = configured {
+        let Built::Rtnl { _ns, _inner, conn, pin, host_index } = built else { unreachable!() };
+        let _ = r.rt.block_on(r.host.link().del(host_index).execute());
+        conn.abort();
+        drop((_ns, _inner));
+        let _ = netns::unpin(&pin);
+        return Err(e);
+    }
+    Ok(built)
 }
 
 // ---------------------------------------------------------------------------------------------
