@@ -107,8 +107,11 @@ fn veth_peer_born_in_another_namespace() {
             netns: Some(ns_fd.as_fd()),
             index: Some(7),
             host_index: Some(77),
+            host_up: true,
         };
         host.execute(link::create_veth("vh0", None, &peer).unwrap()).unwrap();
+        let vh0 = host.link(LinkRef::Name("vh0")).unwrap();
+        assert!(vh0.up && vh0.index == 77, "host end born up with its index: {vh0:?}");
         assert!(matches!(host.link(LinkRef::Name("eth0")), Err(Error::NotFound { .. })));
         let e = inner.link(LinkRef::Name("eth0")).unwrap();
         assert_eq!((e.index, e.mac, e.mtu), (7, Some(mac), Some(1450)));

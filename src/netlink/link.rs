@@ -183,6 +183,8 @@ pub struct VethPeer<'fd> {
     pub index: Option<u32>,
     /// Ask for this ifindex for the host end, in the namespace the request is sent to.
     pub host_index: Option<u32>,
+    /// Create the host end up (the peer is always created down; bring it up afterwards).
+    pub host_up: bool,
 }
 
 /// `RTM_NEWLINK` for a veth pair `name` ↔ `peer`. The peer cannot be created up (the kernel
@@ -205,6 +207,10 @@ pub fn create_veth(name: &str, mtu: Option<u32>, peer: &VethPeer<'_>) -> Result<
     }
     let mut m = new_link(name, InfoKind::Veth, Some(InfoData::Veth(InfoVeth::Peer(p))));
     m.header.index = peer.host_index.unwrap_or(0);
+    if peer.host_up {
+        m.header.flags = LinkFlags::Up;
+        m.header.change_mask = LinkFlags::Up;
+    }
     if let Some(mtu) = mtu {
         m.attributes.push(LinkAttribute::Mtu(mtu));
     }

@@ -88,6 +88,8 @@ pub(super) fn add(
                 mac: opts.mac,
                 mtu: opts.mtu,
                 netns: Some(ns.as_fd()),
+                // The host end can be born up (only the peer cannot): saves a request.
+                host_up: true,
                 ..Default::default()
             };
             sb.host.sock.execute(link::create_veth(host_name, opts.mtu, &peer)?).map_err(|e| {
@@ -97,11 +99,6 @@ pub(super) fn add(
                     e
                 }
             })?;
-            let up = LinkChange::new().up(true);
-            if let Err(e) = sb.host.sock.set_link(LinkRef::Name(host_name), &up) {
-                let _ = sb.host.sock.delete_link(LinkRef::Name(host_name));
-                return Err(e);
-            }
             match live.sock.link(LinkRef::Name(&name)) {
                 Ok(l) => (l.index, None),
                 Err(e) => {
@@ -179,7 +176,30 @@ fn configure(
     name: &str,
     created: bool,
 ) -> Result<()> {
-    let mut change = LinkChange::new();
+    // Per-interface sysctls first, so settings such as accept_dad or disable_ipv6 are in force
+    // before the link comes up.
+    if !opts.sysctls.is_empty() {
+        let keys: Vec<(String, &str)> = opts
+            .sysctls
+            .iter()
+            .map(|(k, v)| {
+                let (fam, rest) = k.split_at(4);
+                (format!("net/{fam}/conf/{name}{rest}"), v.as_str())
+            })
+            .collect();
+        let pairs: Vec<(&str, &str)> = keys.iter().map(|(k, v)| (k.as_str(), *v)).collect();
+        for (k, o) in sysctl::apply(Some(&live.ns()?), &pairs)? {
+            match o {
+                sysctl::Outcome::Missing => return Err(Error::SysctlMissing { key: k }),
+                sysctl::Outcome::ReadOnly => return Err(Error::SysctlReadOnly { key: k }),
+                _ => {}
+            }
+        }
+    }
+    // One request sets MAC, MTU, master and alias and brings the link up (the kernel applies
+    // them in that order); addresses and routes follow. All go in one send: on any failure the
+    // caller rolls the whole interface back, so later requests need not be held back.
+    let mut change = LinkChange::new().up(true);
     if let Some(mac) = opts.mac {
         change = change.mac(mac);
     }
@@ -203,32 +223,12 @@ fn configure(
     for ll in &opts.link_local {
         reqs.push(addr::add(index, ll, if ll.addr().is_ipv6() { nodad } else { AddrOptions::default() })?);
     }
-    reqs.push(LinkChange::new().up(true).request(LinkRef::Index(index))?);
     for dst in &opts.routes {
         let mut r = RouteSpec::new(*dst).dev(index);
         r.protocol = Some(RTPROT_NETSANDBOX_IFACE);
         reqs.push(route::add(&r, false)?);
     }
-    // Stop at the first error: later steps depend on earlier ones, and rollback is simpler.
-    live.sock.batch(&reqs, BatchMode::StopAtFirstError)?.into_result()?;
-    if !opts.sysctls.is_empty() {
-        let keys: Vec<(String, &str)> = opts
-            .sysctls
-            .iter()
-            .map(|(k, v)| {
-                let (fam, rest) = k.split_at(4);
-                (format!("net/{fam}/conf/{name}{}", rest), v.as_str())
-            })
-            .collect();
-        let pairs: Vec<(&str, &str)> = keys.iter().map(|(k, v)| (k.as_str(), *v)).collect();
-        for (k, o) in sysctl::apply(Some(&live.ns()?), &pairs)? {
-            match o {
-                sysctl::Outcome::Missing => return Err(Error::SysctlMissing { key: k }),
-                sysctl::Outcome::ReadOnly => return Err(Error::SysctlReadOnly { key: k }),
-                _ => {}
-            }
-        }
-    }
+    live.sock.batch(&reqs, BatchMode::Continue)?.into_result()?;
     Ok(())
 }
 
