@@ -25,6 +25,8 @@ pub const NLM_F_REQUEST: u16 = 0x01;
 pub const NLM_F_MULTIPART: u16 = 0x02;
 /// `NLM_F_ACK`.
 pub const NLM_F_ACK: u16 = 0x04;
+/// `NLM_F_ECHO`: send the resulting notification back to the requester too.
+pub const NLM_F_ECHO: u16 = 0x08;
 /// `NLM_F_DUMP_INTR`: the dump was interrupted by a change and is inconsistent.
 pub const NLM_F_DUMP_INTR: u16 = 0x10;
 /// `NLM_F_DUMP` (`NLM_F_ROOT | NLM_F_MATCH`).

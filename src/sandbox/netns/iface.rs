@@ -13,9 +13,11 @@ use crate::netlink::consts::{RT_TABLE_MAIN, RTPROT_KERNEL};
 use crate::netlink::link::{self, LinkChange, LinkRef, VethPeer};
 use crate::netlink::route::{self, RouteSpec};
 use crate::netlink::view::{Link, LinkKind};
+use crate::netlink::wire::NLM_F_ECHO;
 use crate::netlink::{BatchMode, Request};
 use crate::sandbox::options::IfaceOptions;
 use crate::{sysctl, validate};
+use netlink_packet_route::RouteNetlinkMessage;
 
 /// Alias marking a link the sandbox moved in; the origin name follows.
 pub(super) const ORIGIN_PREFIX: &str = "netsandbox origin=";
@@ -92,15 +94,23 @@ pub(super) fn add(
                 host_up: true,
                 ..Default::default()
             };
-            sb.host.sock.execute(link::create_veth(host_name, opts.mtu, &peer)?).map_err(|e| {
+            let mut req = link::create_veth(host_name, opts.mtu, &peer)?;
+            // Ask for the new host end back: its IFLA_LINK is the peer's index inside, which
+            // saves a lookup in the sandbox.
+            req.flags |= NLM_F_ECHO;
+            let echoed = sb.host.sock.query(req).map_err(|e| {
                 if e.is_already_exists() {
                     Error::AlreadyExists { kind: "link", name: host_name.to_owned() }
                 } else {
                     e
                 }
             })?;
-            match live.sock.link(LinkRef::Name(&name)) {
-                Ok(l) => (l.index, None),
+            let peer_index = echoed.iter().find_map(|m| match m {
+                RouteNetlinkMessage::NewLink(l) => Link::from_message(l).ok().filter(|l| l.name == host_name)?.link,
+                _ => None,
+            });
+            match peer_index.map_or_else(|| live.sock.link(LinkRef::Name(&name)).map(|l| l.index), Ok) {
+                Ok(index) => (index, None),
                 Err(e) => {
                     let _ = sb.host.sock.delete_link(LinkRef::Name(host_name));
                     return Err(e);
