@@ -24,11 +24,17 @@ pub struct KernelError {
     pub errno: Errno,
     /// The kernel's extended-ACK message (`NLMSGERR_ATTR_MSG`), when it sent one.
     pub message: Option<String>,
+    /// The network namespace the request went to (a sandbox key, a pin path, or the origin).
+    pub namespace: Option<String>,
 }
 
 impl fmt::Display for KernelError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} {}: {} ({})", self.op, self.object, self.errno.desc(), self.errno)?;
+        write!(f, "{} {}", self.op, self.object)?;
+        if let Some(ns) = &self.namespace {
+            write!(f, " in namespace {ns}")?;
+        }
+        write!(f, ": {} ({})", self.errno.desc(), self.errno)?;
         if let Some(m) = &self.message {
             write!(f, ": kernel says \"{m}\"")?;
         }

@@ -159,6 +159,9 @@ fn failed_configuration_rolls_back_the_move() {
             .add_interface("vc0", "eth", &IfaceOptions::new().mac(MAC_A).routes(vec![net("203.0.113.0/24")]))
             .unwrap_err();
         assert!(e.is_already_exists(), "{e}");
+        let Error::Kernel(k) = &e else { panic!("a kernel error: {e}") };
+        assert_eq!((k.op, k.namespace.as_deref()), ("add route", Some(sb.key())), "the error says what and where");
+        assert!(e.to_string().contains(sb.key()), "{e}");
         let back = s.link(LinkRef::Name("vc0")).expect("link returned to its origin");
         assert_eq!(back.mac, orig.mac, "original MAC restored");
         assert_eq!(back.alias, None);

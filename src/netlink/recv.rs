@@ -112,6 +112,7 @@ fn kernel_error(req: &Request, st: wire::Status) -> Error {
         object: req.object.clone(),
         errno: Errno::from_raw(st.errno),
         message: st.ext_ack.message,
+        namespace: None, // added by the socket, which knows where it is bound
     })
 }
 

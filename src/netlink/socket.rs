@@ -124,6 +124,8 @@ impl BatchReport {
 /// never be read by the wrong caller.
 pub struct Socket {
     conn: Mutex<Conn>,
+    /// Names the namespace in kernel errors.
+    label: String,
 }
 
 impl std::fmt::Debug for Socket {
@@ -162,6 +164,7 @@ impl Socket {
         let tv = TimeVal::new(REPLY_TIMEOUT.as_secs() as _, 0);
         setsockopt(&sock, sockopt::ReceiveTimeout, &tv).map_err(|e| os("set SO_RCVTIMEO on", e.into()))?;
         Ok(Socket {
+            label: "of the caller".into(),
             conn: Mutex::new(Conn {
                 sock,
                 port: addr.port_number(),
@@ -177,7 +180,24 @@ impl Socket {
     /// Opens a socket bound to `ns` for its whole life: it is created on a short-lived thread
     /// that entered `ns`, so the caller's thread never changes namespace.
     pub fn open_in(ns: &crate::netns::NetNs) -> Result<Socket> {
-        crate::netns::run_in_result(ns, Socket::open)
+        Ok(crate::netns::run_in_result(ns, Socket::open)?.labelled(ns.label()))
+    }
+
+    /// Names the socket's namespace in the errors it returns (e.g. a sandbox key).
+    pub fn labelled(mut self, label: impl Into<String>) -> Socket {
+        self.label = label.into();
+        self
+    }
+
+    /// Adds the namespace to a kernel error.
+    fn tag(&self, e: Error) -> Error {
+        match e {
+            Error::Kernel(mut k) => {
+                k.namespace = Some(self.label.clone());
+                Error::Kernel(k)
+            }
+            e => e,
+        }
     }
 
     /// Runs `f` on this socket and returns, beside its result, every raw datagram the socket
@@ -208,7 +228,7 @@ impl Socket {
         let mut pend = conn.transact_collect(std::slice::from_ref(&req))?;
         let p = pend.pop().unwrap_or_default();
         match p.result {
-            Some(e) => Err(e),
+            Some(e) => Err(self.tag(e)),
             None => Ok(p.replies),
         }
     }
@@ -224,7 +244,7 @@ impl Socket {
                 Ok(mut pend) => {
                     let p = pend.pop().unwrap_or_default();
                     if let Some(e) = p.result {
-                        return Err(e);
+                        return Err(self.tag(e));
                     }
                     if !p.interrupted {
                         return Ok(p.replies);
@@ -251,7 +271,7 @@ impl Socket {
             BatchMode::Continue => {
                 for p in conn.transact_collect(reqs)? {
                     outcomes.push(match p.result {
-                        Some(e) => BatchOutcome::Failed(e),
+                        Some(e) => BatchOutcome::Failed(self.tag(e)),
                         None => BatchOutcome::Applied,
                     });
                 }
@@ -267,7 +287,7 @@ impl Socket {
                     outcomes.push(match p.result {
                         Some(e) => {
                             failed = true;
-                            BatchOutcome::Failed(e)
+                            BatchOutcome::Failed(self.tag(e))
                         }
                         None => BatchOutcome::Applied,
                     });

@@ -26,7 +26,7 @@ impl Host {
     /// The shared context for the calling thread's current namespace.
     pub(crate) fn current() -> Result<Arc<Host>> {
         // We are in it already: no namespace hop needed to open the socket.
-        Self::shared(NetNs::current()?, Socket::open)
+        Self::shared(NetNs::current()?, || Ok(Socket::open()?.labelled("origin")))
     }
 
     fn shared(ns: NetNs, open: impl FnOnce() -> Result<Socket>) -> Result<Arc<Host>> {

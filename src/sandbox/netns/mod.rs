@@ -101,7 +101,7 @@ impl NetnsSandbox {
     pub fn create(key: &str, opts: &CreateOptions) -> Result<NetnsSandbox> {
         let path = check_key(key)?;
         let host = Host::current()?;
-        let (ns, sock) = netns::create_pinned_with(&path, || prepare_inside(opts))?;
+        let (ns, sock) = netns::create_pinned_with(&path, || prepare_inside(opts, key))?;
         debug!("created sandbox {key}");
         Ok(Self::assemble(key, path, host, ns, sock))
     }
@@ -260,8 +260,8 @@ impl NetnsSandbox {
 
 /// Set-up of a fresh namespace, run on a thread that is inside it: the socket binds here and
 /// sysctls follow the thread that opens them. Brings the loopback up, applies the IPv6 policy.
-fn prepare_inside(opts: &CreateOptions) -> Result<Socket> {
-    let sock = Socket::open()?;
+fn prepare_inside(opts: &CreateOptions, label: &str) -> Result<Socket> {
+    let sock = Socket::open()?.labelled(label);
     sock.set_link(LinkRef::Index(1), &LinkChange::new().up(true))?;
     if let Some(on) = opts.ipv6 {
         let v = if on { "0" } else { "1" };

@@ -62,7 +62,7 @@ fn make(opts: &CreateOptions) -> Result<Ready> {
         s.spawn(|| -> Result<Ready> {
             nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNET)
                 .map_err(|e| Error::os("unshare(CLONE_NEWNET)", "pool thread", e))?;
-            let sock = prepare_inside(opts)?;
+            let sock = prepare_inside(opts, "pooled namespace")?;
             Ok(Ready { ns: NetNs::current()?, sock })
         })
         .join()
@@ -126,7 +126,7 @@ impl WarmPool {
         };
         // On failure `ns` and `sock` are dropped: the namespace is freed, nothing is pinned.
         netns::pin_existing(&ns, &path)?;
-        Ok(NetnsSandbox::assemble(key, path, Arc::clone(&self.host), ns, sock))
+        Ok(NetnsSandbox::assemble(key, path, Arc::clone(&self.host), ns, sock.labelled(key)))
     }
 
     /// Stops refilling and releases every pooled namespace. Idempotent; also done on drop.
