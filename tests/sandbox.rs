@@ -704,3 +704,27 @@ fn destroy_while_other_threads_work_does_not_deadlock() {
         assert_eq!(left.len(), 1, "{left:?}");
     });
 }
+
+#[test]
+fn destroy_returns_moved_links_and_deletes_created_ones() {
+    in_private_netns(|| {
+        let base = TempBase::new("sbx-evac");
+        let sb = NetnsSandbox::create(&key(&base, "e"), &CreateOptions::default()).unwrap();
+        host_veth("vh0", "vc0");
+        host_veth("vh1", "vc1");
+        sb.add_interface("vc0", "eth", &IfaceOptions::new().address(net("198.18.0.2/16"))).unwrap();
+        sb.add_interface("vc1", "eth", &IfaceOptions::new()).unwrap();
+        host_veth("vc1", "x1"); // vc1's name is taken in the origin meanwhile
+        sb.add_veth("vh2", "eth", &IfaceOptions::new()).unwrap();
+        sb.add_interface("", "br", &IfaceOptions::new().bridge(true)).unwrap();
+        sb.destroy().unwrap();
+        let s = Socket::open().unwrap();
+        let back = s.link(LinkRef::Name("vc0")).expect("moved link returned to its origin");
+        assert_eq!(back.alias, None, "no netsandbox marker left on it");
+        assert!(!host_has("vh1"), "a link whose origin name was taken is deleted, with its peer");
+        assert!(!host_has("vh2"), "a veth made by the sandbox goes, host end included");
+        let mut names: Vec<String> = s.links().unwrap().into_iter().map(|l| l.name).collect();
+        names.sort();
+        assert_eq!(names, ["lo", "vc0", "vc1", "vh0", "x1"]);
+    });
+}

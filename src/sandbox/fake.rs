@@ -17,9 +17,8 @@
 //! - [`delete_neighbor`](Sandbox::delete_neighbor) without `os_delete` forgets the entry but the
 //!   "kernel" keeps it: a later plain add is `AlreadyExists`, and [`restore`](Sandbox::restore)
 //!   brings it back into the view, as the real implementation reading the kernel would.
-//! - [`destroy`](Sandbox::destroy) does not return moved links to the origin namespace: the kernel
-//!   deletes virtual devices with their namespace (physical devices would go back to the initial
-//!   namespace, not to the origin; the fake has no physical devices). Host ends of veths made by
+//! - [`destroy`](Sandbox::destroy) returns moved links to the origin namespace under their origin
+//!   name when it is free (else deletes them), like the real one. Host ends of veths made by
 //!   [`add_veth`](Sandbox::add_veth) disappear with their peers.
 
 use std::collections::BTreeMap;
@@ -708,16 +707,23 @@ impl Sandbox for FakeSandbox {
         if st.destroyed {
             return Ok(());
         }
-        let veth_hosts: Vec<String> = st
-            .ifaces
-            .values()
-            .filter_map(|i| match &i.kind {
-                Kind::Veth { host } => Some(host.clone()),
-                _ => None,
-            })
-            .collect();
-        for h in veth_hosts {
-            st.host_links.remove(&h);
+        // As the real one: moved links go home under their origin name when it is free (else
+        // they are deleted), veths made here take their host ends with them.
+        let ifaces = std::mem::take(&mut st.ifaces);
+        for iface in ifaces.into_values() {
+            match iface.kind {
+                Kind::Moved => {
+                    if let Some(origin) = iface.info.origin_name
+                        && !st.host_links.contains_key(&origin)
+                    {
+                        st.host_links.insert(origin, iface.info.mac);
+                    }
+                }
+                Kind::Veth { host } => {
+                    st.host_links.remove(&host);
+                }
+                Kind::Bridge | Kind::Vxlan => {}
+            }
         }
         let host_links = std::mem::take(&mut st.host_links);
         *st = State { destroyed: true, host_links, ..State::default() };

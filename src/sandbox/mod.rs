@@ -105,7 +105,9 @@ pub trait Sandbox: Send + Sync {
     /// A plain-data snapshot of everything the sandbox holds.
     fn info(&self) -> Result<SandboxInfo>;
 
-    /// Deletes the sandbox: interfaces it holds, its pin and its handles. Idempotent.
+    /// Deletes the sandbox and its pin and handles. Links moved in go back to their origin under
+    /// their origin name (when it is free there), links the sandbox created are deleted (a
+    /// veth's host end with them). Idempotent.
     fn destroy(&self) -> Result<()>;
 }
 

@@ -306,6 +306,49 @@ pub(super) fn remove(sb: &NetnsSandbox, live: &Live, name: &str) -> Result<()> {
     Ok(())
 }
 
+/// For `destroy`: every link but the loopback leaves the namespace, in two batches. Links with
+/// an origin whose name is free there go back to it; everything else, and any move-back the
+/// kernel refuses, is deleted. Failures are logged: the namespace is going away regardless.
+pub(super) fn evacuate(sb: &NetnsSandbox, live: &Live, links: &[Link]) {
+    let mut moves = Vec::new();
+    let mut deletes = Vec::new();
+    for l in links.iter().filter(|l| l.kind != LinkKind::Loopback && l.name != "lo") {
+        let origin = l.alias.as_deref().and_then(|a| a.strip_prefix(ORIGIN_PREFIX));
+        let home = origin.filter(|o| sb.host.sock.link(LinkRef::Name(o)).is_err()).and_then(|o| {
+            LinkChange::new()
+                .up(false)
+                .master(0)
+                .alias("")
+                .name(o)
+                .netns(sb.host.ns.as_fd())
+                .request(LinkRef::Index(l.index))
+                .ok()
+        });
+        match home {
+            Some(req) => moves.push((l.index, req)),
+            None => deletes.extend(link::delete(LinkRef::Index(l.index)).ok()),
+        }
+    }
+    if !moves.is_empty() {
+        let reqs: Vec<Request> = moves.iter().map(|(_, r)| r.clone()).collect();
+        match live.sock.batch(&reqs, BatchMode::Continue) {
+            Ok(report) => {
+                for ((index, _), outcome) in moves.iter().zip(&report.outcomes) {
+                    if !outcome.is_applied() {
+                        deletes.extend(link::delete(LinkRef::Index(*index)).ok());
+                    }
+                }
+            }
+            Err(e) => warn!("{}: returning links to their origin failed: {e}", sb.key),
+        }
+    }
+    if !deletes.is_empty()
+        && let Err(e) = live.sock.batch(&deletes, BatchMode::Continue).and_then(|r| r.into_result())
+    {
+        debug!("{}: a link could not be deleted ({e}); it goes with the namespace", sb.key);
+    }
+}
+
 /// A move with a rename is not atomic in the kernel: the link can cross over under its old name
 /// and then fail the rename. If link `index` now sits in the namespace of `landed` still named
 /// `old_name`, `back` returns it (and restores what the request changed). Errors are logged.

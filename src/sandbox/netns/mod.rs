@@ -28,7 +28,7 @@ use crate::netlink::link::{LinkChange, LinkRef};
 use crate::netlink::neigh::NeighSpec;
 use crate::netlink::route::RouteSpec;
 use crate::netlink::view::{Link, LinkKind};
-use crate::netlink::{BatchMode, Socket, addr};
+use crate::netlink::{Socket, addr};
 use crate::netns::{self, NetNs};
 use crate::sysctl::{self, Outcome};
 use crate::validate;
@@ -172,7 +172,7 @@ impl NetnsSandbox {
 
     /// Removes stale entries under `base` after a crash: files that are not a pinned network
     /// namespace (a create that died half-way) are deleted; pins for which `keep` says false are
-    /// destroyed like [`Sandbox::destroy`] (links inside deleted, then unpinned). Returns the
+    /// destroyed like [`Sandbox::destroy`] (moved-in links go home, the rest are deleted, then it is unpinned). Returns the
     /// paths removed.
     pub fn gc(base: &Path, keep: &dyn Fn(&Path) -> bool) -> Result<Vec<PathBuf>> {
         let mut removed = Vec::new();
@@ -446,24 +446,11 @@ impl Sandbox for NetnsSandbox {
         let Some(live) = self.live.write().take() else {
             return Ok(());
         };
-        // Delete links inside first: a veth's host end then disappears at once instead of when
-        // the kernel gets round to cleaning up the namespace.
+        // Empty the namespace before unpinning, so nothing lingers until the kernel gets round
+        // to freeing it: links moved in go home (as `remove_interface` would), the rest are
+        // deleted, which removes a veth's host end at once.
         if let Ok(links) = live.sock.links() {
-            let reqs: Vec<_> = links
-                .iter()
-                .filter(|l| l.kind != LinkKind::Loopback && l.name != "lo")
-                .filter_map(|l| crate::netlink::link::delete(LinkRef::Index(l.index)).ok())
-                .collect();
-            if !reqs.is_empty() {
-                match live.sock.batch(&reqs, BatchMode::Continue) {
-                    Ok(r) => {
-                        if let Some((i, e)) = r.first_error() {
-                            debug!("destroy {}: link {i} not deleted ({e}); it goes with the namespace", self.key);
-                        }
-                    }
-                    Err(e) => debug!("destroy {}: {e}", self.key),
-                }
-            }
+            iface::evacuate(self, &live, &links);
         }
         drop(live);
         netns::unpin(&self.path)?;
