@@ -159,7 +159,11 @@ fn dumps_race_link_changes() {
                 "30 dumps of 1000+ links: {ok} complete, {interrupted} gave up after retries; {churned} changes raced"
             );
         });
-        assert!(ok > 0);
+        // Under steady churn a consistent dump may never be possible: every answer was either
+        // complete or the typed error, and once the churn stops a dump is complete again.
+        assert_eq!(ok + interrupted, 30);
+        let after = s.links().expect("a quiet table dumps completely");
+        assert_eq!(after.len(), 1001, "lo and the 1000 veth ends; the churned pairs were deleted");
     });
 }
 

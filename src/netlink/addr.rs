@@ -9,7 +9,7 @@ use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
 use super::socket::{Request, Socket};
 use super::view::Address;
 use super::wire::{NLM_F_CREATE, NLM_F_EXCL, NLM_F_REPLACE};
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::validate;
 
 /// Options for [`add`].
@@ -98,16 +98,9 @@ impl Socket {
 
     /// Lists addresses, optionally of one family (`Some(true)` = IPv6) and one link.
     pub fn addresses(&self, v6: Option<bool>, index: Option<u32>) -> Result<Vec<Address>> {
-        let mut out = Vec::new();
-        for m in self.dump(list(v6, index))? {
-            if let RouteNetlinkMessage::NewAddress(a) = m {
-                let a = Address::from_message(&a).map_err(Error::from)?;
-                // Older kernels ignore the index filter; filter again here.
-                if index.is_none_or(|i| i == a.index) {
-                    out.push(a);
-                }
-            }
-        }
+        let mut out: Vec<Address> = self.dump_views(list(v6, index))?;
+        // Older kernels ignore the index filter; filter again here.
+        out.retain(|a| index.is_none_or(|i| i == a.index));
         Ok(out)
     }
 }

@@ -291,19 +291,14 @@ fn new_link(name: &str, kind: InfoKind, data: Option<InfoData>) -> LinkMessage {
 impl Socket {
     /// Looks up one link. A missing link is [`Error::NotFound`].
     pub fn link(&self, link: LinkRef<'_>) -> Result<Link> {
-        let replies = self.query(get(link)?).map_err(|e| not_found_as_typed(e, link))?;
-        first_link(replies, link)
+        self.query_view(get(link)?)
+            .map_err(|e| not_found_as_typed(e, link))?
+            .ok_or_else(|| Error::NotFound { kind: "link", name: link.to_string() })
     }
 
     /// Every link in this socket's namespace.
     pub fn links(&self) -> Result<Vec<Link>> {
-        self.dump(list())?
-            .into_iter()
-            .filter_map(|m| match m {
-                RouteNetlinkMessage::NewLink(l) => Some(Link::from_message(&l).map_err(Error::from)),
-                _ => None,
-            })
-            .collect()
+        self.dump_views(list())
     }
 
     /// Applies a [`LinkChange`].
@@ -315,15 +310,6 @@ impl Socket {
     pub fn delete_link(&self, link: LinkRef<'_>) -> Result<()> {
         self.execute(delete(link)?).map_err(|e| not_found_as_typed(e, link))
     }
-}
-
-fn first_link(replies: Vec<RouteNetlinkMessage>, link: LinkRef<'_>) -> Result<Link> {
-    for m in replies {
-        if let RouteNetlinkMessage::NewLink(l) = m {
-            return Ok(Link::from_message(&l)?);
-        }
-    }
-    Err(Error::NotFound { kind: "link", name: link.to_string() })
 }
 
 /// The kernel says ENODEV for a missing link; callers want a typed "not found".

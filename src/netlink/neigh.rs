@@ -116,15 +116,8 @@ impl Socket {
 
     /// Lists neighbor entries of a family (`None` = all families) and optionally one interface.
     pub fn neighbors(&self, family: Option<AddressFamily>, index: Option<u32>) -> Result<Vec<Neighbor>> {
-        let mut out = Vec::new();
-        for m in self.dump(list(family, index))? {
-            if let RouteNetlinkMessage::NewNeighbour(n) = m {
-                let n = Neighbor::from_message(&n).map_err(Error::from)?;
-                if index.is_none_or(|i| i == n.index) {
-                    out.push(n);
-                }
-            }
-        }
+        let mut out: Vec<Neighbor> = self.dump_views(list(family, index))?;
+        out.retain(|n| index.is_none_or(|i| i == n.index));
         Ok(out)
     }
 }

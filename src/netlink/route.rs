@@ -180,28 +180,17 @@ impl Socket {
 
     /// Lists the routes of one family in every table.
     pub fn routes(&self, v6: bool) -> Result<Vec<Route>> {
-        self.dump(list(v6))?
-            .into_iter()
-            .filter_map(|m| match m {
-                RouteNetlinkMessage::NewRoute(r) => Some(Route::from_message(&r).map_err(Error::from)),
-                _ => None,
-            })
-            .collect()
+        self.dump_views(list(v6))
     }
 
     /// The route the kernel would use to reach `dst`. Unreachable is [`Error::NotFound`].
     pub fn route_to(&self, dst: IpAddr) -> Result<Route> {
-        let replies = self.query(get(dst)).map_err(|e| match e.errno() {
-            Some(nix::errno::Errno::ENETUNREACH | nix::errno::Errno::EHOSTUNREACH) => {
-                Error::NotFound { kind: "route to", name: dst.to_string() }
-            }
-            _ => e,
-        })?;
-        for m in replies {
-            if let RouteNetlinkMessage::NewRoute(r) = m {
-                return Ok(Route::from_message(&r)?);
-            }
-        }
-        Err(Error::NotFound { kind: "route to", name: dst.to_string() })
+        let unreachable = || Error::NotFound { kind: "route to", name: dst.to_string() };
+        self.query_view(get(dst))
+            .map_err(|e| match e.errno() {
+                Some(nix::errno::Errno::ENETUNREACH | nix::errno::Errno::EHOSTUNREACH) => unreachable(),
+                _ => e,
+            })?
+            .ok_or_else(unreachable)
     }
 }

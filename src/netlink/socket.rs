@@ -261,6 +261,16 @@ impl Socket {
         Err(Error::DumpInterrupted { op: req.op, attempts: DUMP_ATTEMPTS })
     }
 
+    /// Dumps a table and decodes the replies of one kind into views (see [`dump`](Self::dump)).
+    pub fn dump_views<T: super::view::FromReply>(&self, req: Request) -> Result<Vec<T>> {
+        self.dump(req)?.iter().filter_map(T::from_reply).map(|r| r.map_err(Error::from)).collect()
+    }
+
+    /// Sends one request and decodes the first reply of the kind `T`, if the kernel sent one.
+    pub fn query_view<T: super::view::FromReply>(&self, req: Request) -> Result<Option<T>> {
+        self.query(req)?.iter().find_map(T::from_reply).transpose().map_err(Error::from)
+    }
+
     /// Sends many requests together and returns one outcome per request. See [`BatchMode`]
     /// for what happens after a failure. An `Err` means the socket itself failed (the outcome
     /// of the requests is then unknown), never that a request was refused.

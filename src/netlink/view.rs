@@ -27,6 +27,7 @@ use std::panic::{self, AssertUnwindSafe};
 
 use ipnet::IpNet;
 use netlink_packet_core::Parseable;
+use netlink_packet_route::RouteNetlinkMessage;
 use netlink_packet_route::address::{AddressAttribute, AddressMessage};
 use netlink_packet_route::link::{
     InfoData, InfoKind, InfoVxlan, LinkAttribute, LinkFlags, LinkInfo, LinkLayerType, LinkMessage,
@@ -595,6 +596,49 @@ where
                 .unwrap_or_else(|| "unknown panic".to_owned());
             log::warn!("netlink-packet-route panicked parsing a {what} message of {} bytes: {reason}", buf.len());
             Err(ViewError::new(what, format!("netlink-packet-route panicked: {reason}")))
+        }
+    }
+}
+
+/// A view decoded from one kind of reply message, so the socket can turn any dump or query into
+/// views with one generic helper.
+pub trait FromReply: Sized {
+    /// The view of `m`, or `None` when `m` is another kind of message.
+    fn from_reply(m: &RouteNetlinkMessage) -> Option<Result<Self, ViewError>>;
+}
+
+impl FromReply for Link {
+    fn from_reply(m: &RouteNetlinkMessage) -> Option<Result<Self, ViewError>> {
+        match m {
+            RouteNetlinkMessage::NewLink(l) => Some(Link::from_message(l)),
+            _ => None,
+        }
+    }
+}
+
+impl FromReply for Address {
+    fn from_reply(m: &RouteNetlinkMessage) -> Option<Result<Self, ViewError>> {
+        match m {
+            RouteNetlinkMessage::NewAddress(a) => Some(Address::from_message(a)),
+            _ => None,
+        }
+    }
+}
+
+impl FromReply for Route {
+    fn from_reply(m: &RouteNetlinkMessage) -> Option<Result<Self, ViewError>> {
+        match m {
+            RouteNetlinkMessage::NewRoute(r) => Some(Route::from_message(r)),
+            _ => None,
+        }
+    }
+}
+
+impl FromReply for Neighbor {
+    fn from_reply(m: &RouteNetlinkMessage) -> Option<Result<Self, ViewError>> {
+        match m {
+            RouteNetlinkMessage::NewNeighbour(n) => Some(Neighbor::from_message(n)),
+            _ => None,
         }
     }
 }

@@ -12,12 +12,11 @@ use crate::netlink::addr::{self, AddrOptions};
 use crate::netlink::consts::{RT_TABLE_MAIN, RTPROT_KERNEL};
 use crate::netlink::link::{self, LinkChange, LinkRef, VethPeer};
 use crate::netlink::route::{self, RouteSpec};
-use crate::netlink::view::{Link, LinkKind};
+use crate::netlink::view::{FromReply, Link, LinkKind};
 use crate::netlink::wire::NLM_F_ECHO;
 use crate::netlink::{BatchMode, Request};
 use crate::sandbox::options::IfaceOptions;
 use crate::{sysctl, validate};
-use netlink_packet_route::RouteNetlinkMessage;
 
 /// Alias marking a link the sandbox moved in; the origin name follows.
 pub(super) const ORIGIN_PREFIX: &str = "netsandbox origin=";
@@ -105,10 +104,12 @@ pub(super) fn add(
                     e
                 }
             })?;
-            let peer_index = echoed.iter().find_map(|m| match m {
-                RouteNetlinkMessage::NewLink(l) => Link::from_message(l).ok().filter(|l| l.name == host_name)?.link,
-                _ => None,
-            });
+            let peer_index = echoed
+                .iter()
+                .filter_map(Link::from_reply)
+                .filter_map(|r| r.ok())
+                .find(|l| l.name == host_name)
+                .and_then(|l| l.link);
             match peer_index.map_or_else(|| live.sock.link(LinkRef::Name(&name)).map(|l| l.index), Ok) {
                 Ok(index) => (index, None),
                 Err(e) => {
