@@ -236,9 +236,22 @@ impl Socket {
     /// Dumps a table (`NLM_F_DUMP` is added). Retried when the kernel flags the dump as
     /// interrupted by a concurrent change (`NLM_F_DUMP_INTR`) or the receive queue overflowed,
     /// up to [`DUMP_ATTEMPTS`] times; then [`Error::DumpInterrupted`].
-    pub fn dump(&self, mut req: Request) -> Result<Vec<RouteNetlinkMessage>> {
+    pub fn dump(&self, req: Request) -> Result<Vec<RouteNetlinkMessage>> {
+        let op = req.op;
+        match self.dump_allow_interrupted(req)? {
+            (messages, true) => Ok(messages),
+            (_, false) => Err(Error::DumpInterrupted { op, attempts: DUMP_ATTEMPTS }),
+        }
+    }
+
+    /// Like [`dump`](Self::dump), but when every attempt was interrupted by concurrent changes,
+    /// returns the last full pass anyway with `false` ("may be inconsistent": an entry changed
+    /// during the pass may be missing or stale) instead of failing. For callers that prefer a
+    /// best-effort view of a table that never stops changing.
+    pub fn dump_allow_interrupted(&self, mut req: Request) -> Result<(Vec<RouteNetlinkMessage>, bool)> {
         req.flags |= NLM_F_DUMP;
         let mut conn = self.conn.lock();
+        let mut last = None;
         for attempt in 1..=DUMP_ATTEMPTS {
             match conn.transact(std::slice::from_ref(&req)) {
                 Ok(mut pend) => {
@@ -247,9 +260,10 @@ impl Socket {
                         return Err(self.tag(e));
                     }
                     if !p.interrupted {
-                        return Ok(p.replies);
+                        return Ok((p.replies, true));
                     }
                     debug!("{} {}: dump interrupted (attempt {attempt}), retrying", req.op, req.object);
+                    last = Some(p.replies);
                 }
                 Err(TxError::Overflow) => {
                     warn!("{} {}: receive queue overflowed (attempt {attempt}), restarting dump", req.op, req.object);
@@ -258,7 +272,11 @@ impl Socket {
                 Err(TxError::Fatal(e)) => return Err(e),
             }
         }
-        Err(Error::DumpInterrupted { op: req.op, attempts: DUMP_ATTEMPTS })
+        match last {
+            Some(replies) => Ok((replies, false)),
+            // Every attempt overflowed: there is no full pass to return.
+            None => Err(Error::DumpInterrupted { op: req.op, attempts: DUMP_ATTEMPTS }),
+        }
     }
 
     /// Dumps a table and decodes the replies of one kind into views (see [`dump`](Self::dump)).
