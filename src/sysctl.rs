@@ -78,6 +78,19 @@ pub fn apply(ns: Option<&NetNs>, settings: &[(&str, &str)]) -> Result<Vec<(Strin
     })
 }
 
+/// Like [`apply`], for settings that must all take effect: every key is tried, then the first
+/// missing or read-only one is returned as [`Error::SysctlMissing`] / [`Error::SysctlReadOnly`].
+pub fn apply_all(ns: Option<&NetNs>, settings: &[(&str, &str)]) -> Result<()> {
+    for (key, outcome) in apply(ns, settings)? {
+        match outcome {
+            Outcome::Missing => return Err(Error::SysctlMissing { key }),
+            Outcome::ReadOnly => return Err(Error::SysctlReadOnly { key }),
+            Outcome::Unchanged | Outcome::Written { .. } => {}
+        }
+    }
+    Ok(())
+}
+
 /// Runs `f` in `ns`, or on the calling thread for `None`.
 fn hop<T: Send>(ns: Option<&NetNs>, f: impl FnOnce() -> Result<T> + Send) -> Result<T> {
     match ns {

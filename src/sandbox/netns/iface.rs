@@ -199,13 +199,7 @@ fn configure(
             })
             .collect();
         let pairs: Vec<(&str, &str)> = keys.iter().map(|(k, v)| (k.as_str(), *v)).collect();
-        for (k, o) in sysctl::apply(Some(&live.ns()?), &pairs)? {
-            match o {
-                sysctl::Outcome::Missing => return Err(Error::SysctlMissing { key: k }),
-                sysctl::Outcome::ReadOnly => return Err(Error::SysctlReadOnly { key: k }),
-                _ => {}
-            }
-        }
+        sysctl::apply_all(Some(&live.ns()?), &pairs)?;
     }
     // One request sets MAC, MTU, master and alias and brings the link up (the kernel applies
     // them in that order); addresses and routes follow. All go in one send: on any failure the

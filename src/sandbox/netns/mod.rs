@@ -391,14 +391,7 @@ impl Sandbox for NetnsSandbox {
             self.link(live, ifname)?;
             let a = format!("net/ipv4/conf/{ifname}/arp_ignore");
             let b = format!("net/ipv4/conf/{ifname}/arp_announce");
-            for (k, o) in sysctl::apply(Some(&live.ns()?), &[(&a, "1"), (&b, "2")])? {
-                match o {
-                    Outcome::Missing => return Err(Error::SysctlMissing { key: k }),
-                    Outcome::ReadOnly => return Err(Error::SysctlReadOnly { key: k }),
-                    _ => {}
-                }
-            }
-            Ok(())
+            sysctl::apply_all(Some(&live.ns()?), &[(&a, "1"), (&b, "2")])
         })
     }
 
