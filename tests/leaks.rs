@@ -3,21 +3,12 @@
 
 mod common;
 
-use common::{TempBase, in_private_netns};
-use ipnet::IpNet;
+use common::{TempBase, in_private_netns, key, net};
 use netsandbox::netlink::Socket;
 use netsandbox::sandbox::{CreateOptions, IfaceOptions, NetnsSandbox, Sandbox};
 use parking_lot::Mutex;
 
 static SERIAL: Mutex<()> = Mutex::new(());
-
-fn net(s: &str) -> IpNet {
-    s.parse().unwrap()
-}
-
-fn key(base: &TempBase, name: &str) -> String {
-    base.path().join(name).display().to_string()
-}
 
 #[test]
 fn no_fd_or_mount_leak_over_cycles() {

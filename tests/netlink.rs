@@ -5,7 +5,7 @@ mod common;
 
 use std::net::IpAddr;
 
-use common::{bridge, in_private_netns, ip};
+use common::{bridge, in_private_netns, ip, net};
 use ipnet::IpNet;
 use netsandbox::Error;
 use netsandbox::netlink::addr::AddrOptions;
@@ -14,10 +14,6 @@ use netsandbox::netlink::neigh::NeighSpec;
 use netsandbox::netlink::route::RouteSpec;
 use netsandbox::netlink::view::LinkKind;
 use netsandbox::netlink::{BatchMode, BatchOutcome, Socket, addr, link};
-
-fn net(s: &str) -> IpNet {
-    s.parse().unwrap()
-}
 
 fn veth(s: &Socket, a: &str, b: &str) -> (u32, u32) {
     let peer = VethPeer { name: b.into(), ..Default::default() };

@@ -8,7 +8,7 @@ use std::net::IpAddr;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{TempBase, in_private_netns};
+use common::{TempBase, addr, in_private_netns, key, net};
 use ipnet::IpNet;
 use netsandbox::netlink::link::{self, LinkRef, VethPeer};
 use netsandbox::netlink::{BatchMode, Socket};
@@ -18,15 +18,6 @@ use parking_lot::Mutex;
 
 static SERIAL: Mutex<()> = Mutex::new(());
 
-fn net(s: &str) -> IpNet {
-    s.parse().unwrap()
-}
-fn addr(s: &str) -> IpAddr {
-    s.parse().unwrap()
-}
-fn key(base: &TempBase, name: &str) -> String {
-    base.path().join(name).display().to_string()
-}
 fn threads() -> usize {
     std::fs::read_dir("/proc/self/task").map(|d| d.count()).unwrap_or(0)
 }

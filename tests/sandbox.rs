@@ -7,7 +7,7 @@ use std::io::{Read, Write};
 use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream};
 use std::time::Duration;
 
-use common::{TempBase, in_private_netns, ip};
+use common::{TempBase, addr, in_private_netns, ip, key, net};
 use ipnet::IpNet;
 use netsandbox::netlink::Socket;
 use netsandbox::netlink::link::{self, LinkChange, LinkRef, VethPeer, Vxlan};
@@ -16,17 +16,7 @@ use netsandbox::sandbox::{
 };
 use netsandbox::{Error, netns};
 
-fn net(s: &str) -> IpNet {
-    s.parse().unwrap()
-}
-fn addr(s: &str) -> IpAddr {
-    s.parse().unwrap()
-}
 const MAC_A: [u8; 6] = [0x02, 0x42, 0xc6, 0x12, 0x00, 0x02];
-
-fn key(base: &TempBase, name: &str) -> String {
-    base.path().join(name).display().to_string()
-}
 
 /// A veth pair `a`/`b` in the current (private host) namespace.
 fn host_veth(a: &str, b: &str) {

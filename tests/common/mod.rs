@@ -61,6 +61,21 @@ impl Drop for TempBase {
     }
 }
 
+/// A test CIDR.
+pub fn net(s: &str) -> ipnet::IpNet {
+    s.parse().expect("test CIDR")
+}
+
+/// A test IP address.
+pub fn addr(s: &str) -> std::net::IpAddr {
+    s.parse().expect("test IP")
+}
+
+/// The key (pin path) `name` under the test's base directory.
+pub fn key(base: &TempBase, name: &str) -> String {
+    base.path().join(name).display().to_string()
+}
+
 /// Inode of the calling thread's network namespace.
 pub fn thread_netns_inode() -> u64 {
     use std::os::unix::fs::MetadataExt;
