@@ -199,6 +199,11 @@ pub fn unpin(path: &Path) -> Result<()> {
 
 /// True when `path` is a mount point of an nsfs file that is a network namespace.
 pub fn is_pinned(path: &Path) -> bool {
+    // statx answers "is this a mount point" in O(1); mountinfo grows with every pin, so it is
+    // only the fallback for kernels that cannot tell.
+    if let Some(root) = super::sys::is_mount_root(path) {
+        return root && open_ns_file(path).is_ok();
+    }
     let Ok(canonical) = std::fs::canonicalize(path) else { return false };
     match mountinfo::top_mount_at(&canonical) {
         Ok(Some(m)) if m.fstype == "nsfs" => open_ns_file(path).is_ok(),

@@ -44,26 +44,37 @@ pub(crate) fn pidfd_alive(pidfd: impl AsFd) -> Result<(), Errno> {
     Errno::result(r).map(drop)
 }
 
-/// The id of the mount `path` is on (`statx` with `STATX_MNT_ID`), to notice cheaply whether a
-/// directory is still on the mount we checked earlier.
-pub(crate) fn mount_id(path: &std::path::Path) -> Result<u64, Errno> {
+/// `statx(2)` of `path` for the fields in `mask`.
+fn statx(path: &std::path::Path, flags: i32, mask: u32) -> Result<libc::statx, Errno> {
     use std::os::unix::ffi::OsStrExt;
     let c = std::ffi::CString::new(path.as_os_str().as_bytes()).map_err(|_| Errno::EINVAL)?;
     let mut st = std::mem::MaybeUninit::<libc::statx>::zeroed();
     // SAFETY: `c` is a valid NUL-terminated path and `st` points to writable memory the size of
     // `struct statx`; the kernel writes at most that much.
-    let r = unsafe {
-        libc::statx(libc::AT_FDCWD, c.as_ptr(), libc::AT_SYMLINK_NOFOLLOW, libc::STATX_MNT_ID, st.as_mut_ptr())
-    };
+    let r = unsafe { libc::statx(libc::AT_FDCWD, c.as_ptr(), flags, mask, st.as_mut_ptr()) };
     if r != 0 {
         return Err(Errno::last());
     }
     // SAFETY: statx succeeded, so the struct is initialised (it was zeroed before anyway).
-    let st = unsafe { st.assume_init() };
+    Ok(unsafe { st.assume_init() })
+}
+
+/// The id of the mount `path` is on (`statx` with `STATX_MNT_ID`), to notice cheaply whether a
+/// directory is still on the mount we checked earlier.
+pub(crate) fn mount_id(path: &std::path::Path) -> Result<u64, Errno> {
+    let st = statx(path, libc::AT_SYMLINK_NOFOLLOW, libc::STATX_MNT_ID)?;
     if st.stx_mask & libc::STATX_MNT_ID == 0 {
         return Err(Errno::ENOSYS);
     }
     Ok(st.stx_mnt_id)
+}
+
+/// Whether `path` (symlinks followed) is the root of a mount (`STATX_ATTR_MOUNT_ROOT`), or
+/// `None` when the kernel cannot tell.
+pub(crate) fn is_mount_root(path: &std::path::Path) -> Option<bool> {
+    let st = statx(path, 0, libc::STATX_BASIC_STATS).ok()?;
+    let bit = libc::STATX_ATTR_MOUNT_ROOT as u64;
+    (st.stx_attributes_mask & bit != 0).then_some(st.stx_attributes & bit != 0)
 }
 
 /// `SIOCGSKNS` from `<linux/sockios.h>`: the network namespace a socket belongs to.
