@@ -485,10 +485,35 @@ fn trait_move(h: &Socket, dir: &Path, sw: Sw, laps: &mut Laps) -> R<Built> {
 // ---------------------------------------------------------------------------------------------
 // (g) The `rtnetlink` crate.
 
+/// How an rtnetlink user pins a namespace without netsandbox. rtnetlink's own
+/// `NetworkNamespace::add` forks a child and pins only under `/var/run/netns` (off limits to
+/// benchmarks); the thread-safe equivalent is a helper thread that unshares and bind-mounts,
+/// which is also what netsandbox did before it learned to create on the calling thread.
+fn rtnl_pinned_ns<T: Send>(pin: &Path, inside: impl FnOnce() -> T + Send) -> R<(NetNs, T)> {
+    use nix::mount::{MsFlags, mount};
+    std::fs::File::create_new(pin)?;
+    let made = std::thread::scope(|s| {
+        s.spawn(|| -> R<T> {
+            nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNET)?;
+            mount(Some("/proc/thread-self/ns/net"), pin, None::<&str>, MsFlags::MS_BIND, None::<&str>)?;
+            Ok(inside())
+        })
+        .join()
+        .map_err(|_| "namespace thread panicked")?
+    });
+    match made.and_then(|v| Ok((NetNs::from_path(pin)?, v))) {
+        Ok(v) => Ok(v),
+        Err(e) => {
+            let _ = netns::unpin(pin);
+            Err(e)
+        }
+    }
+}
+
 // (g) One rtnetlink request per step (one `block_on` per timed step), SW-direct: the peer is born
 // inside the sandbox with its final name, MAC and index (IFLA_NET_NS_FD on the veth peer). The
-// namespace is made exactly as in (a)/(b), with the sandbox-side connection opened on the helper
-// thread that is inside the new namespace.
+// namespace is made by `rtnl_pinned_ns`, with the sandbox-side connection opened on its helper
+// thread while that is inside the new namespace.
 fn rtnl_direct(r: &Rtnl, dir: &Path, sw: Sw, laps: &mut Laps) -> R<Built> {
     use rtnetlink::packet_route::address::{AddressAttribute, AddressFlags, AddressHeaderFlags};
     use rtnetlink::packet_route::link::{InfoData, InfoVeth};
@@ -497,9 +522,9 @@ fn rtnl_direct(r: &Rtnl, dir: &Path, sw: Sw, laps: &mut Laps) -> R<Built> {
 
     let pin = sw.pin(dir);
     let rt = r.rt.handle();
-    let (ns, conn) = netns::create_pinned_with(&pin, || {
+    let (ns, conn) = rtnl_pinned_ns(&pin, || {
         let _enter = rt.enter();
-        Ok(rtnetlink::new_connection())
+        rtnetlink::new_connection()
     })?;
     let (conn, inner, _) = match conn {
         Ok(c) => c,

@@ -18,8 +18,9 @@ use parking_lot::Mutex;
 
 static SERIAL: Mutex<()> = Mutex::new(());
 
+/// netsandbox's own threads alive now (the harness's come and go with other tests).
 fn threads() -> usize {
-    std::fs::read_dir("/proc/self/task").map(|d| d.count()).unwrap_or(0)
+    common::netsandbox_threads().len()
 }
 
 /// The standard workload SW through the trait (SW-direct: the veth end is born inside).
@@ -175,18 +176,37 @@ fn invoke_never_leaves_a_thread_in_a_foreign_namespace() {
         let sb = NetnsSandbox::create(&key(&base, "h"), &CreateOptions::default()).unwrap();
         let other = netns::NetNs::new_unpinned().unwrap();
         let own = common::thread_netns_inode();
-        let tasks = threads();
-        let e = sb.invoke(|| panic!("boom")).unwrap_err();
+        // Each closure leaves a pidfd on its thread, to wait for that thread's full exit.
+        let exits = std::sync::Mutex::new(Vec::new());
+        let exit_watch = || exits.lock().unwrap().push(common::own_thread_pidfd());
+        let e = sb
+            .invoke(|| {
+                exit_watch();
+                panic!("boom")
+            })
+            .unwrap_err();
         assert!(matches!(e, Error::Panicked { .. }), "{e}");
-        let r: netsandbox::Result<Result<(), &str>> = sb.invoke(|| Err("closure error"));
+        let r: netsandbox::Result<Result<(), &str>> = sb.invoke(|| {
+            exit_watch();
+            Err("closure error")
+        });
         assert_eq!(r.unwrap(), Err("closure error"));
         // A closure that moves its own thread somewhere else.
-        sb.invoke(|| nix::sched::setns(&other, nix::sched::CloneFlags::CLONE_NEWNET).unwrap()).unwrap();
+        sb.invoke(|| {
+            exit_watch();
+            nix::sched::setns(&other, nix::sched::CloneFlags::CLONE_NEWNET).unwrap()
+        })
+        .unwrap();
         assert_eq!(common::thread_netns_inode(), own, "the caller never moves");
-        assert_eq!(threads(), tasks, "invoke threads are gone, not pooled");
+        let exits = exits.into_inner().unwrap();
+        assert_eq!(exits.len(), 3);
+        exits.iter().for_each(common::wait_thread_exit);
+        assert_eq!(common::netsandbox_threads(), Vec::<String>::new(), "invoke threads are gone, not pooled");
         // Every remaining thread of the process is in a namespace it chose: none is in the
         // sandbox's or the foreign one.
-        let foreign = [sb.invoke(common::thread_netns_inode).unwrap(), other.inode().unwrap()];
+        let (inode, last) = sb.invoke(|| (common::thread_netns_inode(), common::own_thread_pidfd())).unwrap();
+        common::wait_thread_exit(&last);
+        let foreign = [inode, other.inode().unwrap()];
         for t in std::fs::read_dir("/proc/self/task").unwrap() {
             let p = t.unwrap().path().join("ns/net");
             if let Ok(m) = std::fs::metadata(&p) {

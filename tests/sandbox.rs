@@ -625,6 +625,14 @@ fn link_local_addresses_sysctls_and_forced_neighbor_over_learned() {
             .unwrap();
         assert_eq!((ig.as_str(), ra.as_str()), ("1", "0"));
 
+        // A link-local IPv6 gateway names its interface (the kernel cannot pick one for it).
+        sb.set_gateway(addr("fe80::1")).unwrap();
+        sb.add_static_route(&StaticRoute::via(net("2001:db8:7::/48"), addr("fe80::1"))).unwrap();
+        let routes = sb.invoke(|| ip(&["-6", "route", "show"])).unwrap();
+        assert!(routes.contains("default via fe80::1 dev eth0"), "{routes}");
+        assert!(routes.contains("2001:db8:7::/48 via fe80::1 dev eth0"), "{routes}");
+        assert_eq!(sb.info().unwrap().gateway6, Some("fe80::1".parse().unwrap()));
+
         // A learned (reachable) entry: a plain add refuses it, a forced add replaces it.
         let s = sb
             .invoke(|| {

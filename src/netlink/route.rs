@@ -8,7 +8,7 @@ use netlink_packet_route::route::{
 };
 use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
 
-use super::consts::{RT_SCOPE_LINK, RT_SCOPE_UNIVERSE, RT_TABLE_MAIN, RTPROT_BOOT};
+use super::consts::{RT_SCOPE_LINK, RT_SCOPE_UNIVERSE, RT_TABLE_MAIN, RT_TABLE_UNSPEC, RTPROT_BOOT};
 use super::socket::{Request, Socket};
 use super::view::Route;
 use super::wire::{NLM_F_CREATE, NLM_F_EXCL, NLM_F_REPLACE};
@@ -158,6 +158,17 @@ pub fn list(v6: bool) -> Request {
     Request::new("list routes", if v6 { "inet6" } else { "inet" }, 0, RouteNetlinkMessage::GetRoute(m))
 }
 
+/// A dump of one family's routes in one table only: the kernel filters (strict checking is on
+/// for every [`Socket`]), so the local table's many entries are not sent just to be dropped.
+pub fn list_table(v6: bool, table: u32) -> Request {
+    let mut m = RouteMessage::default();
+    m.header.address_family = if v6 { AddressFamily::Inet6 } else { AddressFamily::Inet };
+    m.header.table = u8::try_from(table).unwrap_or(RT_TABLE_UNSPEC as u8);
+    m.attributes.push(RouteAttribute::Table(table));
+    let family = if v6 { "inet6" } else { "inet" };
+    Request::new("list routes", format!("{family} table {table}"), 0, RouteNetlinkMessage::GetRoute(m))
+}
+
 /// `RTM_GETROUTE` for one destination: which route and device would carry traffic to `dst`.
 pub fn get(dst: IpAddr) -> Request {
     let mut m = RouteMessage::default();
@@ -181,6 +192,11 @@ impl Socket {
     /// Lists the routes of one family in every table.
     pub fn routes(&self, v6: bool) -> Result<Vec<Route>> {
         self.dump_views(list(v6))
+    }
+
+    /// Lists the routes of one family in one table (filtered by the kernel).
+    pub fn routes_in(&self, v6: bool, table: u32) -> Result<Vec<Route>> {
+        self.dump_views(list_table(v6, table))
     }
 
     /// The route the kernel would use to reach `dst`. Unreachable is [`Error::NotFound`].

@@ -177,10 +177,12 @@ impl Socket {
         })
     }
 
-    /// Opens a socket bound to `ns` for its whole life: it is created on a short-lived thread
-    /// that entered `ns`, so the caller's thread never changes namespace.
+    /// Opens a socket bound to `ns` for its whole life. The calling thread enters `ns` for the
+    /// `socket()` call only and is back in its own namespace before this returns (where that
+    /// return cannot be guaranteed, a short-lived helper thread opens it instead).
     pub fn open_in(ns: &crate::netns::NetNs) -> Result<Socket> {
-        Ok(crate::netns::run_in_result(ns, Socket::open)?.labelled(ns.label()))
+        let home = crate::netns::NetNs::current()?;
+        Ok(crate::netns::hop(&home, crate::netns::Target::Existing(ns), Socket::open)?.labelled(ns.label()))
     }
 
     /// Names the socket's namespace in the errors it returns (e.g. a sandbox key).

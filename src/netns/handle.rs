@@ -125,21 +125,12 @@ impl NetNs {
 
     /// A brand-new network namespace, kept alive only by the returned handle.
     ///
-    /// Created by `unshare(CLONE_NEWNET)` on a short-lived helper thread that exits afterwards;
-    /// the calling thread's namespace never changes.
+    /// The calling thread unshares it and is back in its own namespace before this returns (or a
+    /// short-lived helper thread does it when the way back cannot be guaranteed); see
+    /// [`create_pinned`](super::create_pinned).
     pub fn new_unpinned() -> Result<NetNs> {
-        std::thread::scope(|s| {
-            let h = std::thread::Builder::new()
-                .name("netns-new".into())
-                .spawn_scoped(s, || -> Result<OwnedFd> {
-                    nix::sched::unshare(CloneFlags::CLONE_NEWNET)
-                        .map_err(|e| Error::os("unshare(CLONE_NEWNET)", "helper thread", e))?;
-                    open_ns_file(Path::new(THREAD_NETNS))
-                })
-                .map_err(|e| Error::os("spawn thread", "netns-new", e))?;
-            let fd = h.join().map_err(|p| Error::Panicked { ns: "new".into(), message: panic_message(&*p) })??;
-            Ok(NetNs::from_owned(fd, "new namespace"))
-        })
+        let fd = super::hop(&NetNs::current()?, super::Target::New, || open_ns_file(Path::new(THREAD_NETNS)))?;
+        Ok(NetNs::from_owned(fd, "new namespace"))
     }
 
     /// The namespace's inode number: equal inodes (on nsfs) mean the same namespace.

@@ -8,11 +8,11 @@ use std::path::{Path, PathBuf};
 
 use nix::errno::Errno;
 use nix::mount::{MntFlags, MsFlags};
-use nix::sched::CloneFlags;
 use once_cell::sync::Lazy;
 use parking_lot::Mutex;
 
-use super::handle::{NetNs, THREAD_NETNS, open_ns_file, panic_message};
+use super::exec::{Target, hop};
+use super::handle::{NetNs, THREAD_NETNS, open_ns_file};
 use super::mountinfo::{self, Mount};
 use crate::error::{Error, Result};
 
@@ -99,20 +99,31 @@ pub fn release_base(dir: &Path) -> Result<()> {
 
 /// Creates a new network namespace pinned by a bind mount at `path`, and returns a handle on it.
 ///
-/// No fork or exec: a short-lived helper thread unshares a new namespace and bind-mounts its
-/// `/proc/thread-self/ns/net` onto `path`; the caller's thread never changes namespace. The parent
-/// directory is prepared with [`ensure_shared_base`]. If `path` exists,
-/// [`Error::AlreadyExists`] is returned and the existing file is untouched. On any other failure
-/// the file and mount are removed again, so nothing is left behind.
+/// No fork or exec, and no thread: the calling thread unshares a new namespace, bind-mounts its
+/// `/proc/thread-self/ns/net` onto `path`, and goes back to the namespace it was in before this
+/// returns. (It first checks that it may go back; where it may not — a user namespace that does
+/// not own the current network namespace — a short-lived helper thread does the work and the
+/// caller never moves.) The parent directory is prepared with [`ensure_shared_base`]. If `path`
+/// exists, [`Error::AlreadyExists`] is returned and the existing file is untouched. On any other
+/// failure the file and mount are removed again, so nothing is left behind.
 pub fn create_pinned(path: &Path) -> Result<NetNs> {
     create_pinned_with(path, || Ok(())).map(|(ns, ())| ns)
 }
 
-/// Like [`create_pinned`], and also runs `inside` on the helper thread while it is in the new
-/// namespace, returning its value. Saves a second namespace hop for set-up work (opening a
-/// netlink socket bound to the namespace, writing sysctls). If `inside` fails, the pin is
-/// removed again.
+/// Like [`create_pinned`], and also runs `inside` while in the new namespace, returning its
+/// value. Saves a second namespace hop for set-up work (opening a netlink socket bound to the
+/// namespace, writing sysctls). If `inside` fails or panics, the pin is removed again.
 pub fn create_pinned_with<T, F>(path: &Path, inside: F) -> Result<(NetNs, T)>
+where
+    F: FnOnce() -> Result<T> + Send,
+    T: Send,
+{
+    create_pinned_from(&NetNs::current()?, path, inside)
+}
+
+/// [`create_pinned_with`] for a caller that already holds a handle on its current namespace
+/// (`home`), which saves opening it again.
+pub(crate) fn create_pinned_from<T, F>(home: &NetNs, path: &Path, inside: F) -> Result<(NetNs, T)>
 where
     F: FnOnce() -> Result<T> + Send,
     T: Send,
@@ -129,18 +140,14 @@ where
         return Err(bad("no file name"));
     }
     let mut cleanup = new_pin_file(parent, path)?;
-    let value = std::thread::scope(|s| {
-        let h = std::thread::Builder::new()
-            .name("netns-pin".into())
-            .spawn_scoped(s, || -> Result<T> {
-                nix::sched::unshare(CloneFlags::CLONE_NEWNET)
-                    .map_err(|e| Error::os("unshare(CLONE_NEWNET)", "helper thread", e))?;
-                nix::mount::mount(Some(THREAD_NETNS), path, None::<&str>, MsFlags::MS_BIND, None::<&str>)
-                    .map_err(|e| Error::path("bind-mount namespace onto", path, e))?;
-                inside()
-            })
-            .map_err(|e| Error::os("spawn thread", "netns-pin", e))?;
-        h.join().map_err(|p| Error::Panicked { ns: path.display().to_string(), message: panic_message(&*p) })?
+    let value = hop(home, Target::New, || {
+        nix::mount::mount(Some(THREAD_NETNS), path, None::<&str>, MsFlags::MS_BIND, None::<&str>)
+            .map_err(|e| Error::path("bind-mount namespace onto", path, e))?;
+        inside()
+    })
+    .map_err(|e| match e {
+        Error::Panicked { message, .. } => Error::Panicked { ns: path.display().to_string(), message },
+        e => e,
     })?;
     let fd = open_ns_file(path)?;
     cleanup.armed = false;

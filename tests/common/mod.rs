@@ -82,6 +82,39 @@ pub fn thread_netns_inode() -> u64 {
     std::fs::metadata("/proc/thread-self/ns/net").expect("stat thread netns").ino()
 }
 
+/// Threads of this process that netsandbox made (named `netns-*` or `netsandbox-*`). Counting
+/// every thread would also count the test harness's own, which come and go as other tests start
+/// and finish.
+pub fn netsandbox_threads() -> Vec<String> {
+    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else { return Vec::new() };
+    tasks
+        .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("comm")).ok())
+        .map(|c| c.trim().to_owned())
+        .filter(|c| c.starts_with("netns-") || c.starts_with("netsandbox-"))
+        .collect()
+}
+
+/// A pidfd on the calling thread (`PIDFD_THREAD`): it becomes readable once the thread has fully
+/// exited, which a join alone does not promise (the kernel wakes the joiner before it drops the
+/// thread's namespaces).
+pub fn own_thread_pidfd() -> std::os::fd::OwnedFd {
+    use std::os::fd::FromRawFd;
+    // SAFETY: gettid and pidfd_open take integers only; PIDFD_THREAD is O_EXCL.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, libc::gettid(), libc::O_EXCL) };
+    assert!(fd >= 0, "pidfd_open(PIDFD_THREAD): {}", std::io::Error::last_os_error());
+    // SAFETY: the kernel just returned this fd and nothing else owns it.
+    unsafe { std::os::fd::OwnedFd::from_raw_fd(fd as i32) }
+}
+
+/// Waits (at most 10 s) until the thread behind `pidfd` has exited.
+pub fn wait_thread_exit(pidfd: &std::os::fd::OwnedFd) {
+    use std::os::fd::AsRawFd;
+    let mut p = libc::pollfd { fd: pidfd.as_raw_fd(), events: libc::POLLIN, revents: 0 };
+    // SAFETY: `p` is one valid pollfd for the duration of the call.
+    let n = unsafe { libc::poll(&mut p, 1, 10_000) };
+    assert_eq!(n, 1, "thread did not exit within 10 s ({})", std::io::Error::last_os_error());
+}
+
 /// Number of open fds of this process.
 pub fn fd_count() -> usize {
     std::fs::read_dir("/proc/self/fd").map(|d| d.count()).unwrap_or(0)

@@ -54,14 +54,13 @@ pub(super) fn add(
     opts.check()?;
     let _serial = sb.ifaces.lock();
 
-    let links = live.sock.links()?;
-    let name = lowest_free(&links, prefix)?;
+    let name = free_name(live, prefix)?;
     let master = match &opts.master {
         Some(m) => {
-            let l = links
-                .iter()
-                .find(|l| &l.name == m)
-                .ok_or_else(|| Error::NotFound { kind: "bridge", name: m.clone() })?;
+            let l = sb.link(live, m).map_err(|e| match e {
+                Error::NotFound { .. } => Error::NotFound { kind: "bridge", name: m.clone() },
+                e => e,
+            })?;
             if l.kind != LinkKind::Bridge {
                 return Err(Error::InvalidArgument {
                     op: "add interface",
@@ -138,7 +137,10 @@ pub(super) fn add(
         }
     };
 
-    match configure(live, index, master, opts, &name, origin.is_none()) {
+    // A veth peer is born with its MAC and MTU: setting them again is kernel work (address
+    // change notifiers) for nothing.
+    let born_configured = matches!(src, Source::Veth(_)) && !opts.bridge;
+    match configure(live, index, master, opts, &name, origin.is_none(), born_configured) {
         Ok(()) => {
             debug!("{}: added {name}", sb.key);
             Ok(name)
@@ -150,7 +152,22 @@ pub(super) fn add(
     }
 }
 
-/// `prefix` + the lowest index not used by a link inside.
+/// `prefix` + the lowest index not used by a link inside. The first candidate is free in the
+/// common case (a sandbox's first interface of that kind): one lookup answers that, instead of a
+/// dump of every link with all its attributes and statistics.
+fn free_name(live: &Live, prefix: &str) -> Result<String> {
+    let first = format!("{prefix}0");
+    if first.len() <= validate::IFNAME_MAX {
+        match live.sock.link(LinkRef::Name(&first)) {
+            Err(Error::NotFound { .. }) => return Ok(first),
+            Err(e) => return Err(e),
+            Ok(_) => {}
+        }
+    }
+    lowest_free(&live.sock.links()?, prefix)
+}
+
+/// `prefix` + the lowest index not used by a link in `links`.
 fn lowest_free(links: &[Link], prefix: &str) -> Result<String> {
     (0..4096)
         .map(|i| format!("{prefix}{i}"))
@@ -164,7 +181,7 @@ fn lowest_free(links: &[Link], prefix: &str) -> Result<String> {
 /// libnetwork refuses an IPv4 address whose subnet overlaps an existing route.
 fn check_route_conflict(live: &Live, net: &IpNet) -> Result<()> {
     let subnet = net.trunc();
-    for r in live.sock.routes(false)? {
+    for r in live.sock.routes_in(false, RT_TABLE_MAIN)? {
         if r.table != RT_TABLE_MAIN || r.is_default() {
             continue;
         }
@@ -186,6 +203,7 @@ fn configure(
     opts: &IfaceOptions,
     name: &str,
     created: bool,
+    born_configured: bool,
 ) -> Result<()> {
     // Per-interface sysctls first, so settings such as accept_dad or disable_ipv6 are in force
     // before the link comes up.
@@ -205,10 +223,10 @@ fn configure(
     // them in that order); addresses and routes follow. All go in one send: on any failure the
     // caller rolls the whole interface back, so later requests need not be held back.
     let mut change = LinkChange::new().up(true);
-    if let Some(mac) = opts.mac {
+    if let Some(mac) = opts.mac.filter(|_| !born_configured) {
         change = change.mac(mac);
     }
-    if let Some(mtu) = opts.mtu {
+    if let Some(mtu) = opts.mtu.filter(|_| !born_configured) {
         change = change.mtu(mtu);
     }
     if let Some(m) = master {

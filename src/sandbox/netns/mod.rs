@@ -101,7 +101,7 @@ impl NetnsSandbox {
     pub fn create(key: &str, opts: &CreateOptions) -> Result<NetnsSandbox> {
         let path = check_key(key)?;
         let host = Host::current()?;
-        let (ns, sock) = netns::create_pinned_with(&path, || prepare_inside(opts, key))?;
+        let (ns, sock) = netns::create_pinned_from(&host.ns, &path, || prepare_inside(opts, key))?;
         debug!("created sandbox {key}");
         Ok(Self::assemble(key, path, host, ns, sock))
     }
@@ -217,9 +217,20 @@ impl NetnsSandbox {
         live.sock.route_to(ip)?.oif.ok_or_else(|| Error::NotFound { kind: "route to", name: ip.to_string() })
     }
 
-    fn default_route(gw: IpAddr, oif: u32) -> RouteSpec {
+    /// The interface to name in a route via `gw`: none, so the kernel resolves it while adding
+    /// the route (one request instead of a lookup and an add; an unreachable gateway fails the
+    /// same way) — except for a link-local IPv6 gateway, which is ambiguous without one.
+    fn gateway_oif(&self, live: &Live, gw: IpAddr) -> Result<Option<u32>> {
+        match gw {
+            IpAddr::V6(v6) if v6.is_unicast_link_local() => self.oif_for(live, gw).map(Some),
+            _ => Ok(None),
+        }
+    }
+
+    fn default_route(gw: IpAddr, oif: Option<u32>) -> RouteSpec {
         let any = if gw.is_ipv4() { IpNet::V4(Default::default()) } else { IpNet::V6(Default::default()) };
-        let mut r = RouteSpec::new(any).via(gw).dev(oif);
+        let mut r = RouteSpec::new(any).via(gw);
+        r.oif = oif;
         r.protocol = Some(RTPROT_NETSANDBOX);
         r
     }
@@ -227,11 +238,12 @@ impl NetnsSandbox {
     fn static_route(&self, live: &Live, route: &StaticRoute) -> Result<RouteSpec> {
         route.check()?;
         let oif = match (&route.interface, route.gateway) {
-            (Some(name), _) => self.link(live, name)?.index,
-            (None, Some(gw)) => self.oif_for(live, gw)?,
-            (None, None) => unreachable_route(route)?,
+            (Some(name), _) => Some(self.link(live, name)?.index),
+            (None, Some(gw)) => self.gateway_oif(live, gw)?,
+            (None, None) => return Err(needs_gateway_or_interface(route)),
         };
-        let mut r = RouteSpec::new(route.dst).dev(oif);
+        let mut r = RouteSpec::new(route.dst);
+        r.oif = oif;
         r.gateway = route.gateway;
         r.protocol = Some(RTPROT_NETSANDBOX);
         Ok(r)
@@ -272,8 +284,17 @@ fn prepare_inside(opts: &CreateOptions, label: &str) -> Result<Socket> {
     Ok(sock)
 }
 
-fn unreachable_route(route: &StaticRoute) -> Result<u32> {
-    Err(Error::InvalidArgument { op: "static route", reason: format!("{} needs a gateway or an interface", route.dst) })
+fn needs_gateway_or_interface(route: &StaticRoute) -> Error {
+    Error::InvalidArgument { op: "static route", reason: format!("{} needs a gateway or an interface", route.dst) }
+}
+
+/// The kernel's refusal of a gateway it cannot reach, as the same typed error a failed route
+/// lookup gives.
+fn unreachable_gw(e: Error, gw: IpAddr) -> Error {
+    match e.errno() {
+        Some(Errno::ENETUNREACH | Errno::EHOSTUNREACH) => Error::NotFound { kind: "route to", name: gw.to_string() },
+        _ => e,
+    }
 }
 
 /// Maps the kernel's errno for "already there" / "not there" to typed errors about `kind`.
@@ -312,8 +333,8 @@ impl Sandbox for NetnsSandbox {
 
     fn set_gateway(&self, gw: IpAddr) -> Result<()> {
         self.with(|live| {
-            let oif = self.oif_for(live, gw)?;
-            live.sock.add_route(&Self::default_route(gw, oif)).map_err(|e| typed(e, "gateway", gw))
+            let oif = self.gateway_oif(live, gw)?;
+            live.sock.add_route(&Self::default_route(gw, oif)).map_err(|e| typed(unreachable_gw(e, gw), "gateway", gw))
         })
     }
 
@@ -329,7 +350,10 @@ impl Sandbox for NetnsSandbox {
     fn add_static_route(&self, route: &StaticRoute) -> Result<()> {
         self.with(|live| {
             let spec = self.static_route(live, route)?;
-            live.sock.add_route(&spec).map_err(|e| typed(e, "route", route.dst))
+            live.sock.add_route(&spec).map_err(|e| match route.gateway {
+                Some(gw) => typed(unreachable_gw(e, gw), "route", route.dst),
+                None => typed(e, "route", route.dst),
+            })
         })
     }
 

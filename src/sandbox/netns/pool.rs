@@ -56,17 +56,12 @@ impl std::fmt::Debug for WarmPool {
     }
 }
 
-/// Makes one namespace with its loopback up and a socket bound inside, on a short-lived thread.
+/// Makes one namespace with its loopback up and a socket bound inside (see
+/// [`netns::hop`] for which thread does it).
 fn make(opts: &CreateOptions) -> Result<Ready> {
-    std::thread::scope(|s| {
-        s.spawn(|| -> Result<Ready> {
-            nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNET)
-                .map_err(|e| Error::os("unshare(CLONE_NEWNET)", "pool thread", e))?;
-            let sock = prepare_inside(opts, "pooled namespace")?;
-            Ok(Ready { ns: NetNs::current()?, sock })
-        })
-        .join()
-        .map_err(|_| Error::Panicked { ns: "pool".into(), message: "namespace creation panicked".into() })?
+    netns::hop(&NetNs::current()?, netns::Target::New, || {
+        let sock = prepare_inside(opts, "pooled namespace")?;
+        Ok(Ready { ns: NetNs::current()?, sock })
     })
 }
 
