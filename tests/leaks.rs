@@ -5,7 +5,7 @@ mod common;
 
 use common::{TempBase, in_private_netns, key, net};
 use netsandbox::netlink::Socket;
-use netsandbox::sandbox::{CreateOptions, IfaceOptions, NetnsSandbox, Sandbox};
+use netsandbox::sandbox::{CreateOptions, IfaceOptions, NetnsSandbox, Sandbox, WarmPool};
 use parking_lot::Mutex;
 
 static SERIAL: Mutex<()> = Mutex::new(());
@@ -34,7 +34,7 @@ fn no_fd_or_mount_leak_over_cycles() {
 
 #[test]
 fn warm_pool_serves_sandboxes_and_shuts_down_clean() {
-    use netsandbox::sandbox::{SandboxExt, WarmPool};
+    use netsandbox::sandbox::SandboxExt;
     let _serial = SERIAL.lock();
     in_private_netns(|| {
         let base = TempBase::new("pool");
@@ -90,5 +90,32 @@ fn a_live_idle_sandbox_holds_one_fd() {
         drop(sbs);
         assert_eq!(common::fd_count(), fds);
         warm.destroy().unwrap();
+    });
+}
+
+#[test]
+fn warm_pool_refills_only_after_a_quiet_period() {
+    let _serial = SERIAL.lock();
+    in_private_netns(|| {
+        use std::time::Duration;
+        let base = TempBase::new("quiet");
+        // An hour-long quiet period: after a take, nothing may be refilled during this test.
+        let lazy = WarmPool::with_quiet_period(2, CreateOptions::default(), Duration::from_secs(3600)).unwrap();
+        assert!(lazy.wait_full(Duration::from_secs(30)), "the first fill does not wait");
+        let a = lazy.take(&key(&base, "a")).unwrap();
+        assert_eq!(lazy.ready(), 1);
+        assert!(!lazy.wait_full(Duration::from_millis(300)), "no refill right after a take");
+        assert_eq!(lazy.ready(), 1);
+        // No quiet period: the refill starts at once.
+        let eager = WarmPool::with_quiet_period(2, CreateOptions::default(), Duration::ZERO).unwrap();
+        assert!(eager.wait_full(Duration::from_secs(30)));
+        let b = eager.take(&key(&base, "b")).unwrap();
+        assert!(eager.wait_full(Duration::from_secs(30)), "refilled without waiting");
+        for sb in [a, b] {
+            sb.destroy().unwrap();
+        }
+        lazy.shutdown();
+        eager.shutdown();
+        assert_eq!(common::nsfs_mounts_under(base.path()), 0);
     });
 }

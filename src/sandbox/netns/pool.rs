@@ -9,7 +9,7 @@
 use std::collections::VecDeque;
 use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use log::{debug, warn};
 use parking_lot::{Condvar, Mutex};
@@ -32,11 +32,14 @@ struct Shared {
     wake: Condvar,
     size: usize,
     opts: CreateOptions,
+    quiet: Duration,
 }
 
 struct State {
     queue: VecDeque<Ready>,
     stop: bool,
+    /// When the last [`WarmPool::take`] happened; the refill waits for a quiet period after it.
+    last_take: Option<Instant>,
 }
 
 /// A bounded pool of pre-created namespaces for [`NetnsSandbox`].
@@ -44,6 +47,12 @@ struct State {
 /// Guarantees: at most `size` namespaces are held; [`take`](Self::take) never blocks on the
 /// refill thread (an empty pool creates a namespace on the caller's thread instead); shutdown
 /// joins the refill thread and releases every pooled namespace.
+///
+/// Refilling waits until no `take` has happened for a quiet period ([`DEFAULT_QUIET`](Self::DEFAULT_QUIET) unless set
+/// with [`with_quiet_period`](Self::with_quiet_period)). Namespace creation holds kernel locks
+/// (RTNL among them) that the caller's own set-up needs right after a take, so refilling
+/// during a burst of sandbox creations would slow every one of them; measured here, a veth
+/// added while the pool refilled took ~1.25 ms instead of ~0.8 ms.
 pub struct WarmPool {
     shared: Arc<Shared>,
     host: Arc<Host>,
@@ -66,14 +75,24 @@ fn make(opts: &CreateOptions) -> Result<Ready> {
 }
 
 impl WarmPool {
+    /// How long the pool waits after the last take before refilling, by default.
+    pub const DEFAULT_QUIET: Duration = Duration::from_millis(5);
+
     /// Starts a pool of `size` namespaces made with `opts`, filled in the background. The
     /// caller's current namespace is the origin of sandboxes taken from it.
     pub fn new(size: usize, opts: CreateOptions) -> Result<WarmPool> {
+        Self::with_quiet_period(size, opts, Self::DEFAULT_QUIET)
+    }
+
+    /// Like [`new`](Self::new), refilling only once no `take` has happened for `quiet`
+    /// (`Duration::ZERO`: refill at once).
+    pub fn with_quiet_period(size: usize, opts: CreateOptions, quiet: Duration) -> Result<WarmPool> {
         let shared = Arc::new(Shared {
-            ready: Mutex::new(State { queue: VecDeque::new(), stop: false }),
+            ready: Mutex::new(State { queue: VecDeque::new(), stop: false, last_take: None }),
             wake: Condvar::new(),
             size,
             opts,
+            quiet,
         });
         let host = Host::current()?;
         let worker_shared = Arc::clone(&shared);
@@ -109,6 +128,7 @@ impl WarmPool {
         let pooled = {
             let mut st = self.shared.ready.lock();
             let r = st.queue.pop_front();
+            st.last_take = Some(Instant::now());
             self.shared.wake.notify_all();
             r
         };
@@ -151,11 +171,20 @@ fn refill(shared: &Shared) {
     loop {
         {
             let mut st = shared.ready.lock();
-            while !st.stop && st.queue.len() >= shared.size {
-                shared.wake.wait(&mut st);
-            }
-            if st.stop {
-                return;
+            loop {
+                if st.stop {
+                    return;
+                }
+                if st.queue.len() >= shared.size {
+                    shared.wake.wait(&mut st);
+                    continue;
+                }
+                match st.last_take.map(|t| t + shared.quiet).filter(|&until| until > Instant::now()) {
+                    Some(until) => {
+                        shared.wake.wait_until(&mut st, until);
+                    }
+                    None => break,
+                }
             }
         }
         match make(&shared.opts) {
