@@ -1,6 +1,7 @@
 //! Per-operation benchmarks, all inside a private network namespace (see BENCHMARKS.md).
 //!
-//! `cargo bench --bench ops` — sample sizes are small so the whole run takes a few minutes.
+//! `cargo bench --bench ops` — sample sizes are small so the whole run takes a few minutes;
+//! `cargo bench --bench ops -- "N live"` runs only the growth-with-N group.
 //!
 //! Safety: the bench thread first unshares into a brand-new network namespace, so the machine's
 //! own namespace is never touched; pins go under `$TMPDIR/netsandbox-bench-<pid>/`. Kernel
@@ -173,12 +174,21 @@ fn bench_dump(c: &mut Criterion) {
 }
 
 fn sw_setup(dir: &Path, i: usize) -> NetnsSandbox {
+    sw_setup_with(dir, i, true)
+}
+
+/// SW-direct through the trait; `host_ll`: see `IfaceOptions::host_link_local`.
+fn sw_setup_with(dir: &Path, i: usize, host_ll: bool) -> NetnsSandbox {
     let j = i % 60_000 + 1;
     let key = dir.join(format!("sbx{i}")).display().to_string();
     let sb = NetnsSandbox::create(&key, &CreateOptions::default()).expect("create");
     let v4: IpNet = format!("198.18.{}.{}/16", j >> 8, j & 0xff).parse().expect("v4");
     let v6: IpNet = format!("2001:db8::{j:x}/64").parse().expect("v6");
-    let opts = IfaceOptions::new().mac([0x02, 0x42, 0xc6, 0x12, (j >> 8) as u8, j as u8]).address(v4).address_ipv6(v6);
+    let opts = IfaceOptions::new()
+        .mac([0x02, 0x42, 0xc6, 0x12, (j >> 8) as u8, j as u8])
+        .address(v4)
+        .address_ipv6(v6)
+        .host_link_local(host_ll);
     sb.add_veth(&format!("vh{i}"), "eth", &opts).expect("add_veth");
     let gw: IpAddr = "198.18.255.254".parse().expect("gw");
     sb.set_gateway(gw).expect("gateway");
@@ -205,6 +215,62 @@ fn bench_sw(c: &mut Criterion) {
             total
         })
     });
+}
+
+/// Full SW set-up with N sandboxes already alive (N = 1, 100, 1000): does the cost grow with N?
+/// Twice: with the kernel's defaults, and with host ends that get no IPv6 link-local address
+/// (`IfaceOptions::host_link_local(false)`), which takes the kernel's per-interface IPv6 work in
+/// the host namespace out. Each run gets its own private host namespace. Sandboxes made while
+/// measuring stay alive too, so "N" is a lower bound (criterion adds ~150). Clean-up
+/// unpins every sandbox and drops the host namespace, so the kernel deletes the veth pairs in
+/// one batch instead of one RCU wait (~35 ms) each.
+/// Pause for the kernel's deferred per-link work before and after a group of live sandboxes.
+const SETTLE: Duration = Duration::from_secs(12);
+
+fn bench_sw_live(c: &mut Criterion) {
+    let mut g = c.benchmark_group("sw-direct/set-up with N live");
+    // Short runs: every measured sandbox stays alive, so a long run would itself grow N.
+    g.warm_up_time(Duration::from_millis(50)).measurement_time(Duration::from_millis(300));
+    for host_ll in [true, false] {
+        let label = if host_ll { "kernel defaults" } else { "host ends without link-local" };
+        for n in [1usize, 100, 1000] {
+            let host = NetNs::new_unpinned().expect("host namespace");
+            let dir = base().join(format!("live{n}-{host_ll}"));
+            let mut live: Vec<NetnsSandbox> = Vec::new();
+            {
+                // The criterion group is not Send, so this thread itself joins the host namespace
+                // (and is put back when the guard drops).
+                let _in_host = netns::NsGuard::enter(&host).expect("enter host namespace");
+                live.extend((1..n).map(|_| sw_setup_with(&dir, next(), host_ll)));
+                // Every new link leaves the kernel seconds of deferred IPv6 work (DAD after 1 s,
+                // MLD reports and router solicitations for ~10 s, link watch) that takes RTNL;
+                // measuring right after making N links would measure that backlog instead of
+                // the cost of one more sandbox among N (2.6 ms instead of 1.8 at N = 1000 here).
+                std::thread::sleep(SETTLE);
+                g.bench_with_input(BenchmarkId::new(label, n), &n, |b, _| {
+                    b.iter_custom(|iters| {
+                        let mut total = Duration::ZERO;
+                        for _ in 0..iters {
+                            let t = Instant::now();
+                            let sb = sw_setup_with(&dir, next(), host_ll);
+                            total += t.elapsed();
+                            live.push(sb);
+                        }
+                        total
+                    })
+                });
+            }
+            let keys: Vec<PathBuf> = live.drain(..).map(|sb| PathBuf::from(sb.key())).collect();
+            for k in &keys {
+                netns::unpin(k).expect("unpin");
+            }
+            drop(host);
+            let _ = netns::release_base(&dir);
+            // Let the kernel's asynchronous clean-up of this group's namespaces run before the next.
+            std::thread::sleep(SETTLE);
+        }
+    }
+    g.finish();
 }
 
 fn bench_pool(c: &mut Criterion) {
@@ -253,7 +319,12 @@ fn nsfs_and_binds_under(dir: &Path) -> Vec<String> {
 fn main() {
     // Everything below runs in a private namespace of this thread (threads it spawns inherit it).
     nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNET).expect("unshare(CLONE_NEWNET)");
+    std::fs::create_dir_all(base()).expect("bench directory");
     let _guard = BaseGuard(base());
+    // Pins on tmpfs, as under /run on a real host (see BENCHMARKS.md: on ext4 creating pin files
+    // gets slower with every file created and deleted before).
+    nix::mount::mount(Some("tmpfs"), &base(), Some("tmpfs"), nix::mount::MsFlags::empty(), Some("mode=0700"))
+        .expect("tmpfs on the bench directory");
     let mut c = Criterion::default()
         .sample_size(10)
         .warm_up_time(Duration::from_millis(300))
@@ -264,6 +335,7 @@ fn main() {
     bench_addr_route_neigh(&mut c);
     bench_dump(&mut c);
     bench_sw(&mut c);
+    bench_sw_live(&mut c);
     bench_pool(&mut c);
     c.final_summary();
     verify();

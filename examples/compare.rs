@@ -3,7 +3,7 @@
 //! async `rtnetlink` crate (on a tokio current-thread runtime), in private namespaces only. Variants run interleaved in rounds to reduce drift.
 //!
 //! ```text
-//! cargo run --release --example compare -- --n 100 [--round 10] [--only trait,ip-batch] [--no-live]
+//! cargo run --release --example compare -- --n 100 [--round 10] [--only trait,ip-batch] [--no-live] [--disk]
 //! ```
 //!
 //! Safety: everything happens inside private "host" namespaces made by this process (one per
@@ -161,10 +161,30 @@ impl Variant {
 
 /// What a variant must keep to tear a sandbox down.
 enum Built {
-    Low { _ns: NetNs, _inner: Socket, pin: PathBuf, host_index: u32 },
+    Low {
+        _ns: NetNs,
+        _inner: Socket,
+        pin: PathBuf,
+        host_index: u32,
+    },
     Sbx(NetnsSandbox),
-    Ip { pin: PathBuf, vh: String },
-    Rtnl { _ns: NetNs, _inner: rtnetlink::Handle, conn: tokio::task::JoinHandle<()>, pin: PathBuf, host_index: u32 },
+    /// SW-move through the trait: `destroy` returns the moved end to the host (as libnetwork's
+    /// does), so the pair is then deleted from the host side, as an engine's network driver would.
+    SbxMoved {
+        sb: NetnsSandbox,
+        vh: String,
+    },
+    Ip {
+        pin: PathBuf,
+        vh: String,
+    },
+    Rtnl {
+        _ns: NetNs,
+        _inner: rtnetlink::Handle,
+        conn: tokio::task::JoinHandle<()>,
+        pin: PathBuf,
+        host_index: u32,
+    },
 }
 
 /// For the `rtnetlink` variant: one current-thread runtime per Ctx and a connection whose socket
@@ -211,7 +231,8 @@ struct Ctx {
 }
 
 impl Ctx {
-    fn new(variant: Variant, base: &Path) -> R<Ctx> {
+    /// `pool_size`: for (c'), one round's worth, refilled while the other variants run.
+    fn new(variant: Variant, base: &Path, pool_size: usize) -> R<Ctx> {
         let host = NetNs::new_unpinned()?;
         let dir = base.join(variant.name());
         std::fs::create_dir_all(&dir)?;
@@ -220,7 +241,7 @@ impl Ctx {
         let pool = match variant {
             // The pool's origin is the namespace it is made in: the variant's private host.
             Variant::TraitPool => {
-                Some(netns::run_in_result(&host, || WarmPool::new(POOL_SIZE, CreateOptions::default()))?)
+                Some(netns::run_in_result(&host, || WarmPool::new(pool_size, CreateOptions::default()))?)
             }
             _ => None,
         };
@@ -275,6 +296,12 @@ impl Ctx {
                 sb.destroy()?;
                 laps.mark("destroy");
             }
+            Built::SbxMoved { sb, vh } => {
+                sb.destroy()?;
+                laps.mark("destroy (moved end goes home)");
+                self.sock.delete_link(LinkRef::Name(&vh))?;
+                laps.mark("delete veth");
+            }
             Built::Ip { pin, vh } => {
                 run("ip", &["link", "del", &vh])?;
                 laps.mark("ip link del");
@@ -298,6 +325,12 @@ impl Ctx {
     /// Builds and tears down the sandboxes `ids` inside the private host namespace.
     fn round(&mut self, ids: std::ops::Range<usize>) -> R<()> {
         let this = &*self;
+        // The pool refills between rounds, off the timed path; a round starts with it full.
+        if let Some(pool) = &this.pool
+            && !pool.wait_full(Duration::from_secs(10))
+        {
+            eprintln!("warning: pool not full at the start of a round ({} ready)", pool.ready());
+        }
         let (setup, teardown, steps) = netns::run_in(&this.host, || -> R<_> {
             let mut built = Vec::new();
             let mut setup = Vec::new();
@@ -448,9 +481,6 @@ fn trait_sw_direct(sb: NetnsSandbox, sw: Sw, laps: &mut Laps) -> R<Built> {
     Ok(Built::Sbx(sb))
 }
 
-/// Pool size for (c'): one round's worth, refilled while the other variants run.
-const POOL_SIZE: usize = 10;
-
 // (c') As (c), with the namespace taken from a warm pool.
 fn trait_pool(pool: &WarmPool, dir: &Path, sw: Sw, laps: &mut Laps) -> R<Built> {
     let sb = pool.take(&sw.pin(dir).display().to_string())?;
@@ -479,7 +509,7 @@ fn trait_move(h: &Socket, dir: &Path, sw: Sw, laps: &mut Laps) -> R<Built> {
         let _ = h.delete_link(LinkRef::Name(&sw.vh()));
         return Err(e);
     }
-    Ok(Built::Sbx(sb))
+    Ok(Built::SbxMoved { sb, vh: sw.vh() })
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -734,8 +764,10 @@ struct LiveReport {
     last_ms: f64,
 }
 
-/// Creates `n` live SW sandboxes through the trait, measures, destroys them.
-fn live_sandboxes(ctx: &Ctx, n: usize) -> R<LiveReport> {
+/// Creates `n` live SW sandboxes through the trait, measures, destroys them. `host_ll`: whether
+/// the host ends get IPv6 link-local addresses (the kernel default; see
+/// `IfaceOptions::host_link_local`).
+fn live_sandboxes(ctx: &Ctx, n: usize, host_ll: bool) -> R<LiveReport> {
     netns::run_in(&ctx.host, || -> R<LiveReport> {
         let (fd0, rss0) = (fd_count(), rss_kib());
         let mut live = Vec::with_capacity(n);
@@ -743,7 +775,22 @@ fn live_sandboxes(ctx: &Ctx, n: usize) -> R<LiveReport> {
         let mut failure = None;
         for i in 0..n {
             let t = Instant::now();
-            match trait_direct(&ctx.dir, Sw(i), &mut Laps::new()) {
+            let built = NetnsSandbox::create(&Sw(i).pin(&ctx.dir).display().to_string(), &CreateOptions::default())
+                .map_err(Into::into)
+                .and_then(|sb| {
+                    let configured = sb
+                        .add_veth(&Sw(i).vh(), "eth", &iface_opts(Sw(i)).host_link_local(host_ll))
+                        .map_err(Into::into)
+                        .and_then(|_| trait_routes(&sb, Sw(i), &mut Laps::new()));
+                    match configured {
+                        Ok(()) => Ok(Built::Sbx(sb)),
+                        Err(e) => {
+                            let _ = sb.destroy();
+                            Err(e)
+                        }
+                    }
+                });
+            match built {
                 Ok(b) => live.push(b),
                 Err(e) => {
                     failure = Some(e);
@@ -882,16 +929,20 @@ struct Args {
     only: Vec<Variant>,
     live: bool,
     settle: Duration,
+    /// Keep pins on `$TMPDIR`'s filesystem instead of a private tmpfs.
+    disk: bool,
 }
 
 fn parse_args() -> R<Args> {
-    let mut a = Args { n: 100, round: 10, only: ALL.to_vec(), live: true, settle: Duration::from_millis(100) };
+    let mut a =
+        Args { n: 100, round: 10, only: ALL.to_vec(), live: true, settle: Duration::from_millis(100), disk: false };
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
         match arg.as_str() {
             "--n" => a.n = it.next().ok_or("--n needs a value")?.parse()?,
             "--round" => a.round = it.next().ok_or("--round needs a value")?.parse()?,
             "--no-live" => a.live = false,
+            "--disk" => a.disk = true,
             "--settle-ms" => a.settle = Duration::from_millis(it.next().ok_or("--settle-ms needs a value")?.parse()?),
             "--only" => {
                 let names = it.next().ok_or("--only needs a list")?;
@@ -922,7 +973,13 @@ fn real_main() -> R<()> {
     let base = std::env::temp_dir().join(format!("netsandbox-bench-{}", std::process::id()));
     std::fs::create_dir_all(&base)?;
     let _guard = BaseGuard(base.clone());
-    let mut ctxs = args.only.iter().map(|v| Ctx::new(*v, &base)).collect::<R<Vec<_>>>()?;
+    if !args.disk {
+        // Pins live on tmpfs, as under /run on a real host. On ext4, creating the pin file gets
+        // slower the more files were created and deleted before (the inode allocator checks
+        // recently deleted inodes), which would show up as growth with N that is not ours.
+        nix::mount::mount(Some("tmpfs"), &base, Some("tmpfs"), nix::mount::MsFlags::empty(), Some("mode=0700"))?;
+    }
+    let mut ctxs = args.only.iter().map(|v| Ctx::new(*v, &base, args.round)).collect::<R<Vec<_>>>()?;
     let started = Instant::now();
     let mut start = 0;
     let mut rotation = 0;
@@ -943,12 +1000,20 @@ fn real_main() -> R<()> {
     if args.live
         && let Some(c) = ctxs.iter().find(|c| c.variant == Variant::Trait)
     {
-        let r = live_sandboxes(c, args.n)?;
-        println!(
-            "\n{} live sandboxes (trait, SW): {:.2} fds and {:.1} KiB RSS per sandbox; \
-             set-up median of first 10%: {:.3} ms, of last 10%: {:.3} ms",
-            r.n, r.fds_per, r.rss_kib_per, r.first_ms, r.last_ms
-        );
+        for host_ll in [true, false] {
+            let r = live_sandboxes(c, args.n, host_ll)?;
+            println!(
+                "\n{} live sandboxes (trait, SW{}): {:.2} fds and {:.1} KiB RSS per sandbox; \
+                 set-up median of first 10%: {:.3} ms, of last 10%: {:.3} ms ({:+.0}%)",
+                r.n,
+                if host_ll { "" } else { ", host ends without IPv6 link-local" },
+                r.fds_per,
+                r.rss_kib_per,
+                r.first_ms,
+                r.last_ms,
+                (r.last_ms / r.first_ms - 1.0) * 100.0
+            );
+        }
     }
     verify(&ctxs, &base)?;
     for c in &ctxs {

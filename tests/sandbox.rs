@@ -726,3 +726,24 @@ fn destroy_returns_moved_links_and_deletes_created_ones() {
         assert_eq!(names, ["lo", "vc0", "vc1", "vh0", "x1"]);
     });
 }
+
+#[test]
+fn host_end_without_link_local_address() {
+    in_private_netns(|| {
+        let base = TempBase::new("sbx-hostll");
+        let sb = NetnsSandbox::create(&key(&base, "h"), &CreateOptions::default()).unwrap();
+        sb.add_veth("vh0", "eth", &IfaceOptions::new()).unwrap();
+        sb.add_veth("vh1", "eth", &IfaceOptions::new().host_link_local(false)).unwrap();
+        // The kernel adds the link-local address (tentative) as the link comes up, so its
+        // absence right after add_veth returns is final.
+        let with = ip(&["-6", "addr", "show", "dev", "vh0"]);
+        assert!(with.contains("inet6 fe80::"), "default host end has a link-local address: {with}");
+        let without = ip(&["-6", "addr", "show", "dev", "vh1"]);
+        assert!(!without.contains("inet6"), "no IPv6 address on the host end: {without}");
+        let details = ip(&["-d", "link", "show", "vh1"]);
+        assert!(details.contains("addrgenmode none") && details.contains(",UP"), "{details}");
+        assert_eq!(sb.interfaces().unwrap().len(), 2);
+        sb.destroy().unwrap();
+        assert!(Socket::open().unwrap().links().unwrap().len() == 1, "both host ends are gone");
+    });
+}

@@ -8,7 +8,8 @@ use std::os::fd::{AsRawFd, BorrowedFd};
 
 use netlink_packet_route::RouteNetlinkMessage;
 use netlink_packet_route::link::{
-    InfoData, InfoKind, InfoMacVlan, InfoVeth, InfoVxlan, LinkAttribute, LinkFlags, LinkInfo, LinkMessage, MacVlanMode,
+    AfSpecInet6, AfSpecUnspec, In6AddrGenMode, InfoData, InfoKind, InfoMacVlan, InfoVeth, InfoVxlan, LinkAttribute,
+    LinkFlags, LinkInfo, LinkMessage, MacVlanMode,
 };
 
 use super::socket::{Request, Socket};
@@ -76,6 +77,7 @@ pub struct LinkChange<'fd> {
     master: Option<u32>,
     netns: Option<BorrowedFd<'fd>>,
     alias: Option<String>,
+    ipv6_link_local: Option<bool>,
 }
 
 impl<'fd> LinkChange<'fd> {
@@ -111,6 +113,13 @@ impl<'fd> LinkChange<'fd> {
     /// Set the interface alias (`IFLA_IFALIAS`); an empty string removes it.
     pub fn alias(mut self, alias: &str) -> Self {
         self.alias = Some(alias.to_owned());
+        self
+    }
+    /// Whether the kernel generates an IPv6 link-local address for the link (`addr_gen_mode`
+    /// EUI-64 or none). The kernel applies this after up/down: to keep a link from ever getting
+    /// one, send this while it is down, then bring it up in a later request.
+    pub fn ipv6_link_local(mut self, yes: bool) -> Self {
+        self.ipv6_link_local = Some(yes);
         self
     }
     /// Move into the namespace behind `fd`.
@@ -162,6 +171,11 @@ impl<'fd> LinkChange<'fd> {
                 return Err(Error::InvalidArgument { op: "set link", reason: "alias longer than 255 bytes".into() });
             }
             m.attributes.push(LinkAttribute::IfAlias(a.clone()));
+        }
+        if let Some(ll) = self.ipv6_link_local {
+            let mode = if ll { In6AddrGenMode::Eui64 } else { In6AddrGenMode::None };
+            m.attributes
+                .push(LinkAttribute::AfSpecUnspec(vec![AfSpecUnspec::Inet6(vec![AfSpecInet6::AddrGenMode(mode)])]));
         }
         Ok(Request::new("set link", link.to_string(), 0, RouteNetlinkMessage::SetLink(m)))
     }

@@ -32,6 +32,7 @@ pub struct IfaceOptions {
     pub(crate) routes: Vec<IpNet>,
     pub(crate) mtu: Option<u32>,
     pub(crate) sysctls: Vec<(String, String)>,
+    pub(crate) no_host_link_local: bool,
 }
 
 impl IfaceOptions {
@@ -47,6 +48,16 @@ impl IfaceOptions {
     /// Enslave the interface to this bridge (a name inside the sandbox).
     pub fn master(mut self, name: impl Into<String>) -> Self {
         self.master = Some(name.into());
+        self
+    }
+    /// For [`Sandbox::add_veth`](super::Sandbox::add_veth) only: whether the host end gets the
+    /// kernel's IPv6 link-local address (default `true`, the kernel's behaviour). `false` sets
+    /// its `addr_gen_mode` to none before it comes up, as LXD does for bridge ports: a host end
+    /// that is a bridge port or carries no traffic of its own needs no address, and each one
+    /// costs the kernel duplicate-address detection and IPv6 route work under RTNL that grows
+    /// with the number of interfaces in the origin namespace (see BENCHMARKS.md).
+    pub fn host_link_local(mut self, yes: bool) -> Self {
+        self.no_host_link_local = !yes;
         self
     }
     /// Set this MAC address.

@@ -88,8 +88,9 @@ pub(super) fn add(
                 mac: opts.mac,
                 mtu: opts.mtu,
                 netns: Some(ns.as_fd()),
-                // The host end can be born up (only the peer cannot): saves a request.
-                host_up: true,
+                // The host end can be born up (only the peer cannot): saves a request. Not when
+                // it must never get a link-local address: that mode can only be set once it exists.
+                host_up: !opts.no_host_link_local,
                 ..Default::default()
             };
             let mut req = link::create_veth(host_name, opts.mtu, &peer)?;
@@ -103,13 +104,12 @@ pub(super) fn add(
                     e
                 }
             })?;
-            let peer_index = echoed
-                .iter()
-                .filter_map(Link::from_reply)
-                .filter_map(|r| r.ok())
-                .find(|l| l.name == host_name)
-                .and_then(|l| l.link);
-            match peer_index.map_or_else(|| live.sock.link(LinkRef::Name(&name)).map(|l| l.index), Ok) {
+            let host_end =
+                echoed.iter().filter_map(Link::from_reply).filter_map(|r| r.ok()).find(|l| l.name == host_name);
+            let peer_index = host_end.as_ref().and_then(|l| l.link);
+            let ready = host_end_without_link_local(sb, host_name, opts.no_host_link_local)
+                .and_then(|()| peer_index.map_or_else(|| live.sock.link(LinkRef::Name(&name)).map(|l| l.index), Ok));
+            match ready {
                 Ok(index) => (index, None),
                 Err(e) => {
                     let _ = sb.host.sock.delete_link(LinkRef::Name(host_name));
@@ -150,6 +150,17 @@ pub(super) fn add(
             Err(e)
         }
     }
+}
+
+/// For [`IfaceOptions::host_link_local`]`(false)`: the host end was born down; its link-local
+/// address generation is switched off before it comes up, in one send.
+fn host_end_without_link_local(sb: &NetnsSandbox, host_name: &str, wanted: bool) -> Result<()> {
+    if !wanted {
+        return Ok(());
+    }
+    let host = LinkRef::Name(host_name);
+    let reqs = [LinkChange::new().ipv6_link_local(false).request(host)?, LinkChange::new().up(true).request(host)?];
+    sb.host.sock.batch(&reqs, BatchMode::StopAtFirstError)?.into_result()
 }
 
 /// `prefix` + the lowest index not used by a link inside. The first candidate is free in the
