@@ -121,8 +121,11 @@ fn full_lifecycle_across_processes() {
     ]);
     assert_eq!(added["name"], "eth0");
     assert!(!env.host_has("vc0"), "vc0 moved into the sandbox");
-    assert_eq!(env.ok(&["add-veth", "sb1", "vh1", "--address", "203.0.113.2/24"]).trim(), "eth1");
+    let added = env.ok(&["add-veth", "sb1", "vh1", "--address", "203.0.113.2/24", "--no-host-link-local"]);
+    assert_eq!(added.trim(), "eth1");
     assert!(env.host_has("vh1"), "host end of the veth stays in the origin");
+    let host_v6 = netns::run_in(&env.host, || common::ip(&["-6", "addr", "show", "dev", "vh1"])).unwrap();
+    assert!(!host_v6.contains("inet6"), "--no-host-link-local: {host_v6}");
     env.ok(&["set-gateway", "sb1", "198.18.255.254"]);
     env.ok(&["set-gateway", "sb1", "2001:db8::ffff"]);
     env.ok(&["add-route", "sb1", "192.0.2.0/24", "--via", "198.18.0.1"]);

@@ -72,6 +72,10 @@ pub enum Command {
         host_name: String,
         #[command(flatten)]
         iface: IfaceArgs,
+        /// Give the host end no IPv6 link-local address (for bridge ports; saves the kernel
+        /// per-interface IPv6 work in the origin namespace).
+        #[arg(long)]
+        no_host_link_local: bool,
     },
     /// Return an interface to its origin namespace under its old name (a created one is deleted).
     RemoveInterface {

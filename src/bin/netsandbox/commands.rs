@@ -47,8 +47,8 @@ pub fn dispatch(cli: &Cli) -> Result<i32> {
             let inside = sb.add_interface(src, &iface.prefix, &opts)?;
             out.done(json!({ "name": inside }), &inside);
         }
-        Command::AddVeth { key: name, host_name, iface } => {
-            let opts = iface_options(iface)?;
+        Command::AddVeth { key: name, host_name, iface, no_host_link_local } => {
+            let opts = iface_options(iface)?.host_link_local(!no_host_link_local);
             let sb = NetnsSandbox::open(&key(name)?)?;
             let inside = sb.add_veth(host_name, &iface.prefix, &opts)?;
             out.done(json!({ "name": inside, "host_name": host_name }), &inside);
