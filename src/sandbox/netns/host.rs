@@ -29,6 +29,13 @@ impl Host {
         Self::shared(NetNs::current()?, || Ok(Socket::open()?.labelled("origin")))
     }
 
+    /// A socket bound to `ns`, like [`Socket::open_in`] without opening a handle on the calling
+    /// thread's namespace again. Only for the `Host` that [`Host::current`] just returned on
+    /// this thread: the thread steps into `ns` and back to `self.ns`.
+    pub(crate) fn socket_in(&self, ns: &NetNs) -> Result<Socket> {
+        Ok(crate::netns::hop(&self.ns, crate::netns::Target::Existing(ns), Socket::open)?.labelled(ns.label()))
+    }
+
     fn shared(ns: NetNs, open: impl FnOnce() -> Result<Socket>) -> Result<Arc<Host>> {
         let ino = ns.inode()?;
         let mut hosts = HOSTS.lock();

@@ -115,8 +115,9 @@ impl NetnsSandbox {
             Error::NotFound { .. } => Error::NotFound { kind: "sandbox", name: key.to_owned() },
             e => e,
         })?;
-        let sock = Socket::open_in(&ns)?;
-        Ok(Self::assemble(key, path, Host::current()?, ns, sock))
+        let host = Host::current()?;
+        let sock = host.socket_in(&ns)?;
+        Ok(Self::assemble(key, path, host, ns, sock))
     }
 
     /// Makes a sandbox of an existing namespace (a container's, given by handle — see
@@ -125,9 +126,12 @@ impl NetnsSandbox {
     pub fn from_external(key: &str, ns: &NetNs) -> Result<NetnsSandbox> {
         let path = check_key(key)?;
         netns::pin_existing(ns, &path)?;
-        let opened = NetNs::from_path(&path).and_then(|ns| Ok((Socket::open_in(&ns)?, ns)));
+        let opened = Host::current().and_then(|host| {
+            let ns = NetNs::from_path(&path)?;
+            Ok((host.socket_in(&ns)?, ns, host))
+        });
         match opened {
-            Ok((sock, ns)) => Ok(Self::assemble(key, path, Host::current()?, ns, sock)),
+            Ok((sock, ns, host)) => Ok(Self::assemble(key, path, host, ns, sock)),
             Err(e) => {
                 let _ = netns::unpin(&path);
                 Err(e)
