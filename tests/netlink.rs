@@ -289,3 +289,30 @@ fn invalid_input_never_reaches_the_kernel() {
         assert_eq!(before, ip(&["-o", "link"]));
     });
 }
+
+#[test]
+fn namespace_ids_and_group_deletion() {
+    in_private_netns(|| {
+        use std::os::fd::AsFd;
+        let host = Socket::open().unwrap();
+        let other = netsandbox::netns::NetNs::new_unpinned().unwrap();
+        assert_eq!(host.nsid_of(&other).unwrap(), None, "no id before anything pairs the namespaces");
+        for i in 0..3 {
+            let peer = VethPeer { name: format!("eth{i}"), netns: Some(other.as_fd()), ..Default::default() };
+            host.execute(link::create_veth(&format!("vg{i}"), None, &peer).unwrap()).unwrap();
+        }
+        let id = host.nsid_of(&other).unwrap().expect("a veth across the namespaces gives them ids");
+        assert_eq!(host.link(LinkRef::Name("vg0")).unwrap().netnsid, Some(id));
+
+        // Two of the three pairs go in one request; the third, in the default group, stays.
+        for n in ["vg0", "vg1"] {
+            host.set_link(LinkRef::Name(n), &LinkChange::new().group(0x6e73_ffff)).unwrap();
+        }
+        assert_eq!(host.link(LinkRef::Name("vg1")).unwrap().group, 0x6e73_ffff);
+        host.execute(link::delete_group(0x6e73_ffff).unwrap()).unwrap();
+        let names: Vec<String> = host.links().unwrap().into_iter().map(|l| l.name).collect();
+        assert_eq!(names, ["lo", "vg2"]);
+        assert!(matches!(link::delete_group(0), Err(Error::InvalidArgument { .. })), "group 0 is everything");
+        host.delete_link(LinkRef::Name("vg2")).unwrap();
+    });
+}

@@ -747,3 +747,41 @@ fn host_end_without_link_local_address() {
         assert!(Socket::open().unwrap().links().unwrap().len() == 1, "both host ends are gone");
     });
 }
+
+#[test]
+fn destroy_many_deletes_veth_pairs_in_one_batch() {
+    in_private_netns(|| {
+        let base = TempBase::new("sbx-many");
+        let host = Socket::open().unwrap();
+        // Bystanders in the host: a veth pair in its own device group and one in the default.
+        host_veth("vx0", "vx1");
+        host.set_link(LinkRef::Name("vx0"), &LinkChange::new().group(7)).unwrap();
+        let sbs: Vec<NetnsSandbox> = (0..12)
+            .map(|i| {
+                let sb = NetnsSandbox::create(&key(&base, &format!("m{i}")), &CreateOptions::default()).unwrap();
+                sb.add_veth(&format!("vb{i}"), "eth", &IfaceOptions::new().address(net("198.18.0.2/16"))).unwrap();
+                sb
+            })
+            .collect();
+        // One sandbox also holds a moved-in link and a bridge; one is destroyed already.
+        host_veth("vmi", "vmo");
+        sbs[3].add_interface("vmi", "eth", &IfaceOptions::new()).unwrap();
+        sbs[3].add_interface("", "br", &IfaceOptions::new().bridge(true)).unwrap();
+        sbs[5].destroy().unwrap();
+        let mut all: Vec<&NetnsSandbox> = sbs.iter().collect();
+        all.push(&sbs[0]); // listed twice
+        NetnsSandbox::destroy_many(&all).unwrap();
+
+        let mut left: Vec<String> = host.links().unwrap().into_iter().map(|l| l.name).collect();
+        left.sort();
+        assert_eq!(left, ["lo", "vmi", "vmo", "vx0", "vx1"], "host ends gone, moved link home, bystanders kept");
+        assert_eq!(host.link(LinkRef::Name("vx0")).unwrap().group, 7);
+        assert_eq!(common::nsfs_mounts_under(base.path()), 0, "every pin removed");
+        for sb in &sbs {
+            assert!(matches!(sb.interfaces(), Err(Error::Destroyed { .. })));
+        }
+        NetnsSandbox::destroy_many(&all).unwrap();
+        host.delete_link(LinkRef::Name("vx0")).unwrap();
+        host.delete_link(LinkRef::Name("vmi")).unwrap();
+    });
+}

@@ -138,6 +138,8 @@ pub struct Link {
     /// Interface alias (`IFLA_IFALIAS`), a free-form label; netsandbox records a moved link's
     /// origin name there so it survives an engine restart.
     pub alias: Option<String>,
+    /// Device group (`IFLA_GROUP`); 0, the default group, when absent.
+    pub group: u32,
 }
 
 impl Link {
@@ -156,6 +158,7 @@ impl Link {
         let mut stats32 = None;
         let mut vxlan_id = None;
         let mut alias = None;
+        let mut group = 0;
 
         for attr in &msg.attributes {
             match attr {
@@ -166,6 +169,7 @@ impl Link {
                 LinkAttribute::Controller(m) => master = Some(*m),
                 LinkAttribute::Link(l) => link = Some(*l),
                 LinkAttribute::LinkNetNsId(id) => netnsid = Some(*id),
+                LinkAttribute::Group(g) => group = *g,
                 LinkAttribute::Stats64(s) => {
                     stats64 = Some(LinkStats {
                         rx_bytes: s.rx_bytes,
@@ -232,6 +236,7 @@ impl Link {
             stats: stats64.or(stats32),
             vxlan_id,
             alias,
+            group,
         })
     }
 }
@@ -725,6 +730,7 @@ mod tests {
             stats: None,
             vxlan_id: None,
             alias: None,
+            group: 0,
         };
         assert_eq!(Link::from_message(&m), Ok(want.clone()));
         let (back, buf) = roundtrip(&m);
@@ -783,6 +789,7 @@ mod tests {
             stats: None,
             vxlan_id: Some(4097),
             alias: None,
+            group: 0,
         };
         assert_eq!(Link::from_message(&m), Ok(want.clone()));
         let (back, buf) = roundtrip(&m);

@@ -5,6 +5,7 @@
 //! recorded on the link itself as its alias. So any process can reopen a key and see exactly
 //! what another built ([`NetnsSandbox::open`], [`Sandbox::restore`]).
 
+mod batch;
 mod host;
 mod iface;
 mod pool;
@@ -172,6 +173,20 @@ impl NetnsSandbox {
             Some(l) => f(l),
             None => Err(self.destroyed()),
         }
+    }
+
+    /// The end of [`Sandbox::destroy`], once `live` is taken. Empties the namespace before
+    /// unpinning, so nothing lingers until the kernel gets round to freeing it: links moved in go
+    /// home (as `remove_interface` would), the rest are deleted, which removes a veth's host end
+    /// at once.
+    fn empty_and_unpin(&self, live: Live) -> Result<()> {
+        if let Ok(links) = live.sock.links() {
+            iface::evacuate(self, &live, &links);
+        }
+        drop(live);
+        netns::unpin(&self.path)?;
+        debug!("destroyed sandbox {}", self.key);
+        Ok(())
     }
 
     /// Removes stale entries under `base` after a crash: files that are not a pinned network
@@ -464,18 +479,9 @@ impl Sandbox for NetnsSandbox {
         // Every other operation holds the read lock for its whole run, so the write lock waits
         // for them to finish. (Taking `ifaces` here too would invert the lock order with
         // add_interface and could deadlock.)
-        let Some(live) = self.live.write().take() else {
-            return Ok(());
-        };
-        // Empty the namespace before unpinning, so nothing lingers until the kernel gets round
-        // to freeing it: links moved in go home (as `remove_interface` would), the rest are
-        // deleted, which removes a veth's host end at once.
-        if let Ok(links) = live.sock.links() {
-            iface::evacuate(self, &live, &links);
+        match self.live.write().take() {
+            Some(live) => self.empty_and_unpin(live),
+            None => Ok(()),
         }
-        drop(live);
-        netns::unpin(&self.path)?;
-        debug!("destroyed sandbox {}", self.key);
-        Ok(())
     }
 }

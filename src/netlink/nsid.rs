@@ -1,0 +1,41 @@
+//! Namespace ids: how one network namespace names another (`RTM_GETNSID`), e.g. in a veth's
+//! `IFLA_LINK_NETNSID`.
+
+use std::os::fd::{AsFd, AsRawFd};
+
+use netlink_packet_route::RouteNetlinkMessage;
+use netlink_packet_route::nsid::{NsidAttribute, NsidMessage};
+
+use super::socket::{Request, Socket};
+use crate::error::{Error, Result};
+use crate::netns::NetNs;
+
+/// `RTM_GETNSID` for the namespace behind `ns`, as seen from the socket's namespace.
+pub fn get(ns: &NetNs) -> Request {
+    let mut m = NsidMessage::default();
+    m.attributes.push(NsidAttribute::Fd(ns.as_fd().as_raw_fd() as u32));
+    Request::new("get namespace id", ns.label().to_owned(), 0, RouteNetlinkMessage::GetNsId(m))
+}
+
+impl Socket {
+    /// The id under which this socket's namespace knows `ns`, or `None` when it has given it
+    /// none (ids are assigned when a link first pairs the two, e.g. a veth across them).
+    pub fn nsid_of(&self, ns: &NetNs) -> Result<Option<i32>> {
+        let replies = self.query(get(ns))?;
+        let id = replies.iter().find_map(|r| match r {
+            RouteNetlinkMessage::NewNsId(m) => m.attributes.iter().find_map(|a| match a {
+                NsidAttribute::Id(id) => Some(*id),
+                _ => None,
+            }),
+            _ => None,
+        });
+        match id {
+            Some(id) if id >= 0 => Ok(Some(id)),
+            Some(_) => Ok(None),
+            None => Err(Error::Protocol {
+                op: "get namespace id",
+                detail: format!("no NETNSA_NSID in the answer for {}", ns.label()),
+            }),
+        }
+    }
+}
