@@ -229,6 +229,15 @@ fn bad_input_has_distinct_exit_codes() {
         .output()
         .expect("run netsandbox");
     assert_eq!(e.status.code(), Some(3), "{}", String::from_utf8_lossy(&e.stderr));
+    // Several at once; a missing name leaves all of them in place.
+    for s in ["m1", "m2"] {
+        env.ok(&["create", s]);
+        env.ok(&["add-veth", s, &format!("vh-{s}")]);
+    }
+    env.fails(3, &["destroy", "m1", "missing", "m2"]);
+    assert!(env.host_has("vh-m1") && env.host_has("vh-m2"), "nothing destroyed");
+    assert_eq!(env.json(&["destroy", "m1", "m2"])["destroyed"], serde_json::json!(["m1", "m2"]));
+    assert!(!env.host_has("vh-m1") && !env.host_has("vh-m2"), "both host ends gone");
     env.ok(&["destroy", "s"]);
     for sub in ["create", "inspect", "add-interface", "add-veth", "add-route", "alias", "exec", "demo", "gc"] {
         let out = Command::new(env!("CARGO_BIN_EXE_netsandbox")).args([sub, "--help"]).output().expect("help");

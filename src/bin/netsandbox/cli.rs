@@ -152,8 +152,10 @@ pub enum Command {
     },
     /// Destroy a sandbox: delete its interfaces (moved ones go back to the origin) and its pin.
     Destroy {
-        /// Sandbox name.
-        key: String,
+        /// Sandbox names. Several are destroyed together, their veth pairs deleted in one kernel
+        /// batch; if any is missing, none is destroyed.
+        #[arg(required = true, num_args = 1..)]
+        keys: Vec<String>,
     },
     /// Remove stale files under --base that are not pinned namespaces (left by a crash).
     Gc,

@@ -121,9 +121,19 @@ pub fn dispatch(cli: &Cli) -> Result<i32> {
             out.value(output::tweaks_json(&report), || output::tweaks_text(&report));
         }
         Command::Exec { key: name, command } => return exec(&key(name)?, command),
-        Command::Destroy { key: name } => {
-            NetnsSandbox::open(&key(name)?)?.destroy()?;
-            out.done(json!({ "destroyed": name }), &format!("destroyed {name}"));
+        Command::Destroy { keys } => {
+            // Every name is opened first, so a missing one changes nothing.
+            let sbs = keys.iter().map(|name| NetnsSandbox::open(&key(name)?)).collect::<Result<Vec<_>>>()?;
+            match sbs.as_slice() {
+                [one] => {
+                    one.destroy()?;
+                    out.done(json!({ "destroyed": keys[0] }), &format!("destroyed {}", keys[0]));
+                }
+                many => {
+                    NetnsSandbox::destroy_many(&many.iter().collect::<Vec<_>>())?;
+                    out.done(json!({ "destroyed": keys }), &format!("destroyed {}", keys.join(" ")));
+                }
+            }
         }
         Command::Gc => {
             // Live pins are kept: only files a crashed create left behind are removed.
