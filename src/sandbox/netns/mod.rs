@@ -194,7 +194,10 @@ impl NetnsSandbox {
     /// destroyed like [`Sandbox::destroy`] (moved-in links go home, the rest are deleted, then it is unpinned). Returns the
     /// paths removed.
     pub fn gc(base: &Path, keep: &dyn Fn(&Path) -> bool) -> Result<Vec<PathBuf>> {
+        /// Stale sandboxes destroyed together (each holds a socket until then).
+        const GC_BATCH: usize = 256;
         let mut removed = Vec::new();
+        let mut stale = Vec::new();
         let entries = match std::fs::read_dir(base) {
             Ok(e) => e,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(removed),
@@ -211,15 +214,22 @@ impl NetnsSandbox {
                 continue;
             }
             // Destroying (not just unpinning) deletes the links inside first, so host-side veth
-            // ends vanish now rather than whenever the kernel frees the namespace.
+            // ends vanish now rather than whenever the kernel frees the namespace. Stale
+            // sandboxes go in batches (`destroy_many`: one kernel wait per batch), bounded so
+            // their open sockets stay well under the fd limit.
             let key = path.display().to_string();
             match pinned.then(|| NetnsSandbox::open(&key)) {
-                Some(Ok(sb)) => sb.destroy()?,
+                Some(Ok(sb)) => stale.push(sb),
                 _ => netns::unpin(&path)?,
             }
-            debug!("gc removed {}", path.display());
+            if stale.len() == GC_BATCH {
+                NetnsSandbox::destroy_many(&stale.iter().collect::<Vec<_>>())?;
+                stale.clear();
+            }
+            debug!("gc removes {}", path.display());
             removed.push(path);
         }
+        NetnsSandbox::destroy_many(&stale.iter().collect::<Vec<_>>())?;
         Ok(removed)
     }
 
