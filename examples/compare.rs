@@ -756,6 +756,9 @@ fn rss_kib() -> u64 {
         .unwrap_or(0)
 }
 
+/// Pause before each live pass (see its use).
+const LIVE_SETTLE: Duration = Duration::from_secs(10);
+
 struct LiveReport {
     n: usize,
     fds_per: f64,
@@ -1014,6 +1017,9 @@ fn real_main() -> R<()> {
     {
         // The first pass tears down one by one, the second with one destroy_many.
         for (host_ll, batch) in [(true, false), (false, true)] {
+            // The kernel frees destroyed namespaces and their devices asynchronously, for seconds
+            // after a large teardown, under the same locks set-up needs: let it finish first.
+            std::thread::sleep(LIVE_SETTLE);
             let r = live_sandboxes(c, args.n, host_ll, batch)?;
             println!(
                 "\n{} live sandboxes (trait, SW{}): {:.2} fds and {:.1} KiB RSS per sandbox; \
