@@ -5,6 +5,6 @@
 
 use libfuzzer_sys::fuzz_target;
 
-fuzz_target!(|data: &[u8]| {
+fuzz_target!(init: netsandbox::fuzzing::contain_decoder_panics(), |data: &[u8]| {
     let _ = netsandbox::fuzzing::recv_path(data);
 });

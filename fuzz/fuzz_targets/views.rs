@@ -4,6 +4,6 @@
 
 use libfuzzer_sys::fuzz_target;
 
-fuzz_target!(|data: &[u8]| {
+fuzz_target!(init: netsandbox::fuzzing::contain_decoder_panics(), |data: &[u8]| {
     netsandbox::fuzzing::views(data);
 });
