@@ -181,8 +181,13 @@ impl Socket {
     /// `socket()` call only and is back in its own namespace before this returns (where that
     /// return cannot be guaranteed, a short-lived helper thread opens it instead).
     pub fn open_in(ns: &crate::netns::NetNs) -> Result<Socket> {
-        let home = crate::netns::NetNs::current()?;
-        Ok(crate::netns::hop(&home, crate::netns::Target::Existing(ns), Socket::open)?.labelled(ns.label()))
+        Self::open_in_from(&crate::netns::NetNs::current()?, ns)
+    }
+
+    /// [`open_in`](Self::open_in) for a caller that already holds `home`, a handle on the
+    /// calling thread's current namespace.
+    pub(crate) fn open_in_from(home: &crate::netns::NetNs, ns: &crate::netns::NetNs) -> Result<Socket> {
+        Ok(crate::netns::hop(home, crate::netns::Target::Existing(ns), Socket::open)?.labelled(ns.label()))
     }
 
     /// Names the socket's namespace in the errors it returns (e.g. a sandbox key).

@@ -33,7 +33,7 @@ impl Host {
     /// thread's namespace again. Only for the `Host` that [`Host::current`] just returned on
     /// this thread: the thread steps into `ns` and back to `self.ns`.
     pub(crate) fn socket_in(&self, ns: &NetNs) -> Result<Socket> {
-        Ok(crate::netns::hop(&self.ns, crate::netns::Target::Existing(ns), Socket::open)?.labelled(ns.label()))
+        Socket::open_in_from(&self.ns, ns)
     }
 
     fn shared(ns: NetNs, open: impl FnOnce() -> Result<Socket>) -> Result<Arc<Host>> {
