@@ -8,6 +8,7 @@
 mod batch;
 mod host;
 mod iface;
+mod inspect;
 mod pool;
 mod read;
 
