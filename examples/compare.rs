@@ -237,7 +237,7 @@ impl Ctx {
         let dir = base.join(variant.name());
         std::fs::create_dir_all(&dir)?;
         netns::ensure_shared_base(&dir)?;
-        let sock = Socket::open_in(&host)?;
+        let sock = netns::socket_in(&host)?;
         let pool = match variant {
             // The pool's origin is the namespace it is made in: the variant's private host.
             Variant::TraitPool => {

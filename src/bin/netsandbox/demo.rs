@@ -6,9 +6,9 @@ use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use netsandbox::netlink::LinkKind;
 use netsandbox::netlink::Socket;
 use netsandbox::netlink::link::{self, LinkChange, LinkRef};
-use netsandbox::netlink::view::LinkKind;
 use netsandbox::sandbox::{CreateOptions, IfaceOptions, NeighOptions, NetnsSandbox, Sandbox, SandboxExt};
 use netsandbox::validate::{format_mac, parse_cidr, parse_ip};
 use netsandbox::{Error, Result, netns};
