@@ -130,13 +130,28 @@ fn inspect_json_matches_iproute2() {
         "stale",
     ]);
 
-    let ours = env.json(&["inspect", "s"]);
+    // Carrier and operational state settle asynchronously (the kernel's linkwatch): take our
+    // inspection between two equal iproute2 snapshots of the links, polling with a bound.
+    let state = |v: &Value| -> Vec<(Value, Value)> {
+        v.as_array().unwrap().iter().map(|l| (l["operstate"].clone(), l["flags"].clone())).collect()
+    };
+    let mut attempts = 0;
+    let (ours, ip_links) = loop {
+        let before = env.ip("s", &["-d", "link"]);
+        let ours = env.json(&["inspect", "s"]);
+        let after = env.ip("s", &["-d", "link"]);
+        if state(&before) == state(&after) {
+            break (ours, after);
+        }
+        attempts += 1;
+        assert!(attempts < 100, "link state never settled: {after}");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
     let mut links: Vec<Value> = ours["interfaces"].as_array().unwrap().clone();
     links.push(ours["loopback"].clone());
     assert!(!ours["loopback"].is_null(), "loopback listed: {ours}");
 
     // Links, field by field.
-    let ip_links = env.ip("s", &["-d", "link"]);
     let ip_links = ip_links.as_array().unwrap();
     assert_eq!(ip_links.len(), links.len(), "{ours}");
     for il in ip_links {

@@ -10,7 +10,7 @@ use super::{Live, NetnsSandbox};
 use crate::error::{Error, Result};
 use crate::netlink::consts::{NTF_SELF, NUD_NOARP, RT_TABLE_MAIN};
 use crate::netlink::link;
-use crate::netlink::view::{self, Link, LinkKind};
+use crate::netlink::{self as view, Link, LinkKind};
 use crate::sandbox::bridge::kind_name;
 use crate::sandbox::inspect::{
     AddressDetail, Inspection, LinkDetail, LinkPeer, NeighborDetail, OperState, RouteDetail,
