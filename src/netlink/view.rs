@@ -30,7 +30,7 @@ use netlink_packet_core::Parseable;
 use netlink_packet_route::RouteNetlinkMessage;
 use netlink_packet_route::address::{AddressAttribute, AddressMessage};
 use netlink_packet_route::link::{
-    InfoData, InfoKind, InfoVxlan, LinkAttribute, LinkFlags, LinkInfo, LinkLayerType, LinkMessage,
+    InfoData, InfoKind, InfoVxlan, LinkAttribute, LinkFlags, LinkInfo, LinkLayerType, LinkMessage, Prop,
 };
 use netlink_packet_route::neighbour::{NeighbourAddress, NeighbourAttribute, NeighbourMessage};
 use netlink_packet_route::route::{RouteAddress, RouteAttribute, RouteMessage, RouteVia};
@@ -140,6 +140,9 @@ pub struct Link {
     pub alias: Option<String>,
     /// Device group (`IFLA_GROUP`); 0, the default group, when absent.
     pub group: u32,
+    /// Alternative names (`IFLA_PROP_LIST` / `IFLA_ALT_IFNAME`), in the kernel's order;
+    /// netsandbox keeps its bookkeeping there (see `sandbox::netns::mark`).
+    pub altnames: Vec<String>,
 }
 
 impl Link {
@@ -159,6 +162,7 @@ impl Link {
         let mut vxlan_id = None;
         let mut alias = None;
         let mut group = 0;
+        let mut altnames = Vec::new();
 
         for attr in &msg.attributes {
             match attr {
@@ -170,6 +174,10 @@ impl Link {
                 LinkAttribute::Link(l) => link = Some(*l),
                 LinkAttribute::LinkNetNsId(id) => netnsid = Some(*id),
                 LinkAttribute::Group(g) => group = *g,
+                LinkAttribute::PropList(props) => altnames.extend(props.iter().filter_map(|p| match p {
+                    Prop::AltIfName(n) => Some(n.clone()),
+                    _ => None,
+                })),
                 LinkAttribute::Stats64(s) => {
                     stats64 = Some(LinkStats {
                         rx_bytes: s.rx_bytes,
@@ -237,6 +245,7 @@ impl Link {
             vxlan_id,
             alias,
             group,
+            altnames,
         })
     }
 }
@@ -731,6 +740,7 @@ mod tests {
             vxlan_id: None,
             alias: None,
             group: 0,
+            altnames: Vec::new(),
         };
         assert_eq!(Link::from_message(&m), Ok(want.clone()));
         let (back, buf) = roundtrip(&m);
@@ -790,6 +800,7 @@ mod tests {
             vxlan_id: Some(4097),
             alias: None,
             group: 0,
+            altnames: Vec::new(),
         };
         assert_eq!(Link::from_message(&m), Ok(want.clone()));
         let (back, buf) = roundtrip(&m);

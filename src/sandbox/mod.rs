@@ -4,6 +4,7 @@
 //!
 //! Every method is synchronous and thread-safe; a sandbox can be shared as `Arc<dyn Sandbox>`.
 
+mod check;
 mod fake;
 mod info;
 mod key;
@@ -13,7 +14,7 @@ mod options;
 pub use fake::FakeSandbox;
 pub use info::{InterfaceInfo, NeighborInfo, SandboxInfo, Statistics, TweakReport};
 pub use key::{DEFAULT_ROOT, base_path, check_id, check_key, generate_key, set_base_path};
-pub use netns::{CreateOptions, NetnsSandbox, RTPROT_NETSANDBOX, RTPROT_NETSANDBOX_IFACE, WarmPool};
+pub use netns::{CreateOptions, DestroyReport, NetnsSandbox, RTPROT_NETSANDBOX, RTPROT_NETSANDBOX_IFACE, WarmPool};
 pub use options::{IfaceOptions, NeighFamily, NeighOptions, SandboxType, StaticRoute};
 
 use std::net::IpAddr;
