@@ -40,7 +40,14 @@ pub(crate) fn add_interface(src: &str, prefix: &str, opts: &IfaceOptions) -> Res
         validate::ifname(src)?;
     }
     validate::ifname_prefix(prefix)?;
-    opts.check()
+    opts.check()?;
+    if opts.host_master.is_some() {
+        return Err(Error::InvalidArgument {
+            op: "add interface",
+            reason: "host_master is for add_veth: only a veth leaves an end in the origin namespace".into(),
+        });
+    }
+    Ok(())
 }
 
 /// `add_veth`: the host-side name, the prefix and the options (a veth is never a bridge).

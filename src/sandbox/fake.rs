@@ -77,6 +77,7 @@ impl Iface {
 struct HostLink {
     mac: Option<[u8; 6]>,
     vxlan: bool,
+    bridge: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -308,7 +309,7 @@ impl FakeSandbox {
     pub fn new(key: &str) -> Result<FakeSandbox> {
         check_key(key)?;
         let mut state = State::default();
-        state.host_links.insert(LOOPBACK.to_owned(), HostLink { mac: None, vxlan: false });
+        state.host_links.insert(LOOPBACK.to_owned(), HostLink { mac: None, vxlan: false, bridge: false });
         Ok(FakeSandbox { key: key.to_owned(), state: Arc::new(Mutex::new(state)) })
     }
 
@@ -359,14 +360,19 @@ impl FakeSandbox {
     /// Simulates a VXLAN device `name` in the origin namespace (overlay drivers make one there
     /// and move it in), which can carry fdb entries once inside.
     pub fn add_host_vxlan(&self, name: &str, mac: Option<[u8; 6]>) -> Result<()> {
-        self.add_host(name, HostLink { mac, vxlan: true })
+        self.add_host(name, HostLink { mac, vxlan: true, bridge: false })
+    }
+
+    /// Simulates a bridge `name` in the origin namespace, for [`IfaceOptions::host_master`].
+    pub fn add_host_bridge(&self, name: &str) -> Result<()> {
+        self.add_host(name, HostLink { mac: None, vxlan: false, bridge: true })
     }
 
     /// Simulates a link `name` (with MAC `mac`) in the origin namespace, ready for
     /// [`Sandbox::add_interface`]. Works after `destroy` too: the origin namespace outlives the
     /// sandbox. Errors: `InvalidName`, `InvalidMac`, `AlreadyExists{kind:"link"}`.
     pub fn add_host_link(&self, name: &str, mac: Option<[u8; 6]>) -> Result<()> {
-        self.add_host(name, HostLink { mac, vxlan: false })
+        self.add_host(name, HostLink { mac, vxlan: false, bridge: false })
     }
 
     fn add_host(&self, name: &str, link: HostLink) -> Result<()> {
@@ -430,7 +436,7 @@ impl FakeSandbox {
             match iface.kind {
                 Kind::Moved { vxlan } => match iface.info.origin_name {
                     Some(origin) if !st.origin_gone && !st.host_links.contains_key(&origin) => {
-                        st.host_links.insert(origin, HostLink { mac: iface.info.mac, vxlan });
+                        st.host_links.insert(origin, HostLink { mac: iface.info.mac, vxlan, bridge: false });
                     }
                     Some(origin) => {
                         let why = if st.origin_gone {
@@ -498,6 +504,22 @@ impl Sandbox for FakeSandbox {
         let mut st = self.live()?;
         check::add_veth(host_name, dst_prefix, opts)?;
         let planned = st.plan(opts)?;
+        if let Some(br) = &opts.host_master {
+            match st.host_links.get(br) {
+                None => return Err(Error::NotFound { kind: "bridge", name: br.clone() }),
+                Some(l) if !l.bridge => {
+                    let kind = if br == LOOPBACK {
+                        "loopback"
+                    } else if l.vxlan {
+                        "vxlan"
+                    } else {
+                        "veth"
+                    };
+                    return Err(Error::NotABridge { name: br.clone(), kind: kind.into() });
+                }
+                Some(_) => {}
+            }
+        }
         if st.host_links.contains_key(host_name) {
             return Err(Error::AlreadyExists { kind: "link", name: host_name.to_owned() });
         }
@@ -507,7 +529,7 @@ impl Sandbox for FakeSandbox {
             None => st.next_mac(),
         };
         let host_mac = st.next_mac();
-        st.host_links.insert(host_name.to_owned(), HostLink { mac: Some(host_mac), vxlan: false });
+        st.host_links.insert(host_name.to_owned(), HostLink { mac: Some(host_mac), vxlan: false, bridge: false });
         st.insert(&name, Kind::Veth { host: host_name.to_owned() }, None, Some(mac), opts, planned);
         Ok(name)
     }
@@ -542,7 +564,7 @@ impl Sandbox for FakeSandbox {
         match iface.kind {
             Kind::Moved { vxlan } => {
                 if let Some(origin) = iface.info.origin_name {
-                    st.host_links.insert(origin, HostLink { mac: iface.info.mac, vxlan });
+                    st.host_links.insert(origin, HostLink { mac: iface.info.mac, vxlan, bridge: false });
                 }
             }
             Kind::Veth { host } => {

@@ -81,6 +81,10 @@ pub(super) fn add(
     if opts.address.is_some() || opts.address_ipv6.is_some() {
         check::address_conflict(opts, &main_routes(live, opts)?)?;
     }
+    let host_master = match &opts.host_master {
+        Some(br) => Some(crate::sandbox::bridge::bridge_link(&sb.host.sock, br)?.index),
+        None => None,
+    };
     let name = free_name(live, prefix)?;
 
     // Bring the link in: create it inside, or move it (renamed on the way, in one request).
@@ -89,7 +93,7 @@ pub(super) fn add(
             live.sock.execute(link::create_bridge(&name)?)?;
             (live.sock.link(LinkRef::Name(&name))?.index, None)
         }
-        (Source::Veth(host_name), _) => (add_veth_pair(sb, live, host_name, &name, opts)?, None),
+        (Source::Veth(host_name), _) => (add_veth_pair(sb, live, host_name, &name, opts, host_master)?, None),
         (Source::Move(src_name), Some(l)) => {
             let before = record(sb, l)?;
             (move_in(sb, live, src_name, &name, &before)?, Some(before))
@@ -132,7 +136,14 @@ fn main_routes(live: &Live, opts: &IfaceOptions) -> Result<Vec<IpNet>> {
 }
 
 /// The fast path: a veth pair whose sandbox end is born inside as `name`. Returns its index.
-fn add_veth_pair(sb: &NetnsSandbox, live: &Live, host_name: &str, name: &str, opts: &IfaceOptions) -> Result<u32> {
+fn add_veth_pair(
+    sb: &NetnsSandbox,
+    live: &Live,
+    host_name: &str,
+    name: &str,
+    opts: &IfaceOptions,
+    host_master: Option<u32>,
+) -> Result<u32> {
     let ns = live.ns()?;
     let peer = VethPeer {
         name: name.to_owned(),
@@ -142,6 +153,8 @@ fn add_veth_pair(sb: &NetnsSandbox, live: &Live, host_name: &str, name: &str, op
         // The host end can be born up (only the peer cannot): saves a request. Not when it
         // must never get a link-local address: that mode can only be set once it exists.
         host_up: !opts.no_host_link_local,
+        // Joins the bridge in the creating request: no window in which it is loose.
+        host_master,
         ..Default::default()
     };
     let mut req = link::create_veth(host_name, opts.mtu, &peer)?;
@@ -154,6 +167,7 @@ fn add_veth_pair(sb: &NetnsSandbox, live: &Live, host_name: &str, name: &str, op
     let host_end = echoed.iter().filter_map(Link::from_reply).filter_map(|r| r.ok()).find(|l| l.name == host_name);
     let peer_index = host_end.as_ref().and_then(|l| l.link);
     let ready = host_end_without_link_local(sb, host_name, opts.no_host_link_local)
+        .and_then(|()| host_end_hairpin(sb, host_name, opts.host_hairpin))
         .and_then(|()| peer_index.map_or_else(|| live.sock.link(LinkRef::Name(name)).map(|l| l.index), Ok));
     ready.inspect_err(|_| {
         let _ = sb.host.sock.delete_link(LinkRef::Name(host_name));
@@ -207,6 +221,15 @@ fn host_end_without_link_local(sb: &NetnsSandbox, host_name: &str, wanted: bool)
     let host = LinkRef::Name(host_name);
     let reqs = [LinkChange::new().ipv6_link_local(false).request(host)?, LinkChange::new().up(true).request(host)?];
     sb.host.sock.batch(&reqs, BatchMode::StopAtFirstError)?.into_result()
+}
+
+/// For [`IfaceOptions::host_hairpin`]: the port mode can only be set once the host end is a
+/// bridge port, so after the creating request.
+fn host_end_hairpin(sb: &NetnsSandbox, host_name: &str, wanted: bool) -> Result<()> {
+    if !wanted {
+        return Ok(());
+    }
+    sb.host.sock.set_link(LinkRef::Name(host_name), &LinkChange::new().hairpin(true))
 }
 
 /// `prefix` + the lowest index not used by a link inside. The first candidate is free in the
