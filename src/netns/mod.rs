@@ -23,4 +23,7 @@ pub(crate) use exec::{Target, hop};
 pub use handle::{NETNS_RUN_DIR, NetNs};
 pub use locate::{NsInode, find_netns};
 pub(crate) use pin::create_pinned_from;
-pub use pin::{create_pinned, create_pinned_with, ensure_shared_base, is_pinned, pin_existing, release_base, unpin};
+pub use pin::{
+    create_pinned, create_pinned_with, ensure_shared_base, is_pinned, pin_existing, release_base,
+    release_base_if_unused, unpin,
+};

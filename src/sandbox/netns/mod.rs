@@ -254,8 +254,13 @@ impl NetnsSandbox {
 
     /// Removes stale entries under `base` after a crash: files that are not a pinned network
     /// namespace (a create that died half-way) are deleted; pins for which `keep` says false are
-    /// destroyed like [`Sandbox::destroy`] (moved-in links go home, the rest are deleted, then it is unpinned). Returns the
-    /// paths removed.
+    /// destroyed like [`Sandbox::destroy`] (moved-in links go home, links the sandbox made are
+    /// deleted, then it is unpinned). Returns the paths removed.
+    ///
+    /// When no pin is left under `base` afterwards, the shared bind mount that `create` made of
+    /// `base` onto itself is released too ([`netns::release_base_if_unused`]), so nothing of
+    /// netsandbox stays mounted. Do not run it while another process creates sandboxes in
+    /// `base`.
     pub fn gc(base: &Path, keep: &dyn Fn(&Path) -> bool) -> Result<Vec<PathBuf>> {
         /// Stale sandboxes destroyed together (each holds a socket until then).
         const GC_BATCH: usize = 256;
@@ -293,6 +298,8 @@ impl NetnsSandbox {
             removed.push(path);
         }
         NetnsSandbox::destroy_many(&stale.iter().collect::<Vec<_>>())?;
+        drop(stale);
+        netns::release_base_if_unused(base)?;
         Ok(removed)
     }
 
