@@ -289,3 +289,54 @@ fn bad_input_table_on_fake() {
     // The table ends with destroy: eth0 (moved in from vh0) is back in the origin.
     assert_eq!(sb.host_links(), ["lo", "vh-table", "vh0"]);
 }
+
+/// The fake's side of the fidelity table.
+struct FakeWorld {
+    sb: FakeSandbox,
+}
+
+impl common::table::World for FakeWorld {
+    fn sb(&self) -> &dyn Sandbox {
+        &self.sb
+    }
+    fn other_handle(&self) -> Box<dyn Sandbox + '_> {
+        Box::new(self.sb.handle())
+    }
+    fn host_link(&self, name: &str) {
+        self.sb.add_host_link(name, None).unwrap();
+    }
+    fn host_vxlan(&self, name: &str) {
+        self.sb.add_host_vxlan(name, None).unwrap();
+    }
+    fn host_has(&self, name: &str) -> bool {
+        self.sb.host_links().iter().any(|l| l == name)
+    }
+    fn destroy_reporting(&self) -> Vec<String> {
+        self.sb.destroy_reporting().unwrap().left_behind.into_iter().map(|(n, _)| n).collect()
+    }
+    fn still_inside(&self, name: &str) -> bool {
+        self.sb.left_in_namespace().iter().any(|l| l == name)
+    }
+}
+
+#[test]
+fn fidelity_table_on_fake() {
+    use common::table::{FIDELITY_EXPECTED, Scenario, fidelity_cases};
+    let got = fidelity_cases(&|scenario, run| {
+        let sb = match scenario {
+            Scenario::Adopted => FakeSandbox::external(KEY, &["ceth0"]).unwrap(),
+            Scenario::Plain | Scenario::OriginGone => {
+                let sb = FakeSandbox::new(KEY).unwrap();
+                sb.add_host_link("vm0", Some(MAC)).unwrap();
+                assert_eq!(sb.add_interface("vm0", "eth", &eth0_opts()).unwrap(), "eth0");
+                if scenario == Scenario::OriginGone {
+                    sb.drop_origin();
+                }
+                sb
+            }
+        };
+        run(&FakeWorld { sb });
+    });
+    let got: Vec<(&str, &str)> = got.iter().map(|(c, o)| (*c, o.as_str())).collect();
+    assert_eq!(got, FIDELITY_EXPECTED);
+}

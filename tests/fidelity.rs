@@ -422,3 +422,82 @@ fn pins_made_before_the_first_create_stay_reachable_and_gc_releases_the_base() {
         nix::mount::umount2(&base, nix::mount::MntFlags::MNT_DETACH).unwrap();
     });
 }
+
+/// The netns sandbox's side of the fidelity table; lives in the calling thread's (private host)
+/// namespace.
+struct NetnsWorld {
+    sb: NetnsSandbox,
+    key: String,
+    /// The adopted namespace, for [`Scenario::Adopted`].
+    container: Option<NetNs>,
+    _base: TempBase,
+}
+
+impl common::table::World for NetnsWorld {
+    fn sb(&self) -> &dyn Sandbox {
+        &self.sb
+    }
+    fn other_handle(&self) -> Box<dyn Sandbox + '_> {
+        Box::new(NetnsSandbox::open(&self.key).unwrap())
+    }
+    fn host_link(&self, name: &str) {
+        host_veth(name, &format!("{name}p"));
+    }
+    fn host_vxlan(&self, name: &str) {
+        let vx = link::Vxlan { vni: 42, local: None, port: 4789, underlay: None, learning: false };
+        Socket::open().unwrap().execute(link::create_vxlan(name, &vx).unwrap()).unwrap();
+    }
+    fn host_has(&self, name: &str) -> bool {
+        Socket::open().unwrap().link(LinkRef::Name(name)).is_ok()
+    }
+    fn destroy_reporting(&self) -> Vec<String> {
+        self.sb.destroy_reporting().unwrap().left_behind.into_iter().map(|(n, _)| n).collect()
+    }
+    fn still_inside(&self, name: &str) -> bool {
+        let ns = self.container.as_ref().expect("an adopted namespace");
+        names(&ipj_in(ns, &["link"])).iter().any(|n| n == name)
+    }
+}
+
+#[test]
+fn fidelity_table_matches_the_fake() {
+    use common::table::{FIDELITY_EXPECTED, Scenario, fidelity_cases};
+    let eth0 = || IfaceOptions::new().address(net("198.18.0.2/16")).address_ipv6(net("2001:db8::2/64"));
+    let got = fidelity_cases(&|scenario, run| {
+        in_private_netns(|| {
+            let base = TempBase::new("fid-table");
+            let k = key(&base, "t");
+            let here = NetNs::current().unwrap();
+            let mut container = None;
+            let sb = match scenario {
+                Scenario::Plain => {
+                    let sb = NetnsSandbox::create(&k, &CreateOptions::default()).unwrap();
+                    host_veth("vm0", "vm0p");
+                    assert_eq!(sb.add_interface("vm0", "eth", &eth0()).unwrap(), "eth0");
+                    sb
+                }
+                Scenario::Adopted => {
+                    let c = NetNs::new_unpinned().unwrap();
+                    netns::run_in(&c, || host_veth("ceth0", "ceth0p")).unwrap();
+                    let sb = NetnsSandbox::from_external(&k, &c).unwrap();
+                    container = Some(c);
+                    sb
+                }
+                Scenario::OriginGone => {
+                    let sb = NetnsSandbox::create(&k, &CreateOptions::default()).unwrap();
+                    let doomed = NetNs::new_unpinned().unwrap();
+                    netns::run_in_result(&doomed, || {
+                        let peer = VethPeer { name: "vm0p".into(), netns: Some(here.as_fd()), ..Default::default() };
+                        Socket::open()?.execute(link::create_veth("vm0", None, &peer)?)?;
+                        NetnsSandbox::open(&k)?.add_interface("vm0", "eth", &eth0()).map(drop)
+                    })
+                    .unwrap();
+                    sb
+                }
+            };
+            run(&NetnsWorld { sb, key: k, container, _base: base });
+        })
+    });
+    let got: Vec<(&str, &str)> = got.iter().map(|(c, o)| (*c, o.as_str())).collect();
+    assert_eq!(got, FIDELITY_EXPECTED, "the netns sandbox and the fake disagree");
+}
