@@ -135,8 +135,8 @@ pub struct Link {
     pub stats: Option<LinkStats>,
     /// VXLAN network identifier (`IFLA_VXLAN_ID`) of a vxlan device.
     pub vxlan_id: Option<u32>,
-    /// Interface alias (`IFLA_IFALIAS`), a free-form label; netsandbox records a moved link's
-    /// origin name there so it survives an engine restart.
+    /// Interface alias (`IFLA_IFALIAS`), a free-form label that belongs to the user (netsandbox
+    /// never writes it).
     pub alias: Option<String>,
     /// Device group (`IFLA_GROUP`); 0, the default group, when absent.
     pub group: u32,

@@ -35,7 +35,7 @@ pub(super) fn snapshot(live: &Live, key: &str) -> Result<SandboxInfo> {
     };
     for l in &links {
         let mine = |a: &&view::Address| a.index == l.index && !is_kernel_address(a);
-        if l.kind == LinkKind::Loopback || l.name == "lo" {
+        if l.kind == LinkKind::Loopback || l.name == crate::sandbox::check::LOOPBACK {
             info.loopback_addresses =
                 addrs.iter().filter(mine).map(|a| a.addr).filter(|a| !is_default_loopback(a)).collect();
             info.loopback_addresses.sort();
