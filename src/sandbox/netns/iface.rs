@@ -197,7 +197,16 @@ fn record(sb: &NetnsSandbox, l: Link) -> Result<Before> {
 /// crash in between still knows where it belongs), then moves and renames it in one request.
 fn move_in(sb: &NetnsSandbox, live: &Live, src_name: &str, name: &str, before: &Before) -> Result<u32> {
     let index = before.link.index;
-    sb.host.sock.execute(link::add_altname(LinkRef::Index(index), &before.marker)?)?;
+    // Origin markers left on it by an add that crashed half-way are stale: this one replaces them.
+    let mut reqs: Vec<Request> = before
+        .link
+        .altnames
+        .iter()
+        .filter(|a| Origin::decode(a).is_some())
+        .map(|a| link::delete_altname(LinkRef::Index(index), a))
+        .collect::<Result<_>>()?;
+    reqs.push(link::add_altname(LinkRef::Index(index), &before.marker)?);
+    sb.host.sock.batch(&reqs, BatchMode::StopAtFirstError)?.into_result()?;
     let ns = live.ns()?;
     let mv = LinkChange::new().up(false).netns(ns.as_fd()).name(name);
     if let Err(e) = sb.host.sock.set_link(LinkRef::Index(index), &mv) {
@@ -399,13 +408,17 @@ impl Home<'_> {
 /// Finds the namespace `o` came from, whatever namespace the caller runs in. `None` when it no
 /// longer exists (an inode that matches but a cookie that does not is a later namespace).
 fn find_home<'a>(sb: &'a NetnsSandbox, o: &Origin) -> Result<Option<Home<'a>>> {
-    if o.cookie == sb.host.cookie {
+    // A cookie of 0 means the kernel could not tell one (before Linux 5.14): inode only.
+    let same = |cookie: u64, inode: netns::NsInode| {
+        if o.cookie != 0 && cookie != 0 { o.cookie == cookie } else { o.ns == inode }
+    };
+    if same(sb.host.cookie, sb.host.inode) {
         return Ok(Some(Home::Host(&sb.host)));
     }
     let current = NetNs::current()?;
     let Some(ns) = netns::find_netns(o.ns, &[&current])? else { return Ok(None) };
     let sock = Socket::open_in(&ns)?;
-    if sock.netns_cookie()? != o.cookie {
+    if !same(sock.netns_cookie().unwrap_or(0), o.ns) {
         return Ok(None);
     }
     Ok(Some(Home::Other(ns, sock)))

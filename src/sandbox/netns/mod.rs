@@ -172,8 +172,7 @@ impl NetnsSandbox {
 
     /// The namespace handle (for callers that need to run their own code or sockets inside).
     pub fn with_netns<T>(&self, f: impl FnOnce(&NetNs) -> T) -> Result<T> {
-        let live = self.live()?;
-        Ok(f(&live.as_ref().ok_or_else(|| self.destroyed())?.ns()?))
+        self.with(|live| Ok(f(&live.ns()?)))
     }
 
     fn destroyed(&self) -> Error {
