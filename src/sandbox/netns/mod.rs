@@ -69,8 +69,11 @@ pub struct DestroyReport {
 ///
 /// Guarantees: every method is safe to call from many threads; interface additions and removals
 /// are serialized so index allocation never races; a failed `add_interface` leaves neither the
-/// sandbox nor the origin namespace changed; `destroy` is idempotent and leaves no mount, pin
-/// file, fd, or host-side veth of a link inside the sandbox.
+/// sandbox nor the origin namespace changed (a moved link goes back exactly as it was); links
+/// moved in carry their origin with them, so any process sends them home; `destroy` is
+/// idempotent and leaves no pin, fd, or host-side veth of a link the sandbox made, and never
+/// deletes a link of an adopted namespace's owner; a handle whose sandbox was destroyed
+/// elsewhere answers [`Error::Destroyed`].
 pub struct NetnsSandbox {
     key: String,
     path: PathBuf,
