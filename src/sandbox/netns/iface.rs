@@ -15,8 +15,9 @@ use crate::netlink::addr::{self, AddrOptions};
 use crate::netlink::consts::{RT_TABLE_MAIN, RTN_UNICAST, RTPROT_KERNEL};
 use crate::netlink::link::{self, LinkChange, LinkRef, VethPeer};
 use crate::netlink::route::{self, RouteSpec};
-use crate::netlink::view::{self, FromReply, Link, LinkKind};
+use crate::netlink::view::FromReply;
 use crate::netlink::wire::NLM_F_ECHO;
+use crate::netlink::{Address, Link, LinkKind, Route};
 use crate::netlink::{BatchMode, Request, Socket};
 use crate::netns::{self, NetNs};
 use crate::sandbox::check;
@@ -36,8 +37,8 @@ pub(super) enum Source<'a> {
 /// when the add fails (the kernel flushes addresses and routes on a move).
 struct Before {
     link: Link,
-    addresses: Vec<view::Address>,
-    routes: Vec<view::Route>,
+    addresses: Vec<Address>,
+    routes: Vec<Route>,
     marker: String,
 }
 
@@ -417,7 +418,7 @@ fn find_home<'a>(sb: &'a NetnsSandbox, o: &Origin) -> Result<Option<Home<'a>>> {
     }
     let current = NetNs::current()?;
     let Some(ns) = netns::find_netns(o.ns, &[&current])? else { return Ok(None) };
-    let sock = Socket::open_in(&ns)?;
+    let sock = netns::socket_in(&ns)?;
     if !same(sock.netns_cookie().unwrap_or(0), o.ns) {
         return Ok(None);
     }
@@ -588,7 +589,7 @@ pub(super) fn is_kernel_route(protocol: u8) -> bool {
 }
 
 /// Kernel-made addresses (`IFA_PROTO` kernel loopback / RA / link-local).
-pub(super) fn is_kernel_address(a: &view::Address) -> bool {
+pub(super) fn is_kernel_address(a: &Address) -> bool {
     matches!(a.protocol, Some(1..=3))
 }
 
