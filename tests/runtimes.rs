@@ -188,11 +188,18 @@ impl World {
     }
 }
 
-impl Drop for World {
-    fn drop(&mut self) {
+impl World {
+    /// `crun delete --force` of every container started, newest first.
+    fn delete_containers(&mut self) {
         for id in std::mem::take(&mut self.containers).into_iter().rev() {
             let _ = self.crun(&["delete", "--force", &id]).stdout(Stdio::null()).stderr(Stdio::null()).status();
         }
+    }
+}
+
+impl Drop for World {
+    fn drop(&mut self) {
+        self.delete_containers();
         let cli = |args: &[&str]| {
             let _ = Command::new(env!("CARGO_BIN_EXE_netsandbox"))
                 .arg("--base")
@@ -316,6 +323,21 @@ fn crun_containers_talk_tcp_through_cli_sandboxes() {
     let info = w.cli(&["inspect", "c1"]);
     let tx = info["interfaces"][0]["statistics"]["tx_packets"].as_u64().unwrap_or(0);
     assert!(tx > 0, "{info}");
+
+    // Tear down as the README says: containers, sandboxes, then gc releases the base's mount.
+    w.delete_containers();
+    w.cli(&["destroy", "c1", "c2"]);
+    w.sandboxes.clear();
+    let base = w.base.display().to_string();
+    let base_mounted = || {
+        let mounts = std::fs::read_to_string("/proc/self/mountinfo").expect("mountinfo");
+        mounts.lines().any(|l| l.split(' ').nth(4) == Some(base.as_str()))
+    };
+    assert!(base_mounted(), "the base is a shared bind mount of itself until released");
+    w.cli(&["gc"]);
+    assert!(!base_mounted(), "{base} still mounted after gc");
+    w.cli(&["bridge", "del", "nsbr0"]);
+    w.bridges.clear();
 }
 
 #[test]
