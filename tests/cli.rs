@@ -156,7 +156,7 @@ fn full_lifecycle_across_processes() {
     assert_eq!((&n["ip"], &n["mac"], &n["link"]), (&"198.18.0.9".into(), &"02:42:c6:12:00:0a".into(), &"eth0".into()));
     assert_eq!(info["loopback_addresses"], serde_json::json!(["203.0.113.100/32"]));
     let text = env.ok(&["inspect", "sb1"]);
-    assert!(text.contains("interface eth0") && text.contains("gateway 198.18.255.254"), "{text}");
+    assert!(text.contains(": eth0 veth up") && text.contains("gateway 198.18.255.254"), "{text}");
 
     // exec runs inside the sandbox and passes the exit status through.
     let out = env.cmd(&["exec", "sb1", "--", "sh", "-c", "exit 7"]).output().expect("exec");

@@ -8,6 +8,7 @@ mod bridge;
 mod check;
 mod fake;
 mod info;
+mod inspect;
 mod key;
 mod netns;
 mod options;
@@ -15,6 +16,10 @@ mod options;
 pub use bridge::{BridgeOptions, HostBridge};
 pub use fake::FakeSandbox;
 pub use info::{InterfaceInfo, NeighborInfo, SandboxInfo, Statistics, TweakReport};
+pub use inspect::{
+    AddressDetail, Inspection, LinkDetail, LinkPeer, NeighborDetail, OperState, RouteDetail, protocol_name,
+    route_type_name, scope_name,
+};
 pub use key::{DEFAULT_ROOT, base_path, check_id, check_key, generate_key, set_base_path};
 pub use netns::{CreateOptions, DestroyReport, NetnsSandbox, RTPROT_NETSANDBOX, RTPROT_NETSANDBOX_IFACE, WarmPool};
 pub use options::{IfaceOptions, NeighFamily, NeighOptions, SandboxType, StaticRoute};

@@ -9,6 +9,7 @@
 mod batch;
 mod host;
 mod iface;
+mod inspect;
 mod mark;
 mod pool;
 mod read;
