@@ -3,12 +3,14 @@
 //! - [`wire`]: framing and control messages (ERROR/DONE/extended ACK), pure and fuzzable;
 //! - `recv`: the receive path over one datagram, pure (no socket) and fuzzable;
 //! - [`socket`]: the one place that sends requests and reads replies (ACKs, dumps, batches);
+//! - [`monitor`]: the multicast receive path (notifications from every namespace with an id);
 //! - [`view`]: checked, plain-data views of what the kernel returns;
 //! - [`link`], [`addr`], [`route`], [`neigh`], [`nsid`]: typed requests, thin over the socket.
 
 pub mod addr;
 pub mod consts;
 pub mod link;
+pub mod monitor;
 pub mod neigh;
 pub mod nsid;
 pub(crate) mod recv;
