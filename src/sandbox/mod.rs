@@ -4,6 +4,7 @@
 //!
 //! Every method is synchronous and thread-safe; a sandbox can be shared as `Arc<dyn Sandbox>`.
 
+mod bridge;
 pub mod drift;
 mod events;
 mod fake;
@@ -12,6 +13,7 @@ mod key;
 mod netns;
 mod options;
 
+pub use bridge::{BridgeOptions, HostBridge};
 pub use events::{Change, Event, Mirror, Object, Source, WatchOptions, WatchStats, Watcher};
 pub use fake::FakeSandbox;
 pub use info::{InterfaceInfo, NeighborInfo, SandboxInfo, Statistics, TweakReport};
