@@ -3,6 +3,10 @@
 //! Builders return a [`Request`] so they can be sent alone or in a batch; the `Socket` methods
 //! at the bottom are thin conveniences over them.
 
+pub(crate) mod view;
+
+pub use view::{Link, LinkKind, LinkStats};
+
 use std::net::IpAddr;
 use std::os::fd::{AsRawFd, BorrowedFd};
 
@@ -13,7 +17,6 @@ use netlink_packet_route::link::{
 };
 
 use super::socket::{Request, Socket};
-use super::view::Link;
 use super::wire::{NLM_F_CREATE, NLM_F_EXCL};
 use crate::error::{Error, Result};
 use crate::validate;

@@ -18,8 +18,8 @@ use netlink_sys::protocols::NETLINK_ROUTE;
 use nix::errno::Errno;
 use nix::sys::socket::{setsockopt, sockopt};
 
-use super::view::{Address, Link, Neighbor, Route};
 use super::wire::{self, NLMSG_OVERRUN};
+use super::{Address, Link, Neighbor, Route};
 use crate::error::{Error, Result};
 
 /// An rtnetlink multicast group (`RTNLGRP_*`).

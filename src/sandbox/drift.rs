@@ -15,7 +15,6 @@ use super::info::{InterfaceInfo, NeighborInfo, SandboxInfo};
 use super::options::StaticRoute;
 use super::{NetnsSandbox, Sandbox};
 use crate::error::Result;
-use crate::netlink::Socket;
 
 /// One difference between what the engine saved and what the kernel holds.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
@@ -208,7 +207,7 @@ fn sets<T: Ord + Clone>(
 /// Reads `sb` from the kernel and compares it with `saved` (see [`compare`]).
 pub fn detect(sb: &NetnsSandbox, saved: &SandboxInfo) -> Result<Vec<Drift>> {
     let now = sb.info()?;
-    let links = sb.with_netns(|ns| Socket::open_in(ns).and_then(|s| s.links()))??;
+    let links = sb.with_netns(|ns| crate::netns::socket_in(ns).and_then(|s| s.links()))??;
     let down: Vec<String> = links.into_iter().filter(|l| !l.up).map(|l| l.name).collect();
     Ok(compare(saved, &now, &down))
 }

@@ -32,7 +32,7 @@ use crate::netlink::Socket;
 pub use crate::netlink::monitor::{Change, Object};
 use crate::netlink::monitor::{Group, Monitor, Notification, Received};
 use crate::netlink::nsid;
-use crate::netlink::view::{Address, Link, NeighFamily, Neighbor, Route};
+use crate::netlink::{Address, Link, NeighFamily, Neighbor, Route};
 use crate::netns::NetNs;
 
 /// Where a [`Event::Changed`] comes from.
@@ -309,7 +309,7 @@ impl Watcher {
     /// [`NetNsRef`](crate::netns::NetNsRef)) under the label `key`.
     pub fn watch_ns(&mut self, key: &str, ns: &NetNs) -> Result<()> {
         let id = self.nsid(ns)?;
-        let sock = Socket::open_in(ns)?;
+        let sock = crate::netns::socket_in(ns)?;
         let mirror = Mirror::dump(&sock)?;
         self.by_nsid.insert(id, Watched { key: key.to_owned(), mirror });
         Ok(())
@@ -471,7 +471,7 @@ impl Watcher {
 
     fn redump(&self, key: &str) -> Result<Mirror> {
         let ns = NetNs::from_path(key)?;
-        Mirror::dump(&Socket::open_in(&ns)?)
+        Mirror::dump(&crate::netns::socket_in(&ns)?)
     }
 }
 

@@ -5,8 +5,8 @@ use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::sync::atomic::{AtomicI32, Ordering};
 use std::time::{Duration, Instant};
 
+use netsandbox::netlink::NeighFamily;
 use netsandbox::netlink::consts::AF_BRIDGE;
-use netsandbox::netlink::view::NeighFamily;
 use netsandbox::sandbox::{Change, Event, Object, Source, Watcher};
 use netsandbox::validate::format_mac;
 use netsandbox::{Error, Result};

@@ -12,9 +12,10 @@ use crate::netlink::addr::{self, AddrOptions};
 use crate::netlink::consts::{RT_TABLE_MAIN, RTPROT_KERNEL};
 use crate::netlink::link::{self, LinkChange, LinkRef, VethPeer};
 use crate::netlink::route::{self, RouteSpec};
-use crate::netlink::view::{FromReply, Link, LinkKind};
+use crate::netlink::view::FromReply;
 use crate::netlink::wire::NLM_F_ECHO;
 use crate::netlink::{BatchMode, Request};
+use crate::netlink::{Link, LinkKind};
 use crate::sandbox::options::IfaceOptions;
 use crate::{sysctl, validate};
 
