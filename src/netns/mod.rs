@@ -16,6 +16,7 @@
 
 mod exec;
 mod handle;
+mod locate;
 mod mountinfo;
 mod pin;
 mod reference;
@@ -25,8 +26,12 @@ mod sys;
 pub use exec::{NsGuard, run_in, run_in_result};
 pub(crate) use exec::{Target, hop};
 pub use handle::{NETNS_RUN_DIR, NetNs};
+pub use locate::{NsInode, find_netns};
 pub(crate) use pin::create_pinned_from;
-pub use pin::{create_pinned, create_pinned_with, ensure_shared_base, is_pinned, pin_existing, release_base, unpin};
+pub use pin::{
+    create_pinned, create_pinned_with, ensure_shared_base, is_pinned, pin_existing, release_base,
+    release_base_if_unused, unpin,
+};
 pub use reference::{ContainerResolver, ContainerState, NetNsRef, OciRuntime, Podman, ReferenceError};
 pub use socket::socket_in;
 pub(crate) use socket::socket_in_from;

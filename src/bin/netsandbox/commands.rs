@@ -70,12 +70,8 @@ pub fn dispatch(cli: &Cli) -> Result<i32, Failure> {
         }
         Command::Inspect { key: name } => {
             let sb = NetnsSandbox::open(&key(name)?)?;
-            let info = sb.info()?;
-            let mut stats = Vec::new();
-            for i in &info.interfaces {
-                stats.push(sb.statistics(&i.name)?);
-            }
-            out.value(output::inspect_json(name, &info, &stats), || output::inspect_text(name, &info, &stats));
+            let (info, kernel) = (sb.info()?, sb.inspect()?);
+            out.value(output::inspect_json(name, &info, &kernel), || output::inspect_text(name, &info, &kernel));
         }
         Command::AddInterface { key: name, src, iface, bridge } => {
             let opts = iface_options(iface)?.bridge(*bridge);
