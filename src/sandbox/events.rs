@@ -243,7 +243,16 @@ fn diff_map<K: Eq + Hash, V: Clone + PartialEq>(
 
 struct Watched {
     key: String,
+    /// How to reach the namespace again for a re-dump.
+    reach: Reach,
     mirror: Mirror,
+}
+
+/// A pin is reopened by path, so watching it does not keep the namespace alive (its end is
+/// reported as [`Event::Gone`]); a namespace given by handle has no path, so its handle is kept.
+enum Reach {
+    Pin(std::path::PathBuf),
+    Handle(NetNs),
 }
 
 /// Counters of what a watcher did, for benchmarks and diagnostics.
@@ -302,16 +311,23 @@ impl Watcher {
             Error::NotFound { .. } => Error::NotFound { kind: "sandbox", name: key.to_owned() },
             e => e,
         })?;
-        self.watch_ns(key, &ns)
+        self.add(key, &ns, Reach::Pin(path))
     }
 
     /// Starts watching any namespace (a container's, from a
-    /// [`NetNsRef`](crate::netns::NetNsRef)) under the label `key`.
+    /// [`NetNsRef`](crate::netns::NetNsRef)) under the label `key`. The watcher keeps a handle
+    /// on it (needed to re-read it after an overflow), so it stays alive while watched; use
+    /// [`unwatch`](Self::unwatch) to let it go.
     pub fn watch_ns(&mut self, key: &str, ns: &NetNs) -> Result<()> {
+        self.add(key, ns, Reach::Handle(ns.try_clone()?))
+    }
+
+    fn add(&mut self, key: &str, ns: &NetNs, reach: Reach) -> Result<()> {
         let id = self.nsid(ns)?;
         let sock = crate::netns::socket_in(ns)?;
         let mirror = Mirror::dump(&sock)?;
-        self.by_nsid.insert(id, Watched { key: key.to_owned(), mirror });
+        self.by_nsid.retain(|_, w| w.key != key);
+        self.by_nsid.insert(id, Watched { key: key.to_owned(), reach, mirror });
         Ok(())
     }
 
@@ -448,7 +464,7 @@ impl Watcher {
         for id in ids {
             let Some(w) = self.by_nsid.get(&id) else { continue };
             let key = w.key.clone();
-            let now = match self.redump(&key) {
+            let now = match redump(&self.host, id, &w.reach) {
                 Ok(m) => m,
                 Err(e) if e.is_not_found() => {
                     self.by_nsid.remove(&id);
@@ -468,11 +484,23 @@ impl Watcher {
         self.queue.push_back(Event::Resynced);
         Ok(())
     }
+}
 
-    fn redump(&self, key: &str) -> Result<Mirror> {
-        let ns = NetNs::from_path(key)?;
-        Mirror::dump(&crate::netns::socket_in(&ns)?)
+/// Re-reads a watched namespace, checking it still has the id `id` (a pin path destroyed and
+/// made again names another namespace: that one is not the watched one, which is gone).
+fn redump(host: &Socket, id: i32, reach: &Reach) -> Result<Mirror> {
+    let reopened;
+    let ns = match reach {
+        Reach::Pin(path) => {
+            reopened = NetNs::from_path(path)?;
+            &reopened
+        }
+        Reach::Handle(ns) => ns,
+    };
+    if host.nsid_of(ns)? != Some(id) {
+        return Err(Error::NotFound { kind: "watched namespace", name: ns.label().to_owned() });
     }
+    Mirror::dump(&crate::netns::socket_in(ns)?)
 }
 
 impl AsFd for Watcher {
