@@ -208,7 +208,7 @@ fn from_path_rejects_regular_file_and_other_namespaces() {
 fn from_name_validates_and_reports_not_found() {
     let _serial = serial();
     for bad in ["", ".", "..", "a/b", "../etc", "a\0b"] {
-        assert!(matches!(NetNs::from_name(bad), Err(Error::InvalidKey { .. })), "{bad:?}");
+        assert!(matches!(NetNs::from_name(bad), Err(Error::InvalidNamespaceName { .. })), "{bad:?}");
     }
     let name = format!("netsandbox-test-missing-{}", std::process::id());
     assert!(NetNs::from_name(&name).unwrap_err().is_not_found());

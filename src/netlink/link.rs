@@ -16,8 +16,9 @@ use netlink_packet_route::link::{
     LinkFlags, LinkInfo, LinkMessage, MacVlanMode,
 };
 
-use super::socket::{Request, Socket};
-use super::wire::{NLM_F_CREATE, NLM_F_EXCL};
+use super::socket::{Dump, Request, Socket};
+use super::view::FromReply;
+use super::wire::{NLM_F_CREATE, NLM_F_ECHO, NLM_F_EXCL};
 use crate::error::{Error, Result};
 use crate::validate;
 
@@ -340,6 +341,23 @@ impl Socket {
     /// Every link in this socket's namespace.
     pub fn links(&self) -> Result<Vec<Link>> {
         self.dump_views(list())
+    }
+
+    /// Every link, best effort: when the table kept changing during every attempt, the last
+    /// full pass flagged not [`consistent`](Dump::consistent) instead of
+    /// [`Error::DumpInterrupted`].
+    pub fn links_allow_interrupted(&self) -> Result<Dump<Link>> {
+        self.dump_views_allow_interrupted(list())
+    }
+
+    /// Creates a veth pair ([`create_veth`]) and returns the new host end as the kernel echoes
+    /// it back (`NLM_F_ECHO`), or `None` when it sent no such echo. Its [`Link::link`] is the
+    /// peer's index in the peer's namespace, which saves a lookup there.
+    pub fn create_veth_echoed(&self, name: &str, mtu: Option<u32>, peer: &VethPeer<'_>) -> Result<Option<Link>> {
+        let mut req = create_veth(name, mtu, peer)?;
+        req.flags |= NLM_F_ECHO;
+        let echoed = self.query(req)?;
+        Ok(echoed.iter().filter_map(Link::from_reply).filter_map(|r| r.ok()).find(|l| l.name == name))
     }
 
     /// Applies a [`LinkChange`].

@@ -9,11 +9,9 @@ use log::{debug, warn};
 use super::{Live, NetnsSandbox, RTPROT_NETSANDBOX_IFACE};
 use crate::error::{Error, Result};
 use crate::netlink::addr::{self, AddrOptions};
-use crate::netlink::consts::{RT_TABLE_MAIN, RTPROT_KERNEL};
+use crate::netlink::consts::{RT_TABLE_MAIN, RTPROT_KERNEL, RTPROT_RA, RTPROT_REDIRECT};
 use crate::netlink::link::{self, LinkChange, LinkRef, VethPeer};
 use crate::netlink::route::{self, RouteSpec};
-use crate::netlink::view::FromReply;
-use crate::netlink::wire::NLM_F_ECHO;
 use crate::netlink::{BatchMode, Request};
 use crate::netlink::{Link, LinkKind};
 use crate::sandbox::options::IfaceOptions;
@@ -94,19 +92,14 @@ pub(super) fn add(
                 host_up: !opts.no_host_link_local,
                 ..Default::default()
             };
-            let mut req = link::create_veth(host_name, opts.mtu, &peer)?;
-            // Ask for the new host end back: its IFLA_LINK is the peer's index inside, which
-            // saves a lookup in the sandbox.
-            req.flags |= NLM_F_ECHO;
-            let echoed = sb.host.sock.query(req).map_err(|e| {
+            // The echoed host end names the peer's index inside: saves a lookup in the sandbox.
+            let host_end = sb.host.sock.create_veth_echoed(host_name, opts.mtu, &peer).map_err(|e| {
                 if e.is_already_exists() {
                     Error::AlreadyExists { kind: "link", name: host_name.to_owned() }
                 } else {
                     e
                 }
             })?;
-            let host_end =
-                echoed.iter().filter_map(Link::from_reply).filter_map(|r| r.ok()).find(|l| l.name == host_name);
             let peer_index = host_end.as_ref().and_then(|l| l.link);
             let ready = host_end_without_link_local(sb, host_name, opts.no_host_link_local)
                 .and_then(|()| peer_index.map_or_else(|| live.sock.link(LinkRef::Name(&name)).map(|l| l.index), Ok));
@@ -389,7 +382,7 @@ fn undo_partial_move(landed: &crate::netlink::Socket, index: u32, old_name: &str
 
 /// True for kernel-made routes (subnet routes of addresses, IPv6 link-local, RA).
 pub(super) fn is_kernel_route(protocol: u8) -> bool {
-    protocol == RTPROT_KERNEL || protocol == 9 /* RTPROT_RA */ || protocol == 1 /* redirect */
+    matches!(protocol, RTPROT_KERNEL | RTPROT_RA | RTPROT_REDIRECT)
 }
 
 /// True for IPs the kernel adds on its own to loopback.
