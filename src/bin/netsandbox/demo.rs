@@ -82,12 +82,15 @@ impl Drop for Cleanup<'_> {
 }
 
 pub fn run(out: Out) -> Result<i32> {
-    let base = std::env::temp_dir().join(format!("netsandbox-demo-{}", std::process::id()));
     let mut steps = Steps { out, done: Vec::new() };
     // A private host namespace: the bridge and host veth ends live there, and it vanishes with
     // its last handle, so the machine's own network is never touched.
     let host = steps.step("create private host namespace", netns::NetNs::new_unpinned)?;
-    let trips = netns::run_in_result(&host, || build_and_check(&mut steps, &base))?;
+    let base = private_dir()?;
+    let trips = netns::run_in_result(&host, || build_and_check(&mut steps, &base)).inspect_err(|_| {
+        // Normally removed by the clean-up inside; this covers a failure before it existed.
+        let _ = std::fs::remove_dir(&base);
+    })?;
     let left = steps.step("verify nothing is left", || leftovers(&base))?;
     if !left.is_empty() {
         return Err(Error::Protocol { op: "demo clean-up check", detail: left.join("; ") });
@@ -115,6 +118,17 @@ pub fn run(out: Out) -> Result<i32> {
     Ok(0)
 }
 
+/// A fresh directory for the demo's pins that nobody else can have prepared: an unpredictable
+/// name, created by us with mode 0700 (`mkdtemp`), never an existing path reused.
+fn private_dir() -> Result<PathBuf> {
+    let template = std::env::temp_dir().join("netsandbox-demo-XXXXXX");
+    nix::unistd::mkdtemp(&template).map_err(|e| Error::Os {
+        op: "create private directory",
+        object: template.display().to_string(),
+        source: e.into(),
+    })
+}
+
 struct Trip {
     from: &'static str,
     to: IpAddr,
@@ -123,11 +137,6 @@ struct Trip {
 
 /// Runs inside the private host namespace.
 fn build_and_check(steps: &mut Steps, base: &Path) -> Result<Vec<Trip>> {
-    std::fs::create_dir_all(base).map_err(|e| Error::Os {
-        op: "create directory",
-        object: base.display().to_string(),
-        source: e,
-    })?;
     let mut cleanup = Cleanup { base, sandboxes: Vec::new() };
     let host = steps.step("open netlink socket in the host namespace", Socket::open)?;
     let br = steps.step(&format!("create bridge {BRIDGE} and bring it up"), || {
@@ -233,17 +242,8 @@ fn leftovers(base: &Path) -> Result<Vec<String>> {
             left.push(format!("pin {}", pin.display()));
         }
     }
-    let info = std::fs::read_to_string("/proc/self/mountinfo").map_err(|e| Error::Os {
-        op: "read",
-        object: "/proc/self/mountinfo".into(),
-        source: e,
-    })?;
-    let prefix = base.to_string_lossy();
-    for line in info.lines() {
-        // Field 5 is the mount point.
-        if line.split(' ').nth(4).is_some_and(|p| p.starts_with(prefix.as_ref())) {
-            left.push(format!("mount {line}"));
-        }
+    for m in netns::mountinfo::mounts_under(base)? {
+        left.push(format!("{} mount at {}", m.fstype, m.mount_point.display()));
     }
     if base.exists() {
         left.push(format!("directory {}", base.display()));
