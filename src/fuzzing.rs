@@ -142,7 +142,7 @@ pub fn ext_ack(data: &[u8]) {
 }
 
 /// The `views` target: the bytes as the body of each kind of message, plus framing and
-/// [`decode_route`] over them as a datagram.
+/// `decode_route` over them as a datagram.
 pub fn views(data: &[u8]) {
     let _ = parse_link(data);
     let _ = parse_address(data);

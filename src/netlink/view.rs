@@ -5,11 +5,10 @@
 //! `route/view.rs`, [`Neighbor`](super::neigh::Neighbor) in `neigh/view.rs`. This module holds the
 //! error type, the guarded parser and the helpers they share.
 //!
-//! netlink-packet-route gives us the byte-level decoding: [`LinkMessage`], [`AddressMessage`],
-//! [`RouteMessage`] and [`NeighbourMessage`], each a header plus a list of attributes. The types
-//! here are the meaningful values built from those messages — [`Link`], [`Address`], [`Route`],
-//! [`Neighbor`] — plain data with public fields that compare with `==`, so tests and `restore`
-//! can work with them directly.
+//! netlink-packet-route gives us the byte-level decoding: `LinkMessage`, `AddressMessage`,
+//! `RouteMessage` and `NeighbourMessage`, each a header plus a list of attributes (internal: not
+//! part of our API). The views are the meaningful values built from those messages — plain data
+//! with public fields that compare with `==`, so tests and `restore` can work with them directly.
 //!
 //! # Guarantees
 //!

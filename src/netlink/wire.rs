@@ -3,7 +3,7 @@
 //!
 //! Guarantee: nothing in this module panics, whatever bytes it is given. Lengths are checked
 //! before every slice; a malformed buffer yields a [`WireError`]. Route messages themselves are
-//! decoded by netlink-packet-route behind [`decode_route`], which also never lets a panic escape.
+//! decoded by netlink-packet-route behind `decode_route` (internal), which also never lets a panic escape.
 
 use netlink_packet_core::{NetlinkDeserializable, NetlinkHeader};
 use netlink_packet_route::RouteNetlinkMessage;
