@@ -12,8 +12,8 @@ use std::os::fd::{AsRawFd, BorrowedFd};
 
 use netlink_packet_route::RouteNetlinkMessage;
 use netlink_packet_route::link::{
-    AfSpecInet6, AfSpecUnspec, In6AddrGenMode, InfoData, InfoKind, InfoMacVlan, InfoVeth, InfoVxlan, LinkAttribute,
-    LinkFlags, LinkInfo, LinkMessage, MacVlanMode,
+    AfSpecInet6, AfSpecUnspec, In6AddrGenMode, InfoBridgePort, InfoData, InfoKind, InfoMacVlan, InfoPortData,
+    InfoPortKind, InfoVeth, InfoVxlan, LinkAttribute, LinkFlags, LinkInfo, LinkMessage, MacVlanMode, Prop,
 };
 
 use super::socket::{Dump, Request, Socket};
@@ -85,6 +85,51 @@ pub fn delete(link: LinkRef<'_>) -> Result<Request> {
     Ok(Request::new("delete link", link.to_string(), 0, RouteNetlinkMessage::DelLink(message_for(link))))
 }
 
+/// Longest alternative name the kernel accepts (`ALTIFNAMSIZ` - 1).
+pub const ALTNAME_MAX: usize = 127;
+
+/// Checks an alternative name the way the kernel does: 1..=127 bytes, no `/`, `:`, whitespace,
+/// NUL, not `.` or `..`.
+pub fn check_altname(name: &str) -> Result<()> {
+    let reason = if name.is_empty() || name.len() > ALTNAME_MAX {
+        Some("length not in 1..=127 bytes")
+    } else if name == "." || name == ".." {
+        Some("'.' and '..' are reserved")
+    } else if name.chars().any(|c| c == '/' || c == ':' || c == '\0' || c.is_whitespace()) {
+        Some("contains '/', ':', NUL or whitespace")
+    } else {
+        None
+    };
+    match reason {
+        Some(reason) => Err(Error::InvalidName { name: name.to_owned(), reason }),
+        None => Ok(()),
+    }
+}
+
+fn altname_message(link: LinkRef<'_>, name: &str) -> Result<LinkMessage> {
+    if let LinkRef::Name(n) = link {
+        validate::ifname(n)?;
+    }
+    check_altname(name)?;
+    let mut m = message_for(link);
+    m.attributes.push(LinkAttribute::PropList(vec![Prop::AltIfName(name.to_owned())]));
+    Ok(m)
+}
+
+/// `RTM_NEWLINKPROP`: gives `link` the alternative name `name` (unique in its namespace; it
+/// travels with the link to other namespaces).
+pub fn add_altname(link: LinkRef<'_>, name: &str) -> Result<Request> {
+    let m = altname_message(link, name)?;
+    let what = format!("{link} {name}");
+    Ok(Request::new("add altname", what, NLM_F_CREATE | NLM_F_EXCL, RouteNetlinkMessage::NewLinkProp(m)))
+}
+
+/// `RTM_DELLINKPROP`: removes the alternative name `name` from `link`.
+pub fn delete_altname(link: LinkRef<'_>, name: &str) -> Result<Request> {
+    let m = altname_message(link, name)?;
+    Ok(Request::new("delete altname", format!("{link} {name}"), 0, RouteNetlinkMessage::DelLinkProp(m)))
+}
+
 /// A set of changes applied to one link by a single `RTM_NEWLINK`: the kernel applies them in the
 /// order move → MAC → MTU → name → up/down → master, so a link can be moved and renamed at once.
 #[derive(Debug, Default, Clone)]
@@ -98,6 +143,8 @@ pub struct LinkChange<'fd> {
     alias: Option<String>,
     ipv6_link_local: Option<bool>,
     group: Option<u32>,
+    promisc: Option<bool>,
+    hairpin: Option<bool>,
 }
 
 impl<'fd> LinkChange<'fd> {
@@ -147,6 +194,19 @@ impl<'fd> LinkChange<'fd> {
         self.group = Some(group);
         self
     }
+    /// Promiscuous mode on (`true`) or off (`IFF_PROMISC`).
+    pub fn promisc(mut self, yes: bool) -> Self {
+        self.promisc = Some(yes);
+        self
+    }
+    /// For a bridge port: hairpin mode (`IFLA_BRPORT_MODE`), which lets the bridge send a frame
+    /// back out of the port it came in on — what a container needs to reach itself through a
+    /// service address. The link must already be a bridge port (the kernel says EOPNOTSUPP
+    /// otherwise).
+    pub fn hairpin(mut self, yes: bool) -> Self {
+        self.hairpin = Some(yes);
+        self
+    }
     /// Move into the namespace behind `fd`.
     pub fn netns(mut self, fd: BorrowedFd<'fd>) -> Self {
         self.netns = Some(fd);
@@ -184,9 +244,19 @@ impl<'fd> LinkChange<'fd> {
         if let Some(mtu) = self.mtu {
             m.attributes.push(LinkAttribute::Mtu(mtu));
         }
-        if let Some(up) = self.up {
-            m.header.change_mask = LinkFlags::Up;
-            m.header.flags = if up { LinkFlags::Up } else { LinkFlags::empty() };
+        for (flag, on) in [(LinkFlags::Up, self.up), (LinkFlags::Promisc, self.promisc)] {
+            if let Some(on) = on {
+                m.header.change_mask |= flag;
+                if on {
+                    m.header.flags |= flag;
+                }
+            }
+        }
+        if let Some(h) = self.hairpin {
+            m.attributes.push(LinkAttribute::LinkInfo(vec![
+                LinkInfo::PortKind(InfoPortKind::Bridge),
+                LinkInfo::PortData(InfoPortData::BridgePort(vec![InfoBridgePort::HairpinMode(h)])),
+            ]));
         }
         if let Some(master) = self.master {
             m.attributes.push(LinkAttribute::Controller(master));
@@ -205,7 +275,11 @@ impl<'fd> LinkChange<'fd> {
             m.attributes
                 .push(LinkAttribute::AfSpecUnspec(vec![AfSpecUnspec::Inet6(vec![AfSpecInet6::AddrGenMode(mode)])]));
         }
-        Ok(Request::new("set link", link.to_string(), 0, RouteNetlinkMessage::SetLink(m)))
+        // RTM_SETLINK ignores IFLA_LINKINFO; port settings need RTM_NEWLINK on the existing link
+        // (without NLM_F_CREATE it changes it, applying everything else the same way).
+        let msg =
+            if self.hairpin.is_some() { RouteNetlinkMessage::NewLink(m) } else { RouteNetlinkMessage::SetLink(m) };
+        Ok(Request::new("set link", link.to_string(), 0, msg))
     }
 }
 
@@ -227,6 +301,9 @@ pub struct VethPeer<'fd> {
     pub host_index: Option<u32>,
     /// Create the host end up (the peer is always created down; bring it up afterwards).
     pub host_up: bool,
+    /// Enslave the host end to the bridge with this index (in the namespace the request is
+    /// sent to) as part of its creation.
+    pub host_master: Option<u32>,
 }
 
 /// `RTM_NEWLINK` for a veth pair `name` ↔ `peer`. The peer cannot be created up (the kernel
@@ -256,6 +333,9 @@ pub fn create_veth(name: &str, mtu: Option<u32>, peer: &VethPeer<'_>) -> Result<
     if let Some(mtu) = mtu {
         m.attributes.push(LinkAttribute::Mtu(mtu));
     }
+    if let Some(master) = peer.host_master {
+        m.attributes.push(LinkAttribute::Controller(master));
+    }
     Ok(Request::new(
         "create veth",
         format!("{name} (peer {})", peer.name),
@@ -268,6 +348,36 @@ pub fn create_veth(name: &str, mtu: Option<u32>, peer: &VethPeer<'_>) -> Result<
 pub fn create_bridge(name: &str) -> Result<Request> {
     validate::ifname(name)?;
     let m = new_link(name, InfoKind::Bridge, None);
+    Ok(Request::new("create bridge", name, NLM_F_CREATE | NLM_F_EXCL, RouteNetlinkMessage::NewLink(m)))
+}
+
+/// What a bridge can be given in its creating request ([`create_bridge_with`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct BridgeCreate {
+    /// MTU (`IFLA_MTU`); the kernel's default when `None`.
+    pub mtu: Option<u32>,
+    /// Born up (`IFF_UP`).
+    pub up: bool,
+    /// Promiscuous mode (`IFF_PROMISC`) set on or off; left as the kernel makes it when `None`.
+    pub promisc: Option<bool>,
+}
+
+/// `RTM_NEWLINK` for a bridge with its MTU and flags set at creation (no window in which it
+/// exists without them).
+pub fn create_bridge_with(name: &str, opts: BridgeCreate) -> Result<Request> {
+    validate::ifname(name)?;
+    let mut m = new_link(name, InfoKind::Bridge, None);
+    if let Some(mtu) = opts.mtu {
+        m.attributes.push(LinkAttribute::Mtu(mtu));
+    }
+    for (flag, on) in [(LinkFlags::Up, Some(opts.up)), (LinkFlags::Promisc, opts.promisc)] {
+        if let Some(on) = on {
+            m.header.change_mask |= flag;
+            if on {
+                m.header.flags |= flag;
+            }
+        }
+    }
     Ok(Request::new("create bridge", name, NLM_F_CREATE | NLM_F_EXCL, RouteNetlinkMessage::NewLink(m)))
 }
 
@@ -341,6 +451,22 @@ impl Socket {
     /// Every link in this socket's namespace.
     pub fn links(&self) -> Result<Vec<Link>> {
         self.dump_views(list())
+    }
+
+    /// Every link with its operational state (`IFLA_OPERSTATE`, RFC 2863: 0 unknown when absent),
+    /// which the [`Link`] view leaves out; from one dump.
+    pub(crate) fn links_with_oper_state(&self) -> Result<Vec<(Link, u8)>> {
+        let mut out = Vec::new();
+        for m in self.dump(list())? {
+            let RouteNetlinkMessage::NewLink(m) = m else { continue };
+            let l = Link::from_message(&m).map_err(Error::from)?;
+            let oper = m.attributes.iter().rev().find_map(|a| match a {
+                LinkAttribute::OperState(s) => Some(u8::from(*s)),
+                _ => None,
+            });
+            out.push((l, oper.unwrap_or(0)));
+        }
+        Ok(out)
     }
 
     /// Every link, best effort: when the table kept changing during every attempt, the last

@@ -15,6 +15,7 @@
 
 mod exec;
 mod handle;
+mod locate;
 pub mod mountinfo;
 mod pin;
 mod socket;
@@ -23,7 +24,11 @@ mod sys;
 pub use exec::{NsGuard, run_in, run_in_result};
 pub(crate) use exec::{Target, hop};
 pub use handle::{NETNS_RUN_DIR, NetNs};
+pub use locate::{NsInode, find_netns};
 pub(crate) use pin::create_pinned_from;
-pub use pin::{create_pinned, create_pinned_with, ensure_shared_base, is_pinned, pin_existing, release_base, unpin};
+pub use pin::{
+    create_pinned, create_pinned_with, ensure_shared_base, is_pinned, pin_existing, release_base,
+    release_base_if_unused, unpin,
+};
 pub use socket::socket_in;
 pub(crate) use socket::socket_in_from;
