@@ -269,7 +269,7 @@ pub struct WatchStats {
     pub overflows: u64,
 }
 
-/// Watches many sandboxes through one netlink socket. See the [module docs](self).
+/// Watches many sandboxes through one netlink socket with `NETLINK_LISTEN_ALL_NSID`: every namespace that has an nsid in the watcher's namespace.
 ///
 /// Not `Sync`: one thread reads events. The watcher's namespace is the calling thread's at
 /// [`new`](Self::new); sandboxes must be reachable from it (their pins visible, ids assignable).
