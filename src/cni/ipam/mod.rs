@@ -1,0 +1,1 @@
+//! IPAM: delegation to an IPAM plugin, and the built-in allocator.
