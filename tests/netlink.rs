@@ -104,6 +104,7 @@ fn veth_peer_born_in_another_namespace() {
             index: Some(7),
             host_index: Some(77),
             host_up: true,
+            host_master: None,
         };
         host.execute(link::create_veth("vh0", None, &peer).unwrap()).unwrap();
         let vh0 = host.link(LinkRef::Name("vh0")).unwrap();
