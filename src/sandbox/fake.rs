@@ -185,6 +185,18 @@ impl State {
         [0x02, 0, 0, 0, hi, lo]
     }
 
+    /// The new interface's name: `dst` itself with [`IfaceOptions::exact_name`] (taken is
+    /// `AlreadyExists`), else the lowest free `dst<N>`.
+    fn dst_name(&self, dst: &str, opts: &IfaceOptions) -> Result<String> {
+        if !opts.exact_name {
+            return self.free_name(dst);
+        }
+        if self.ifaces.contains_key(dst) || dst == LOOPBACK {
+            return Err(Error::AlreadyExists { kind: "interface", name: dst.to_owned() });
+        }
+        Ok(dst.to_owned())
+    }
+
     /// Lowest free `prefix<N>` name inside.
     fn free_name(&self, prefix: &str) -> Result<String> {
         let name = (0u32..)
@@ -376,7 +388,7 @@ impl Sandbox for FakeSandbox {
     fn add_interface(&self, src_name: &str, dst_prefix: &str, opts: &IfaceOptions) -> Result<String> {
         let mut st = self.live()?;
         validate::ifname(src_name)?;
-        validate::ifname_prefix(dst_prefix)?;
+        opts.check_dst(dst_prefix)?;
         opts.check()?;
         let (kind, origin, mac) = if opts.bridge {
             (Kind::Bridge, None, None)
@@ -393,7 +405,7 @@ impl Sandbox for FakeSandbox {
             (Kind::Moved, Some(src_name.to_owned()), mac)
         };
         let planned = st.plan("add interface", opts)?;
-        let name = st.free_name(dst_prefix)?;
+        let name = st.dst_name(dst_prefix, opts)?;
         let mac = match opts.mac.or(mac) {
             Some(m) => m,
             None => st.next_mac(),
@@ -408,7 +420,7 @@ impl Sandbox for FakeSandbox {
     fn add_veth(&self, host_name: &str, dst_prefix: &str, opts: &IfaceOptions) -> Result<String> {
         let mut st = self.live()?;
         validate::ifname(host_name)?;
-        validate::ifname_prefix(dst_prefix)?;
+        opts.check_dst(dst_prefix)?;
         opts.check()?;
         if opts.bridge {
             return Err(Error::InvalidArgument { op: "add veth", reason: "a veth cannot be a bridge".into() });
@@ -417,7 +429,7 @@ impl Sandbox for FakeSandbox {
             return Err(Error::AlreadyExists { kind: "link", name: host_name.to_owned() });
         }
         let planned = st.plan("add interface", opts)?;
-        let name = st.free_name(dst_prefix)?;
+        let name = st.dst_name(dst_prefix, opts)?;
         let mac = match opts.mac {
             Some(m) => m,
             None => st.next_mac(),

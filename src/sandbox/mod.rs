@@ -10,6 +10,7 @@ mod info;
 mod key;
 mod netns;
 mod options;
+pub mod random;
 
 pub use bridge::{BridgeOptions, HostBridge};
 pub use fake::FakeSandbox;

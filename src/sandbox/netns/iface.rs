@@ -50,7 +50,7 @@ pub(super) fn add(
         Source::Veth(n) => validate::ifname(n)?,
         Source::Move(_) => {}
     }
-    validate::ifname_prefix(prefix)?;
+    opts.check_dst(prefix)?;
     opts.check()?;
     if opts.host_master.is_some() && (opts.bridge || !matches!(src, Source::Veth(_))) {
         return Err(Error::InvalidArgument {
@@ -60,7 +60,7 @@ pub(super) fn add(
     }
     let _serial = sb.ifaces.lock();
 
-    let name = free_name(live, prefix)?;
+    let name = if opts.exact_name { exact_name_free(live, prefix)? } else { free_name(live, prefix)? };
     let master = match &opts.master {
         Some(m) => {
             let l = sb.link(live, m).map_err(|e| match e {
@@ -121,6 +121,7 @@ pub(super) fn add(
             let peer_index = host_end.as_ref().and_then(|l| l.link);
             let ready = host_end_without_link_local(sb, host_name, opts.no_host_link_local)
                 .and_then(|()| host_end_hairpin(sb, host_name, opts.host_hairpin))
+                .and_then(|()| host_end_alias(sb, host_name, opts.host_alias.as_deref()))
                 .and_then(|()| peer_index.map_or_else(|| live.sock.link(LinkRef::Name(&name)).map(|l| l.index), Ok));
             match ready {
                 Ok(index) => (index, None),
@@ -185,6 +186,24 @@ fn host_end_hairpin(sb: &NetnsSandbox, host_name: &str, wanted: bool) -> Result<
     sb.host.sock.set_link(LinkRef::Name(host_name), &LinkChange::new().hairpin(true))
 }
 
+/// For [`IfaceOptions::exact_name`]: `name` itself, when no link inside has it.
+fn exact_name_free(live: &Live, name: &str) -> Result<String> {
+    match live.sock.link(LinkRef::Name(name)) {
+        Err(Error::NotFound { .. }) => Ok(name.to_owned()),
+        Err(e) => Err(e),
+        Ok(_) => Err(Error::AlreadyExists { kind: "interface", name: name.to_owned() }),
+    }
+}
+
+/// For [`IfaceOptions::host_alias`]: the kernel ignores `IFLA_IFALIAS` in a creating request,
+/// so it is set right after (a failure rolls the pair back like any other step).
+fn host_end_alias(sb: &NetnsSandbox, host_name: &str, alias: Option<&str>) -> Result<()> {
+    match alias {
+        Some(a) => sb.host.sock.set_link(LinkRef::Name(host_name), &LinkChange::new().alias(a)),
+        None => Ok(()),
+    }
+}
+
 /// `prefix` + the lowest index not used by a link inside. The first candidate is free in the
 /// common case (a sandbox's first interface of that kind): one lookup answers that, instead of a
 /// dump of every link with all its attributes and statistics.
@@ -214,7 +233,13 @@ fn lowest_free(links: &[Link], prefix: &str) -> Result<String> {
 /// libnetwork refuses an IPv4 address whose subnet overlaps an existing route.
 fn check_route_conflict(live: &Live, net: &IpNet) -> Result<()> {
     let subnet = net.trunc();
-    for r in live.sock.routes_in(false, RT_TABLE_MAIN)? {
+    // A namespace nobody has added an IPv4 route to yet (a runtime's fresh one, loopback
+    // down) has no main table: the kernel answers ENOENT, which means no conflict.
+    let routes = match live.sock.routes_in(false, RT_TABLE_MAIN) {
+        Err(e) if e.errno() == Some(nix::errno::Errno::ENOENT) => Vec::new(),
+        other => other?,
+    };
+    for r in routes {
         if r.table != RT_TABLE_MAIN || r.is_default() {
             continue;
         }
