@@ -375,6 +375,18 @@ fn error_codes_and_bad_input_change_nothing() {
         // 3: the namespace does not exist.
         let missing = w.base.path().join("nope").display().to_string();
         assert_eq!(w.call("ADD", "c1", Some(&missing), "eth0", &conf).code(), 3);
+        // 11: the store's lock is held (as host-local holds it) past the configured wait.
+        let store = w.store("errs");
+        std::fs::create_dir_all(&store).unwrap();
+        let lock = std::fs::File::create(store.join("lock")).unwrap();
+        let held = nix::fcntl::Flock::lock(lock, nix::fcntl::FlockArg::LockExclusive).unwrap();
+        let mut c = conf.clone();
+        c["ipam"]["lockTimeoutMs"] = json!(50);
+        let e = w.call("ADD", "c1", Some(&ns), "eth0", &c);
+        assert_eq!(e.code(), 11, "{}", e.json);
+        drop(held);
+        assert_eq!(std::fs::read_dir(&store).unwrap().count(), 1, "only the lock file");
+        std::fs::remove_dir_all(&store).unwrap();
         // 1 for STATUS/GC on a pre-1.1 configuration.
         assert_eq!(w.call("STATUS", "c1", None, "eth0", &conf).code(), 1);
         // Nothing changed anywhere: no bridge, no link, no store.

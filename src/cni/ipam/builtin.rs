@@ -3,6 +3,7 @@
 
 use std::net::IpAddr;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use ipnet::IpNet;
 use serde::Deserialize;
@@ -12,6 +13,9 @@ use super::range::{Range, RangeConf, from_u128, to_u128};
 use super::store::{DEFAULT_DATA_DIR, Store};
 use crate::cni::error::{CniError, ErrorCode};
 use crate::cni::result::{CniResult, Dns, IpConfig, Route};
+
+/// Default wait for the store's lock.
+const DEFAULT_LOCK_TIMEOUT_MS: u64 = 30_000;
 
 /// The IPAM `type` that selects the built-in allocator.
 pub const BUILTIN_TYPE: &str = "netsandbox";
@@ -28,6 +32,9 @@ struct Wire {
     #[serde(default)]
     routes: Vec<WireRoute>,
     data_dir: Option<PathBuf>,
+    /// netsandbox's own key (host-local ignores unknown keys): how long to wait for the
+    /// store's lock before answering code 11.
+    lock_timeout_ms: Option<u64>,
 }
 
 #[derive(Deserialize)]
@@ -50,6 +57,8 @@ pub struct Builtin {
     pub routes: Vec<Route>,
     /// Where the store lives (default `/var/lib/cni/networks`).
     pub data_dir: PathBuf,
+    /// How long to wait for the store's lock (`lockTimeoutMs`, default 30 s).
+    pub lock_timeout: Duration,
 }
 
 fn bad(msg: impl Into<String>) -> CniError {
@@ -96,12 +105,13 @@ impl Builtin {
             range_sets,
             routes: w.routes.into_iter().map(|r| Route::new(r.dst, r.gw)).collect(),
             data_dir: w.data_dir.unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR)),
+            lock_timeout: Duration::from_millis(w.lock_timeout_ms.unwrap_or(DEFAULT_LOCK_TIMEOUT_MS)),
         })
     }
 
     /// Opens and locks this network's store.
     pub fn store(&self) -> Result<Store, CniError> {
-        Store::lock(&self.data_dir, &self.network)
+        Store::lock(&self.data_dir, &self.network, self.lock_timeout)
     }
 
     /// Allocates one address per range set for (`id`, `ifname`) — `requested` addresses first,
@@ -308,6 +318,17 @@ mod tests {
         assert!(b.allocate("c2", "eth0", &["2001:db8::50".parse().unwrap()]).is_err());
         assert_eq!(b.store().unwrap().allocations().unwrap().len(), before);
         assert!(b.allocate("c2", "eth0", &["203.0.113.1".parse().unwrap()]).is_err());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn held_lock_is_try_again_later() {
+        let dir = tmp("lock");
+        let b = conf(&dir, json!({"lockTimeoutMs": 20}));
+        let held = b.store().unwrap();
+        assert_eq!(b.allocate("c1", "eth0", &[]).unwrap_err().code, ErrorCode::TryAgainLater);
+        drop(held);
+        assert!(b.allocate("c1", "eth0", &[]).is_ok());
         let _ = std::fs::remove_dir_all(&dir);
     }
 

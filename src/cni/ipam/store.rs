@@ -12,6 +12,9 @@ use std::net::IpAddr;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
+use std::time::{Duration, Instant};
+
+use nix::errno::Errno;
 use nix::fcntl::{Flock, FlockArg};
 
 use crate::cni::error::{CniError, ErrorCode};
@@ -49,9 +52,10 @@ pub struct Allocation {
 }
 
 impl Store {
-    /// Opens (creating it) `<data_dir>/<network>` and takes its lock, waiting for other
-    /// holders. `network` must already be a checked network name.
-    pub fn lock(data_dir: &Path, network: &str) -> Result<Store, CniError> {
+    /// Opens (creating it) `<data_dir>/<network>` and takes its lock, waiting up to `timeout`
+    /// for other holders (host-local waits forever); still held then is code 11 (try again
+    /// later). `network` must already be a checked network name.
+    pub fn lock(data_dir: &Path, network: &str, timeout: Duration) -> Result<Store, CniError> {
         let dir = data_dir.join(network);
         std::fs::create_dir_all(&dir).map_err(|e| io("create", &dir, e))?;
         let lock_path = dir.join("lock");
@@ -65,8 +69,26 @@ impl Store {
                 OpenOptions::new().read(true).write(true).create(true).truncate(false).mode(0o750).open(&lock_path)
             })
             .map_err(|e| io("open", &lock_path, e))?;
-        let lock = Flock::lock(file, FlockArg::LockExclusive).map_err(|(_, e)| io("flock", &lock_path, e))?;
-        Ok(Store { dir, _lock: lock })
+        let deadline = Instant::now() + timeout;
+        let mut file = file;
+        loop {
+            match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
+                Ok(lock) => return Ok(Store { dir, _lock: lock }),
+                Err((f, Errno::EWOULDBLOCK | Errno::EINTR)) if Instant::now() < deadline => {
+                    file = f;
+                    // Holders keep it for milliseconds (one allocation).
+                    std::thread::sleep(Duration::from_millis(2));
+                }
+                Err((_, Errno::EWOULDBLOCK)) => {
+                    return Err(CniError::new(
+                        ErrorCode::TryAgainLater,
+                        format!("ipam store {} is locked by another process", lock_path.display()),
+                    )
+                    .with_details(format!("waited {} ms for its lock", timeout.as_millis())));
+                }
+                Err((_, e)) => return Err(io("flock", &lock_path, e)),
+            }
+        }
     }
 
     /// The network's directory.
@@ -83,7 +105,7 @@ impl Store {
             Err(e) => return Err(io("create", &path, e)),
         };
         let content = format!("{}{LINE_BREAK}{ifname}", id.trim());
-        if let Err(e) = f.write_all(content.as_bytes()).and_then(|()| f.sync_data()) {
+        if let Err(e) = f.write_all(content.as_bytes()) {
             drop(f);
             let _ = std::fs::remove_file(&path);
             return Err(io("write", &path, e));
