@@ -611,3 +611,43 @@ fn fifty_parallel_adds() {
         assert!(ip_json(None, &["link", "show", "master", "nsbr0"]).as_array().unwrap().is_empty());
     });
 }
+
+/// The issue #16 helpers on a namespace the plugin configured: extract the result back from
+/// the kernel, strip the link, configure it again from what was taken.
+#[test]
+fn result_helpers_on_a_plugin_configured_namespace() {
+    use netsandbox::cni::{CniResult, link};
+    use netsandbox::sandbox::NetnsSandbox;
+    in_private_netns(|| {
+        let mut w = World::new("cni-link");
+        let ns = w.container("c1");
+        let mut conf = w.conf("linknet", "1.1.0");
+        conf["isDefaultGateway"] = json!(true);
+        let out = w.call("ADD", "c1", Some(&ns), "eth0", &conf).result().clone();
+        let plugin = CniResult::from_json(&out).unwrap();
+        let sb = NetnsSandbox::attach(&ns).unwrap();
+        let got = link::extract(&sb).unwrap();
+        assert_eq!(got.interfaces.len(), 1);
+        // The kernel also tells the MTU, which the plugin reports only when configured.
+        assert_eq!(got.interfaces[0].mtu, Some(1500));
+        assert_eq!(got.interfaces[0], netsandbox::cni::Interface { mtu: Some(1500), ..plugin.interfaces[2].clone() });
+        assert_eq!(
+            got.ips,
+            plugin
+                .ips
+                .iter()
+                .map(|i| netsandbox::cni::IpConfig { interface: Some(0), ..i.clone() })
+                .collect::<Vec<_>>()
+        );
+        assert_eq!(got.routes, plugin.routes);
+
+        let taken = link::strip_link(&sb, "eth0").unwrap();
+        assert!(addrs(Some(&ns), "eth0").is_empty());
+        assert_eq!(default_via(&ns, false), None);
+        link::configure_link(&sb, &taken, 0).unwrap();
+        assert_eq!(addrs(Some(&ns), "eth0"), ["198.18.0.2/24"]);
+        assert_eq!(default_via(&ns, false).as_deref(), Some("198.18.0.1"));
+        drop(sb);
+        assert!(w.call("DEL", "c1", Some(&ns), "eth0", &conf).ok);
+    });
+}

@@ -7,6 +7,8 @@
 //! - [`NetConf`]: the network configuration of the reference `bridge` plugin (same keys).
 //! - [`Request`]: the `CNI_*` environment, validated as the spec says.
 //! - [`CniError`] / [`ErrorCode`]: the error JSON and the spec's well-known codes.
+//! - [`link`]: results against a sandbox — configure a link from one, validate and fix one,
+//!   extract one from a configured namespace, strip a link (for VM runtimes).
 //! - [`ipam`]: delegation to an IPAM plugin and a built-in allocator that shares host-local's
 //!   on-disk store.
 
@@ -14,6 +16,7 @@ mod config;
 mod env;
 mod error;
 pub mod ipam;
+pub mod link;
 mod result;
 mod version;
 
