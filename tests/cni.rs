@@ -599,6 +599,14 @@ fn fifty_parallel_adds() {
         assert_eq!(bridges.len(), 1);
         assert_eq!(addrs(None, "nsbr0"), ["198.18.0.1/24"]);
         let ports = ip_json(None, &["link", "show", "master", "nsbr0"]);
+        if ports.as_array().unwrap().len() != 50 {
+            let all = ip_json(None, &["-d", "link", "show", "type", "veth"]);
+            for l in all.as_array().unwrap() {
+                if l.get("master").is_none() {
+                    eprintln!("loose port: {l}");
+                }
+            }
+        }
         assert_eq!(ports.as_array().unwrap().len(), 50);
         let files = std::fs::read_dir(w.store("par"))
             .unwrap()

@@ -109,7 +109,9 @@ fn plumb(
     let ifname = req.ifname()?;
     let gws = gateways(allocated);
 
-    // The bridge, made once however many ADDs race for it.
+    // The bridge, made once however many ADDs race for it: first without addresses (so a
+    // creation can never fail half-way and be rolled back under another ADD's port), then the
+    // gateway addresses, which a concurrent ADD may add first (EEXIST: look again).
     let mut bopts = BridgeOptions::new();
     if let Some(m) = conf.mtu {
         bopts = bopts.mtu(m);
@@ -117,17 +119,17 @@ fn plumb(
     if conf.promisc_mode {
         bopts = bopts.promisc(true);
     }
+    let mut bridge = HostBridge::ensure(&conf.bridge, &bopts)?;
     if conf.is_gateway {
         check_bridge_addresses(&conf.bridge, &gws, conf.force_address)?;
+        let mut with_addrs = bopts.clone();
         for g in &gws {
-            bopts = bopts.address(*g);
+            with_addrs = with_addrs.address(*g);
         }
         enable_forwarding(&gws);
+        bridge = HostBridge::ensure(&conf.bridge, &with_addrs)
+            .or_else(|e| if e.is_already_exists() { HostBridge::ensure(&conf.bridge, &with_addrs) } else { Err(e) })?;
     }
-    let bridge = HostBridge::ensure(&conf.bridge, &bopts).or_else(|e| {
-        // Another ADD added the same gateway address between our look and our add.
-        if e.is_already_exists() { HostBridge::ensure(&conf.bridge, &bopts) } else { Err(e) }
-    })?;
 
     // The pair: the container end born inside with its final name, MAC and MTU.
     let v4: Vec<&IpConfig> = allocated.ips.iter().filter(|i| i.address.addr().is_ipv4()).collect();

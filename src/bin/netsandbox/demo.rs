@@ -6,8 +6,8 @@ use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use netsandbox::netlink::LinkKind;
 use netsandbox::netlink::Socket;
-use netsandbox::netlink::view::LinkKind;
 use netsandbox::sandbox::{
     BridgeOptions, CreateOptions, HostBridge, IfaceOptions, NeighOptions, NetnsSandbox, Sandbox, SandboxExt,
 };

@@ -3,14 +3,9 @@
 //! Every command is a separate process: all state lives in the kernel and in the pin files under
 //! `--base`, so `inspect` in one process shows what `create`/`add-*` did in another.
 
-// A binary's root file resolves modules beside itself, so point at its own folder.
-#[path = "netsandbox/cli.rs"]
 mod cli;
-#[path = "netsandbox/commands.rs"]
 mod commands;
-#[path = "netsandbox/demo.rs"]
 mod demo;
-#[path = "netsandbox/output.rs"]
 mod output;
 
 use clap::Parser;
