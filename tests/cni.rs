@@ -42,7 +42,8 @@ fn exec(exe: &str, env: &[(&str, &str)], stdin: &Value) -> Out {
         cmd.env(k, v);
     }
     let mut child = cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
-    child.stdin.take().unwrap().write_all(stdin.to_string().as_bytes()).unwrap();
+    // A plugin may answer (an environment error) without reading stdin: a broken pipe is fine.
+    let _ = child.stdin.take().unwrap().write_all(stdin.to_string().as_bytes());
     let out = child.wait_with_output().unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
     let json = if text.trim().is_empty() {
