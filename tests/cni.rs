@@ -266,6 +266,13 @@ fn add_check_del_dual_stack() {
         assert!(w.call("DEL", "c1", Some(&ns), "eth0", &with_prev).ok);
         assert!(w.call("DEL", "c1", Some(&ns), "eth0", &conf).ok);
         assert!(w.call("DEL", "c1", None, "eth0", &conf).ok);
+
+        // The same container and interface can be added again at once, and CNI_ARGS IP= asks
+        // for a given address.
+        let again = w.call_args("ADD", "c1", Some(&ns), "eth0", &conf, Some("IgnoreUnknown=1;IP=198.18.0.77"));
+        assert_eq!(again.result()["ips"][0]["address"], "198.18.0.77/24");
+        assert_eq!(addrs(Some(&ns), "eth0")[0], "198.18.0.77/24");
+        assert!(w.call("DEL", "c1", Some(&ns), "eth0", &conf).ok);
     });
 }
 
@@ -458,7 +465,14 @@ fn delegation_to_host_local_and_static() {
         let routes = ip_json(Some(&ns), &["route", "show", "203.0.113.0/24"]);
         assert_eq!(routes[0]["gateway"], "198.18.0.1", "{routes}");
         assert_eq!(std::fs::read_to_string(w.store("deleg").join("198.18.0.2")).unwrap(), "c1\r\neth0");
+        // CHECK goes to host-local too (it checks its store), then to the kernel.
+        let mut with_prev = conf.clone();
+        with_prev["prevResult"] = r.clone();
+        let c = w.call("CHECK", "c1", Some(&ns), "eth0", &with_prev);
+        assert!(c.ok, "{}", c.json);
         assert!(w.call("DEL", "c1", Some(&ns), "eth0", &conf).ok);
+        let c = w.call("CHECK", "c1", Some(&ns), "eth0", &with_prev);
+        assert!(!c.ok, "CHECK after DEL must fail");
         assert!(!w.store("deleg").join("198.18.0.2").exists());
 
         // A failure after IPAM (the bridge name is taken by a veth) DELs the delegate first.
@@ -470,6 +484,23 @@ fn delegation_to_host_local_and_static() {
         assert!(!w.store("deleg").join("198.18.0.3").exists(), "{}", e.json);
         assert!(!link_exists(Some(&ns), "eth0"));
         ip(&["link", "del", "nsbr1"]);
+
+        // GC on a 1.1.0 configuration with a delegate that knows neither GC nor 1.1.0 (Debian's
+        // host-local 1.1): the stale attachment's address is released by a DEL in the
+        // delegate's own version.
+        let (g1, g2) = (w.container("g1"), w.container("g2"));
+        assert!(w.call("ADD", "g1", Some(&g1), "eth0", &conf).ok);
+        let stale = w.call("ADD", "g2", Some(&g2), "eth0", &conf).result().clone();
+        let stale_ip = stale["ips"][0]["address"].as_str().unwrap().split('/').next().unwrap().to_owned();
+        let mut gc = conf.clone();
+        gc["cniVersion"] = json!("1.1.0");
+        gc["cni.dev/valid-attachments"] = json!([{"containerID": "g1", "ifname": "eth0"}]);
+        let out = w.call("GC", "", None, "", &gc);
+        assert!(out.ok, "{}", out.json);
+        assert!(!w.store("deleg").join(&stale_ip).exists());
+        assert!(!link_exists(Some(&g2), "eth0"));
+        assert!(link_exists(Some(&g1), "eth0"));
+        assert!(w.call("DEL", "g1", Some(&g1), "eth0", &conf).ok);
 
         // static: the address comes from the configuration.
         let ns2 = w.container("c2");
