@@ -156,8 +156,16 @@ fn podman_containers_on_a_netsandbox_network() {
 
             // Removing a runs DEL: its address and host end are gone.
             pm.ok(&["rm", "-f", "a"]);
-            let ports: Value = serde_json::from_str(&ip(&["-j", "link", "show", "master", "podbr0"])).unwrap();
-            assert!(ports.as_array().unwrap().is_empty(), "{ports}");
+            // DEL leaves the kernel's deletion of the pair to a detached reaper: poll, bounded.
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+            loop {
+                let ports: Value = serde_json::from_str(&ip(&["-j", "link", "show", "master", "podbr0"])).unwrap();
+                if ports.as_array().unwrap().is_empty() {
+                    break;
+                }
+                assert!(std::time::Instant::now() < deadline, "host end still on the bridge: {ports}");
+                std::thread::sleep(std::time::Duration::from_millis(5));
+            }
             let left: Vec<String> = std::fs::read_dir(ipam.join("podnet"))
                 .unwrap()
                 .filter_map(|e| e.ok()?.file_name().into_string().ok())

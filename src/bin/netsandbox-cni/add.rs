@@ -36,7 +36,11 @@ pub fn add(req: &Request, conf: &NetConf, stdin: &[u8]) -> Result<Value, CniErro
         }
         e => CniError::from(e),
     })?;
-    // Fails before IPAM when the interface exists already (nothing to undo).
+    // Fails before IPAM when the interface exists already (nothing to undo) — unless it is one
+    // a DEL retired and its reaper has not deleted yet.
+    if sb.statistics(ifname).is_ok() {
+        host::clear_retired(netns, ifname)?;
+    }
     if sb.statistics(ifname).is_ok() {
         return Err(CniError::new(
             ErrorCode::Plugin(107),

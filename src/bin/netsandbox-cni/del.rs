@@ -16,14 +16,21 @@ pub fn del(req: &Request, conf: &NetConf, stdin: &[u8]) -> Result<(), CniError> 
     let mut first_error: Option<CniError> = None;
 
     let mut removed = false;
-    if let Some(netns) = &req.netns
-        && let Ok(sb) = NetnsSandbox::attach(netns)
-    {
-        match sb.remove_interface(ifname) {
-            Ok(()) => removed = true,
-            Err(e) if e.is_not_found() => {}
+    if let Some(netns) = &req.netns {
+        match host::retire(netns, &conf.name, id, ifname) {
+            Ok(true) => removed = true,
+            Ok(false) => {}
             Err(e) => {
-                first_error.get_or_insert(e.into());
+                log::debug!("fast detach of {ifname} failed ({}); removing it in place", e.msg);
+                if let Ok(sb) = NetnsSandbox::attach(netns) {
+                    match sb.remove_interface(ifname) {
+                        Ok(()) => removed = true,
+                        Err(e) if e.is_not_found() => {}
+                        Err(e) => {
+                            first_error.get_or_insert(e.into());
+                        }
+                    }
+                }
             }
         }
     }

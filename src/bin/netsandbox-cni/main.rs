@@ -18,6 +18,10 @@ use netsandbox::cni::{CniError, CniVersion, Command, ErrorCode, NetConf, Request
 use serde_json::{Value, json};
 
 fn main() {
+    if let Ok(spec) = std::env::var(host::REAP_ENV) {
+        host::reap(&spec);
+        return;
+    }
     let mut stdin = Vec::new();
     let (version, outcome) = match Request::from_env() {
         Err(e) => (CniVersion::LATEST, Err(e)),
