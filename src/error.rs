@@ -65,6 +65,24 @@ pub enum Error {
         /// Why it was rejected.
         reason: &'static str,
     },
+    /// A sysctl key that is empty, starts with `/`, contains `..`, an empty or `.` component, or
+    /// a character other than letters, digits, `_`, `.`, `/` and `-` (so it could leave
+    /// `/proc/sys`).
+    #[error("invalid sysctl key {key:?}: {reason}")]
+    InvalidSysctlKey {
+        /// The key as given.
+        key: String,
+        /// Why it was rejected.
+        reason: &'static str,
+    },
+    /// A namespace name (as under `/run/netns`) that is empty, `.`/`..`, or contains `/` or NUL.
+    #[error("invalid namespace name {name:?}: {reason}")]
+    InvalidNamespaceName {
+        /// The name as given.
+        name: String,
+        /// Why it was rejected.
+        reason: &'static str,
+    },
     /// A CIDR or IP address that does not parse or has a prefix out of range.
     #[error("invalid address {input:?}: {reason}")]
     InvalidAddress {
@@ -169,6 +187,9 @@ pub enum Error {
         /// The key or id as given.
         key: String,
     },
+    /// A namespace reference (name, file, process, thread, container) could not be resolved.
+    #[error(transparent)]
+    Reference(#[from] crate::netns::ReferenceError),
     /// A kernel feature this operation needs is missing (module not built or not loaded).
     #[error("{feature} is not supported by this kernel: {detail}")]
     Unsupported {
@@ -209,6 +230,7 @@ impl Error {
     /// True when the error says the object does not exist.
     pub fn is_not_found(&self) -> bool {
         matches!(self, Error::NotFound { .. })
+            || matches!(self, Error::Reference(r) if r.is_not_found())
             || matches!(self.errno(), Some(Errno::ENOENT | Errno::ENODEV | Errno::ESRCH | Errno::EADDRNOTAVAIL))
     }
 
@@ -218,6 +240,8 @@ impl Error {
             self,
             Error::InvalidName { .. }
                 | Error::InvalidKey { .. }
+                | Error::InvalidSysctlKey { .. }
+                | Error::InvalidNamespaceName { .. }
                 | Error::InvalidAddress { .. }
                 | Error::InvalidMac { .. }
                 | Error::InvalidArgument { .. }

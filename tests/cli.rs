@@ -156,7 +156,7 @@ fn full_lifecycle_across_processes() {
     assert_eq!((&n["ip"], &n["mac"], &n["link"]), (&"198.18.0.9".into(), &"02:42:c6:12:00:0a".into(), &"eth0".into()));
     assert_eq!(info["loopback_addresses"], serde_json::json!(["203.0.113.100/32"]));
     let text = env.ok(&["inspect", "sb1"]);
-    assert!(text.contains("interface eth0") && text.contains("gateway 198.18.255.254"), "{text}");
+    assert!(text.contains(": eth0 veth up") && text.contains("gateway 198.18.255.254"), "{text}");
 
     // exec runs inside the sandbox and passes the exit status through.
     let out = env.cmd(&["exec", "sb1", "--", "sh", "-c", "exit 7"]).output().expect("exec");
@@ -310,10 +310,19 @@ fn demo_runs_and_leaves_nothing_behind() {
     // The demo's temporary base goes under TMPDIR; point it at our directory to check it.
     let tmp = env.dir.path().join("tmp");
     std::fs::create_dir_all(&tmp).expect("tmp");
-    let out = env.cmd(&["demo"]).env("TMPDIR", &tmp).output().expect("demo");
+    // Without --base (which the demo would honour instead).
+    let out = Command::new(env!("CARGO_BIN_EXE_netsandbox"))
+        .arg("--netns-root")
+        .arg(&env.pin)
+        .arg("demo")
+        .env("TMPDIR", &tmp)
+        .output()
+        .expect("demo");
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
     assert!(stdout.contains("TCP round trip") && stdout.contains("demo ok"), "{stdout}");
+    let base = stdout.lines().find_map(|l| l.strip_prefix("demo base: ")).expect("demo names its base");
+    assert!(base.starts_with(&tmp.display().to_string()), "{base} not under TMPDIR");
     assert_eq!(common::nsfs_mounts_under(&tmp), 0);
     assert_eq!(std::fs::read_dir(&tmp).map(Iterator::count).ok(), Some(0), "demo base removed");
     // The demo ran in its own namespace: the test's host namespace has only its loopback.

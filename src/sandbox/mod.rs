@@ -6,16 +6,24 @@
 
 mod bridge;
 mod check;
+pub mod drift;
+mod events;
 mod fake;
 mod info;
+mod inspect;
 mod key;
 mod netns;
 mod options;
 pub mod random;
 
 pub use bridge::{BridgeOptions, HostBridge};
+pub use events::{Change, Event, Mirror, Object, Source, WatchOptions, WatchStats, Watcher};
 pub use fake::FakeSandbox;
 pub use info::{InterfaceInfo, NeighborInfo, SandboxInfo, Statistics, TweakReport};
+pub use inspect::{
+    AddressDetail, Inspection, LinkDetail, LinkPeer, NeighborDetail, OperState, RouteDetail, protocol_name,
+    route_type_name, scope_name,
+};
 pub use key::{DEFAULT_ROOT, base_path, check_id, check_key, generate_key, set_base_path};
 pub use netns::{CreateOptions, DestroyReport, NetnsSandbox, RTPROT_NETSANDBOX, RTPROT_NETSANDBOX_IFACE, WarmPool};
 pub use options::{IfaceOptions, NeighFamily, NeighOptions, SandboxType, StaticRoute};
@@ -113,8 +121,14 @@ pub trait Sandbox: Send + Sync {
     /// [`SandboxExt::invoke`], which returns the closure's value.
     fn invoke_boxed(&self, f: Box<dyn FnOnce() + Send + '_>) -> Result<()>;
 
-    /// Rebuilds the in-memory view from the kernel (after the engine restarted). Never changes
-    /// kernel state.
+    /// Checks, after an engine restart, that the sandbox can be read back from the kernel in
+    /// full: the namespace is reachable and every link, address, route and neighbor entry in it
+    /// decodes (an error names what could not be read). Never changes kernel state.
+    ///
+    /// There is no cache to rebuild: [`NetnsSandbox`] reads the kernel on every call, so a sandbox
+    /// reopened with [`NetnsSandbox::open`] already reports what the kernel holds, whether or not
+    /// `restore` is called. [`FakeSandbox`] models the same: entries its view stopped tracking
+    /// come back from its "kernel".
     fn restore(&self) -> Result<()>;
 
     /// A plain-data snapshot of everything the sandbox holds.

@@ -9,6 +9,7 @@
 mod batch;
 mod host;
 mod iface;
+mod inspect;
 mod mark;
 mod pool;
 mod read;
@@ -309,8 +310,8 @@ impl NetnsSandbox {
     ///
     /// When no pin is left under `base` afterwards, the shared bind mount that `create` made of
     /// `base` onto itself is released too ([`netns::release_base_if_unused`]), so nothing of
-    /// netsandbox stays mounted. Do not run it while another process creates sandboxes in
-    /// `base`.
+    /// netsandbox stays mounted. Do not run it while another process or thread creates sandboxes
+    /// in `base`.
     pub fn gc(base: &Path, keep: &dyn Fn(&Path) -> bool) -> Result<Vec<PathBuf>> {
         /// Stale sandboxes destroyed together (each holds a socket until then).
         const GC_BATCH: usize = 256;
@@ -479,7 +480,7 @@ impl Sandbox for NetnsSandbox {
     fn statistics(&self, name: &str) -> Result<Statistics> {
         self.with(|live| {
             check::ifname(name)?;
-            Ok(self.link(live, name)?.stats.unwrap_or_default())
+            Ok(self.link(live, name)?.stats.map(Statistics::from).unwrap_or_default())
         })
     }
 
@@ -497,7 +498,7 @@ impl Sandbox for NetnsSandbox {
             let any = if gw.is_ipv4() { IpNet::V4(Default::default()) } else { IpNet::V6(Default::default()) };
             let mut r = RouteSpec::new(any).via(gw);
             r.oif = None;
-            live.sock.execute(crate::netlink::route::delete(&r)).map_err(|e| typed(e, "gateway", gw))
+            live.sock.delete_route(&r).map_err(|e| typed(e, "gateway", gw))
         })
     }
 
@@ -519,7 +520,7 @@ impl Sandbox for NetnsSandbox {
             if let Some(n) = &route.interface {
                 r.oif = Some(self.link(live, n)?.index);
             }
-            live.sock.execute(crate::netlink::route::delete(&r)).map_err(|e| typed(e, "route", route.dst))
+            live.sock.delete_route(&r).map_err(|e| typed(e, "route", route.dst))
         })
     }
 
