@@ -260,10 +260,26 @@ mod tests {
 
     use super::*;
 
-    fn tmp(tag: &str) -> PathBuf {
+    /// A data dir removed on drop, also when an assertion fails.
+    struct Tmp(PathBuf);
+
+    impl Drop for Tmp {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+
+    impl std::ops::Deref for Tmp {
+        type Target = std::path::Path;
+        fn deref(&self) -> &std::path::Path {
+            &self.0
+        }
+    }
+
+    fn tmp(tag: &str) -> Tmp {
         let p = std::env::temp_dir().join(format!("nsbx-ipam-{tag}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&p);
-        p
+        Tmp(p)
     }
 
     fn conf(dir: &std::path::Path, extra: Value) -> Builtin {
@@ -300,7 +316,6 @@ mod tests {
         let again = b.allocate("c8", "eth0", &[]).unwrap();
         assert_eq!(again.ips[0].address.addr().to_string(), "198.18.0.3");
         assert!(b.release("nobody", "eth0").unwrap().is_empty());
-        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]
@@ -318,7 +333,6 @@ mod tests {
         assert!(b.allocate("c2", "eth0", &["2001:db8::50".parse().unwrap()]).is_err());
         assert_eq!(b.store().unwrap().allocations().unwrap().len(), before);
         assert!(b.allocate("c2", "eth0", &["203.0.113.1".parse().unwrap()]).is_err());
-        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]
@@ -329,7 +343,6 @@ mod tests {
         assert_eq!(b.allocate("c1", "eth0", &[]).unwrap_err().code, ErrorCode::TryAgainLater);
         drop(held);
         assert!(b.allocate("c1", "eth0", &[]).is_ok());
-        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]
