@@ -8,8 +8,8 @@ use std::os::fd::{AsRawFd, BorrowedFd};
 
 use netlink_packet_route::RouteNetlinkMessage;
 use netlink_packet_route::link::{
-    AfSpecInet6, AfSpecUnspec, In6AddrGenMode, InfoData, InfoKind, InfoMacVlan, InfoVeth, InfoVxlan, LinkAttribute,
-    LinkFlags, LinkInfo, LinkMessage, MacVlanMode,
+    AfSpecInet6, AfSpecUnspec, In6AddrGenMode, InfoData, InfoKind, InfoMacVlan, InfoMacVtap, InfoVeth, InfoVxlan,
+    LinkAttribute, LinkFlags, LinkInfo, LinkMessage, MacVlanMode, MacVtapMode,
 };
 
 use super::socket::{Request, Socket};
@@ -89,6 +89,7 @@ pub struct LinkChange<'fd> {
     mac: Option<[u8; 6]>,
     mtu: Option<u32>,
     up: Option<bool>,
+    allmulti: Option<bool>,
     master: Option<u32>,
     netns: Option<BorrowedFd<'fd>>,
     alias: Option<String>,
@@ -119,6 +120,11 @@ impl<'fd> LinkChange<'fd> {
     /// Bring up (`true`) or down (`false`).
     pub fn up(mut self, up: bool) -> Self {
         self.up = Some(up);
+        self
+    }
+    /// Receive all multicast (`IFF_ALLMULTI`) or not.
+    pub fn allmulti(mut self, on: bool) -> Self {
+        self.allmulti = Some(on);
         self
     }
     /// Enslave to the bridge with this index; 0 releases the link from its master.
@@ -181,8 +187,16 @@ impl<'fd> LinkChange<'fd> {
             m.attributes.push(LinkAttribute::Mtu(mtu));
         }
         if let Some(up) = self.up {
-            m.header.change_mask = LinkFlags::Up;
-            m.header.flags = if up { LinkFlags::Up } else { LinkFlags::empty() };
+            m.header.change_mask |= LinkFlags::Up;
+            if up {
+                m.header.flags |= LinkFlags::Up;
+            }
+        }
+        if let Some(on) = self.allmulti {
+            m.header.change_mask |= LinkFlags::Allmulti;
+            if on {
+                m.header.flags |= LinkFlags::Allmulti;
+            }
         }
         if let Some(master) = self.master {
             m.attributes.push(LinkAttribute::Controller(master));
@@ -274,6 +288,23 @@ pub fn create_macvlan(name: &str, parent: u32) -> Result<Request> {
         new_link(name, InfoKind::MacVlan, Some(InfoData::MacVlan(vec![InfoMacVlan::Mode(MacVlanMode::Bridge)])));
     m.attributes.push(LinkAttribute::Link(parent));
     Ok(Request::new("create macvlan", name, NLM_F_CREATE | NLM_F_EXCL, RouteNetlinkMessage::NewLink(m)))
+}
+
+/// `RTM_NEWLINK` for a macvtap in bridge mode on `parent`, with its MAC and MTU (a VM's
+/// interface: its character device `/dev/tap<ifindex>` carries the guest's frames).
+pub fn create_macvtap(name: &str, parent: u32, mac: Option<[u8; 6]>, mtu: Option<u32>) -> Result<Request> {
+    validate::ifname(name)?;
+    let mut m =
+        new_link(name, InfoKind::MacVtap, Some(InfoData::MacVtap(vec![InfoMacVtap::Mode(MacVtapMode::Bridge)])));
+    m.attributes.push(LinkAttribute::Link(parent));
+    if let Some(mac) = mac {
+        validate::mac_bytes(&mac)?;
+        m.attributes.push(LinkAttribute::Address(mac.to_vec()));
+    }
+    if let Some(mtu) = mtu {
+        m.attributes.push(LinkAttribute::Mtu(mtu));
+    }
+    Ok(Request::new("create macvtap", name, NLM_F_CREATE | NLM_F_EXCL, RouteNetlinkMessage::NewLink(m)))
 }
 
 /// Parameters of a VXLAN device.

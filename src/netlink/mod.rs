@@ -4,7 +4,7 @@
 //! - `recv`: the receive path over one datagram, pure (no socket) and fuzzable;
 //! - [`socket`]: the one place that sends requests and reads replies (ACKs, dumps, batches);
 //! - [`view`]: checked, plain-data views of what the kernel returns;
-//! - [`link`], [`addr`], [`route`], [`neigh`], [`nsid`]: typed requests, thin over the socket.
+//! - [`link`], [`addr`], [`route`], [`neigh`], [`nsid`], [`tc`]: typed requests, thin over the socket.
 
 pub mod addr;
 pub mod consts;
@@ -14,6 +14,7 @@ pub mod nsid;
 pub(crate) mod recv;
 pub mod route;
 pub mod socket;
+pub mod tc;
 pub mod view;
 pub mod wire;
 

@@ -154,6 +154,16 @@ impl NetnsSandbox {
         Ok(f(&live.as_ref().ok_or_else(|| self.destroyed())?.ns()?))
     }
 
+    /// For the VM layer (`sandbox::vm`): runs `f` with the sandbox's socket and namespace while
+    /// interface changes are serialized (the lock order of `add_interface`: sandbox, then the
+    /// interface lock).
+    pub(in crate::sandbox) fn with_serialized<T>(&self, f: impl FnOnce(&Socket, &NetNs) -> Result<T>) -> Result<T> {
+        self.with(|live| {
+            let _serial = self.ifaces.lock();
+            f(&live.sock, &live.ns()?)
+        })
+    }
+
     fn destroyed(&self) -> Error {
         Error::Destroyed { key: self.key.clone() }
     }
