@@ -458,3 +458,55 @@ fn bad_attach_input_changes_nothing() {
         assert_eq!(snapshot(&w.pod), before);
     });
 }
+
+/// The CLI's `vm attach|inspect|detach`, each a new process inside a private host namespace.
+#[test]
+fn cli_vm_attach_inspect_detach() {
+    let dir = TempBase::new("vm-cli");
+    let pin = dir.path().join("host");
+    let host = netsandbox::netns::create_pinned(&pin).unwrap();
+    let base = dir.path().join("base");
+    let run = |args: &[&str]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_netsandbox"))
+            .arg("--base")
+            .arg(&base)
+            .arg("--netns-root")
+            .arg(&pin)
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let ok = |args: &[&str]| {
+        let o = run(args);
+        assert!(o.status.success(), "{args:?}: {}", String::from_utf8_lossy(&o.stderr));
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    };
+    ok(&["create", "pod"]);
+    ok(&["add-veth", "pod", "vhpod", "--address", "198.18.0.2/16", "--mac", "02:42:c6:12:00:02"]);
+    let a = json(&ok(&["--json", "vm", "attach", "pod", "eth0", "--mode", "tc", "--queues", "2"]));
+    assert_eq!(a["mode"], "tc");
+    assert_eq!(a["queues"], 2);
+    assert_eq!(a["guest_mac"], "02:42:c6:12:00:02");
+    assert_eq!(a["addresses"][0], "198.18.0.2/16");
+    // Another process rebuilds the same description from the kernel.
+    assert_eq!(json(&ok(&["--json", "vm", "inspect", "pod", "eth0"])), a);
+    assert_eq!(json(&ok(&["--json", "vm", "inspect", "pod"]))[0], a);
+    let text = ok(&["vm", "inspect", "pod", "eth0"]);
+    assert!(text.contains("eth0 (tc)") && text.contains("198.18.0.2/16"), "{text}");
+    // Already attached: exit code 4; a missing interface: 3; a bad mode: clap's 2.
+    assert_eq!(run(&["vm", "attach", "pod", "eth0", "--tap", "other0"]).status.code(), Some(4));
+    assert_eq!(run(&["vm", "attach", "pod", "eth9"]).status.code(), Some(3));
+    assert_eq!(run(&["vm", "attach", "pod", "eth0", "--mode", "nope"]).status.code(), Some(2));
+    assert_eq!(run(&["vm", "attach", "pod", "eth0", "--queues", "0"]).status.code(), Some(2));
+    ok(&["vm", "detach", "pod", "eth0"]);
+    assert_eq!(run(&["vm", "inspect", "pod", "eth0"]).status.code(), Some(3));
+    for mode in ["bridge", "macvtap"] {
+        let a = json(&ok(&["--json", "vm", "attach", "pod", "eth0", "--mode", mode]));
+        assert_eq!(a["mode"], mode);
+        assert_eq!(json(&ok(&["--json", "vm", "inspect", "pod", "eth0"])), a);
+        ok(&["vm", "detach", "pod", "eth0"]);
+    }
+    ok(&["destroy", "pod"]);
+    drop(host);
+    netsandbox::netns::unpin(&pin).unwrap();
+}
