@@ -39,8 +39,8 @@ use crate::netlink::addr::{self, AddrOptions};
 use crate::netlink::consts::{IFA_F_NODAD, RT_SCOPE_LINK, RTN_UNICAST, RTPROT_KERNEL};
 use crate::netlink::link::{self, LinkChange, LinkRef};
 use crate::netlink::route::{self, RouteSpec};
-use crate::netlink::view::{Link, LinkKind};
 use crate::netlink::{BatchMode, Request, Socket, tc};
+use crate::netlink::{Link, LinkKind};
 use crate::netns::NetNs;
 use crate::validate;
 use state::State;
@@ -453,7 +453,9 @@ fn attach_bridge(
         sock.batch(
             &[
                 LinkChange::new().mac(random_local_mac()).request(LinkRef::Index(veth))?,
-                LinkChange::new().mtu(found.mtu).up(true).request(LinkRef::Index(br))?,
+                // No IPv6 link-local on the bridge: the namespace stays silent on the guest's link.
+                LinkChange::new().mtu(found.mtu).ipv6_link_local(false).request(LinkRef::Index(br))?,
+                LinkChange::new().up(true).request(LinkRef::Index(br))?,
                 addr::add(br, &dhcp, AddrOptions::default())?,
             ],
             BatchMode::StopAtFirstError,
@@ -497,7 +499,8 @@ fn attach_macvtap(sock: &Socket, ns: &NetNs, found: &Found, name: &str, st: &Sta
         dev = Some(index);
         // The guest's multicast (IPv6 neighbour discovery above all) reaches a macvtap only
         // through its multicast filter, which knows nothing of the guest's groups.
-        sock.set_link(LinkRef::Index(index), &LinkChange::new().alias(&alias).allmulti(true).up(true))?;
+        sock.set_link(LinkRef::Index(index), &LinkChange::new().alias(&alias).allmulti(true).ipv6_link_local(false))?;
+        sock.set_link(LinkRef::Index(index), &LinkChange::new().up(true))?;
         strip(sock, veth, &found.addresses, &found.routes)?;
         macvtap::open_queues(ns, name, index, st.queues, st.vnet_hdr)
     };

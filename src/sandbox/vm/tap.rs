@@ -62,6 +62,10 @@ pub struct TapOptions {
     pub persistent: bool,
     /// Bring it up.
     pub up: bool,
+    /// Let the kernel give it an IPv6 link-local address. Off by default: a TAP carries a
+    /// guest's link, and the namespace's own IPv6 chatter (DAD, router solicitations) does not
+    /// belong on it.
+    pub ipv6_link_local: bool,
 }
 
 impl TapOptions {
@@ -78,6 +82,7 @@ impl TapOptions {
             no_pi: true,
             persistent: true,
             up: true,
+            ipv6_link_local: false,
         }
     }
     /// Sets the MTU.
@@ -123,6 +128,11 @@ impl TapOptions {
     /// Whether to bring it up.
     pub fn up(mut self, on: bool) -> Self {
         self.up = on;
+        self
+    }
+    /// Whether the kernel gives it an IPv6 link-local address.
+    pub fn ipv6_link_local(mut self, on: bool) -> Self {
+        self.ipv6_link_local = on;
         self
     }
 
@@ -302,7 +312,8 @@ pub(crate) fn create(ns: &NetNs, sock: &Socket, opts: &TapOptions, alias: Option
     })?;
     let finish = || -> Result<u32> {
         let index = sock.link(LinkRef::Name(&opts.name))?.index;
-        let mut change = link::LinkChange::new().up(opts.up);
+        // Born down: the address-generation mode must be set before the first up.
+        let mut change = link::LinkChange::new().ipv6_link_local(opts.ipv6_link_local);
         if let Some(m) = opts.mtu {
             change = change.mtu(m);
         }
@@ -313,6 +324,9 @@ pub(crate) fn create(ns: &NetNs, sock: &Socket, opts: &TapOptions, alias: Option
             change = change.alias(a);
         }
         sock.set_link(LinkRef::Index(index), &change)?;
+        if opts.up {
+            sock.set_link(LinkRef::Index(index), &link::LinkChange::new().up(true))?;
+        }
         Ok(index)
     };
     match finish() {
