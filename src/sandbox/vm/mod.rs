@@ -552,6 +552,30 @@ fn delete_link(sock: &Socket, index: u32) {
     }
 }
 
+/// Deletes two links with one request: both join a fresh device group, which is deleted as a
+/// whole, so the kernel's RCU wait on unregistering (tens of ms) is paid once, not twice.
+fn delete_together(sock: &Socket, a: u32, b: u32) {
+    let taken: Vec<u32> = sock.links().map(|l| l.iter().map(|l| l.group).collect()).unwrap_or_default();
+    let group = (0..8)
+        .map(|_| {
+            let m = random_local_mac();
+            u32::from_ne_bytes([m[1], m[2], m[3], m[4]]) | 1
+        })
+        .find(|g| !taken.contains(g));
+    let grouped = group.and_then(|g| {
+        let reqs = [
+            LinkChange::new().group(g).request(LinkRef::Index(a)).ok()?,
+            LinkChange::new().group(g).request(LinkRef::Index(b)).ok()?,
+            link::delete_group(g).ok()?,
+        ];
+        sock.batch(&reqs, BatchMode::StopAtFirstError).ok()?.into_result().ok()
+    });
+    if grouped.is_none() {
+        delete_link(sock, a);
+        delete_link(sock, b);
+    }
+}
+
 /// Puts the interface back as `st` recorded it and deletes what the attachment created.
 /// Idempotent, and works on a partial attachment (rollback): every step tolerates "already
 /// undone".
@@ -572,11 +596,10 @@ fn undo(sock: &Socket, st: &State, dev: Option<u32>, bridge: Option<u32>) -> Res
         }
         AttachMode::Macvtap => {}
     }
-    if let Some(d) = dev {
-        delete_link(sock, d);
-    }
-    if let Some(b) = bridge {
-        delete_link(sock, b);
+    match (dev, bridge) {
+        (Some(d), Some(b)) => delete_together(sock, d, b),
+        (Some(one), None) | (None, Some(one)) => delete_link(sock, one),
+        (None, None) => {}
     }
     if let Some(mac) = st.mac {
         sock.set_link(LinkRef::Index(veth), &LinkChange::new().mac(mac))?;
