@@ -86,7 +86,7 @@ pub struct Filter {
 
 impl Filter {
     /// True when this is a match-everything filter redirecting to `ifindex` (the rule
-    /// [`add_redirect_filter`] installs).
+    /// [`add_redirect_filter`](super::add_redirect_filter) installs).
     pub fn redirects_all_to(&self) -> Option<u32> {
         let all = self.keys.iter().all(|(mask, _, _)| *mask == 0) && !self.keys.is_empty();
         match self.actions.as_slice() {
