@@ -138,4 +138,5 @@ fn run(cmd: &str, args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+pub mod cli;
 pub mod table;
