@@ -139,4 +139,5 @@ fn run(cmd: &str, args: &[&str]) -> String {
 }
 
 pub mod cli;
+pub mod oci;
 pub mod table;
