@@ -130,7 +130,10 @@ fn neigh_id(n: &Neighbor) -> NeighId {
     (n.index, n.family, n.ip, mac)
 }
 
-/// What the watcher last saw of one sandbox.
+/// What the watcher last saw of one sandbox: one entry per link (by index), address (by link and
+/// prefix), route and neighbor, each as the kernel last described it; links without counters
+/// (`stats` is always `None`, counter updates are not changes). The iterators yield entries in no
+/// particular order.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Mirror {
     links: HashMap<u32, Link>,
