@@ -14,6 +14,7 @@ mod inspect;
 mod key;
 mod netns;
 mod options;
+pub mod random;
 
 pub use bridge::{BridgeOptions, HostBridge};
 pub use events::{Change, Event, Mirror, Object, Source, WatchOptions, WatchStats, Watcher};
