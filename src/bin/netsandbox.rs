@@ -10,6 +10,8 @@ mod cli;
 mod commands;
 #[path = "netsandbox/demo.rs"]
 mod demo;
+#[path = "netsandbox/lb.rs"]
+mod lb;
 #[path = "netsandbox/output.rs"]
 mod output;
 

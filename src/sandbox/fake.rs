@@ -105,6 +105,8 @@ struct State {
 pub struct FakeSandbox {
     key: String,
     state: Mutex<State>,
+    /// The load balancer (src/sandbox/lb).
+    lb: Mutex<super::lb::LbState>,
 }
 
 fn is_host_prefix(net: &IpNet) -> bool {
@@ -309,13 +311,17 @@ fn normalized(route: &StaticRoute) -> StaticRoute {
 }
 
 impl FakeSandbox {
+    pub(crate) fn lb_state(&self) -> &Mutex<super::lb::LbState> {
+        &self.lb
+    }
+
     /// A fresh, empty sandbox for `key` (checked with [`check_key`]). Its origin namespace holds
     /// only `lo`.
     pub fn new(key: &str) -> Result<FakeSandbox> {
         check_key(key)?;
         let mut state = State::default();
         state.host_links.insert(LOOPBACK.to_owned(), None);
-        Ok(FakeSandbox { key: key.to_owned(), state: Mutex::new(state) })
+        Ok(FakeSandbox { key: key.to_owned(), state: Mutex::new(state), lb: Mutex::default() })
     }
 
     /// Simulates a link `name` (with MAC `mac`) in the origin namespace, ready for

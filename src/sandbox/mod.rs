@@ -7,12 +7,14 @@
 mod fake;
 mod info;
 mod key;
+pub mod lb;
 mod netns;
 mod options;
 
 pub use fake::FakeSandbox;
 pub use info::{InterfaceInfo, NeighborInfo, SandboxInfo, Statistics, TweakReport};
 pub use key::{DEFAULT_ROOT, base_path, check_id, check_key, generate_key, set_base_path};
+pub use lb::LoadBalancer;
 pub use netns::{CreateOptions, NetnsSandbox, RTPROT_NETSANDBOX, RTPROT_NETSANDBOX_IFACE, WarmPool};
 pub use options::{IfaceOptions, NeighFamily, NeighOptions, SandboxType, StaticRoute};
 

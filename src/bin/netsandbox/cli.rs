@@ -159,6 +159,11 @@ pub enum Command {
     },
     /// Remove stale files under --base that are not pinned namespaces (left by a crash).
     Gc,
+    /// The sandbox's load balancer (nf_tables): services, backends, drain, show.
+    Lb {
+        #[command(subcommand)]
+        action: crate::lb::LbAction,
+    },
     /// Build two sandboxes on a bridge in a private namespace, check TCP between them over IPv4
     /// and IPv6, print each step with its time, and tear everything down.
     Demo,

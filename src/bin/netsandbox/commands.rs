@@ -141,6 +141,7 @@ pub fn dispatch(cli: &Cli) -> Result<i32> {
             let names: Vec<String> = removed.iter().map(|p| p.display().to_string()).collect();
             out.done(json!({ "removed": names }), &format!("removed {} stale file(s)", names.len()));
         }
+        Command::Lb { action } => crate::lb::run(action, out, &key)?,
         Command::Demo => return crate::demo::run(out),
     }
     Ok(0)

@@ -78,6 +78,8 @@ pub struct NetnsSandbox {
 struct Live {
     sock: Socket,
     label: String,
+    /// The load balancer's nf_tables socket, opened on first use (src/sandbox/lb).
+    lb: super::lb::LbSlot,
 }
 
 impl Live {
@@ -144,7 +146,7 @@ impl NetnsSandbox {
         // The socket keeps the namespace reachable (`Live::ns`): the separate handle can go, so
         // an idle sandbox holds one fd.
         drop(ns);
-        let live = Live { sock, label: key.to_owned() };
+        let live = Live { sock, label: key.to_owned(), lb: Default::default() };
         NetnsSandbox { key: key.to_owned(), path, host, live: RwLock::new(Some(live)), ifaces: Mutex::new(()) }
     }
 
@@ -152,6 +154,15 @@ impl NetnsSandbox {
     pub fn with_netns<T>(&self, f: impl FnOnce(&NetNs) -> T) -> Result<T> {
         let live = self.live()?;
         Ok(f(&live.as_ref().ok_or_else(|| self.destroyed())?.ns()?))
+    }
+
+    /// For the load balancer (src/sandbox/lb): runs `f` with its connection slot and a way to
+    /// reach the namespace.
+    pub(crate) fn with_lb<T>(
+        &self,
+        f: impl FnOnce(&super::lb::LbSlot, &dyn Fn() -> Result<NetNs>) -> Result<T>,
+    ) -> Result<T> {
+        self.with(|live| f(&live.lb, &|| live.ns()))
     }
 
     fn destroyed(&self) -> Error {
