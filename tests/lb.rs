@@ -458,3 +458,98 @@ fn fake_sandbox_has_the_same_surface_and_errors() {
     fake.destroy().unwrap();
     assert!(matches!(fake.add_service(&svc), Err(Error::Destroyed { .. })));
 }
+
+#[test]
+fn masquerade_entries_in_their_own_table() {
+    use netsandbox::sandbox::lb::{add_masquerade, list_masquerade, remove_masquerade};
+    if !nft_available() {
+        eprintln!("skipped: nft (nftables) not installed");
+        return;
+    }
+    in_private_netns(|| {
+        let nft = || {
+            let out = std::process::Command::new("nft").args(["-j", "list", "ruleset"]).output().unwrap();
+            serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()
+        };
+        add_masquerade(None, "net1-c0ffee", net("198.18.5.0/24")).unwrap();
+        add_masquerade(None, "net1-beef", net("2001:db8:5::/64")).unwrap();
+        let rs = nft().to_string();
+        assert!(
+            rs.contains("\"netsandbox-masq\"") && rs.contains("masq-net1-c0ffee") && rs.contains("\"masquerade\""),
+            "{rs}"
+        );
+        assert!(rs.contains("198.18.5.0") && rs.contains("224.0.0.0"), "{rs}");
+        let mut listed = list_masquerade(None).unwrap();
+        listed.sort();
+        assert_eq!(
+            listed,
+            vec![("net1-beef".into(), net("2001:db8:5::/64")), ("net1-c0ffee".into(), net("198.18.5.0/24"))]
+        );
+        let before = nft();
+        assert!(add_masquerade(None, "net1-c0ffee", net("198.18.6.0/24")).unwrap_err().is_already_exists());
+        assert!(add_masquerade(None, "bad id", net("198.18.6.0/24")).unwrap_err().is_invalid_input());
+        assert!(add_masquerade(None, "x", net("224.0.0.0/4")).unwrap_err().is_invalid_input());
+        assert_eq!(nft(), before, "refused additions change nothing");
+        remove_masquerade(None, "net1-c0ffee").unwrap();
+        assert!(remove_masquerade(None, "net1-c0ffee").unwrap_err().is_not_found());
+        remove_masquerade(None, "net1-beef").unwrap();
+        let rs = nft().to_string();
+        assert!(!rs.contains("netsandbox-masq"), "the table goes with its last entry: {rs}");
+        assert!(list_masquerade(None).unwrap().is_empty());
+    });
+}
+
+#[test]
+fn cli_lb_commands() {
+    if !nft_available() {
+        eprintln!("skipped: nft (nftables) not installed");
+        return;
+    }
+    in_private_netns(|| {
+        let base = TempBase::new("lbcli");
+        let run = |args: &[&str]| {
+            let out = std::process::Command::new(env!("CARGO_BIN_EXE_netsandbox"))
+                .arg("--base")
+                .arg(base.path())
+                .args(args)
+                .output()
+                .unwrap();
+            (
+                out.status.success(),
+                String::from_utf8_lossy(&out.stdout).into_owned(),
+                String::from_utf8_lossy(&out.stderr).into_owned(),
+            )
+        };
+        let ok = |args: &[&str]| {
+            let (good, out, err) = run(args);
+            assert!(good, "{args:?}: {err}");
+            out
+        };
+        ok(&["create", "lb"]);
+        ok(&["lb", "service", "add", "lb", VIP4, "80"]);
+        ok(&["lb", "service", "add", "lb", VIP6, "53", "--proto", "udp"]);
+        ok(&["lb", "backend", "add", "lb", VIP4, "80", "198.18.0.11", "8080", "--weight", "3"]);
+        ok(&["lb", "backend", "add", "lb", VIP4, "80", "198.18.0.12", "8080"]);
+        ok(&["lb", "backend", "drain", "lb", VIP4, "80", "198.18.0.12", "8080"]);
+        let show: serde_json::Value = serde_json::from_str(&ok(&["--json", "lb", "show", "lb"])).unwrap();
+        assert_eq!(show.as_array().unwrap().len(), 2, "{show}");
+        let web = show.as_array().unwrap().iter().find(|s| s["proto"] == "tcp").unwrap();
+        assert_eq!(web["vip"], VIP4);
+        assert_eq!(
+            web["backends"][0],
+            serde_json::json!({"ip": "198.18.0.11", "port": 8080, "weight": 3, "draining": false})
+        );
+        assert_eq!(web["backends"][1]["draining"], true);
+        let text = ok(&["lb", "show", "lb"]);
+        assert!(text.contains("backend 198.18.0.12 port 8080 weight 1 draining"), "{text}");
+        let (good, _, err) = run(&["lb", "backend", "add", "lb", VIP4, "80", "198.18.0.13", "8080", "--weight", "0"]);
+        assert!(!good && err.contains("weight"), "{err}");
+        let (good, _, err) = run(&["lb", "service", "del", "lb", VIP4, "81"]);
+        assert!(!good && err.contains("not found"), "{err}");
+        ok(&["lb", "backend", "del", "lb", VIP4, "80", "198.18.0.12", "8080"]);
+        ok(&["lb", "service", "del", "lb", VIP4, "80"]);
+        let show: serde_json::Value = serde_json::from_str(&ok(&["--json", "lb", "show", "lb"])).unwrap();
+        assert_eq!(show.as_array().unwrap().len(), 1, "{show}");
+        ok(&["destroy", "lb"]);
+    });
+}
