@@ -135,6 +135,14 @@ pub enum Error {
         /// The offending name.
         name: String,
     },
+    /// A link that was named as a bridge is something else (e.g. a veth).
+    #[error("{name:?} is not a bridge (it is a {kind} link)")]
+    NotABridge {
+        /// The link's name.
+        name: String,
+        /// Its kind as the kernel names it (`"veth"`, `"none"` for a physical device, ...).
+        kind: String,
+    },
     /// A closure run inside a namespace panicked; the panic was caught and its thread discarded.
     #[error("closure running in namespace {ns} panicked: {message}")]
     Panicked {
@@ -213,6 +221,7 @@ impl Error {
                 | Error::InvalidAddress { .. }
                 | Error::InvalidMac { .. }
                 | Error::InvalidArgument { .. }
+                | Error::NotABridge { .. }
         )
     }
 }

@@ -3,17 +3,20 @@
 //! Builders return a [`Request`] so they can be sent alone or in a batch; the `Socket` methods
 //! at the bottom are thin conveniences over them.
 
+pub(crate) mod view;
+
+pub use view::{Link, LinkKind, LinkStats};
+
 use std::net::IpAddr;
 use std::os::fd::{AsRawFd, BorrowedFd};
 
 use netlink_packet_route::RouteNetlinkMessage;
 use netlink_packet_route::link::{
-    AfSpecInet6, AfSpecUnspec, In6AddrGenMode, InfoData, InfoKind, InfoMacVlan, InfoVeth, InfoVxlan, LinkAttribute,
-    LinkFlags, LinkInfo, LinkMessage, MacVlanMode,
+    AfSpecInet6, AfSpecUnspec, In6AddrGenMode, InfoBridgePort, InfoData, InfoKind, InfoMacVlan, InfoPortData,
+    InfoPortKind, InfoVeth, InfoVxlan, LinkAttribute, LinkFlags, LinkInfo, LinkMessage, MacVlanMode,
 };
 
 use super::socket::{Request, Socket};
-use super::view::Link;
 use super::wire::{NLM_F_CREATE, NLM_F_EXCL};
 use crate::error::{Error, Result};
 use crate::validate;
@@ -94,6 +97,8 @@ pub struct LinkChange<'fd> {
     alias: Option<String>,
     ipv6_link_local: Option<bool>,
     group: Option<u32>,
+    promisc: Option<bool>,
+    hairpin: Option<bool>,
 }
 
 impl<'fd> LinkChange<'fd> {
@@ -143,6 +148,19 @@ impl<'fd> LinkChange<'fd> {
         self.group = Some(group);
         self
     }
+    /// Promiscuous mode on (`true`) or off (`IFF_PROMISC`).
+    pub fn promisc(mut self, yes: bool) -> Self {
+        self.promisc = Some(yes);
+        self
+    }
+    /// For a bridge port: hairpin mode (`IFLA_BRPORT_MODE`), which lets the bridge send a frame
+    /// back out of the port it came in on — what a container needs to reach itself through a
+    /// service address. The link must already be a bridge port (the kernel says EOPNOTSUPP
+    /// otherwise).
+    pub fn hairpin(mut self, yes: bool) -> Self {
+        self.hairpin = Some(yes);
+        self
+    }
     /// Move into the namespace behind `fd`.
     pub fn netns(mut self, fd: BorrowedFd<'fd>) -> Self {
         self.netns = Some(fd);
@@ -180,9 +198,19 @@ impl<'fd> LinkChange<'fd> {
         if let Some(mtu) = self.mtu {
             m.attributes.push(LinkAttribute::Mtu(mtu));
         }
-        if let Some(up) = self.up {
-            m.header.change_mask = LinkFlags::Up;
-            m.header.flags = if up { LinkFlags::Up } else { LinkFlags::empty() };
+        for (flag, on) in [(LinkFlags::Up, self.up), (LinkFlags::Promisc, self.promisc)] {
+            if let Some(on) = on {
+                m.header.change_mask |= flag;
+                if on {
+                    m.header.flags |= flag;
+                }
+            }
+        }
+        if let Some(h) = self.hairpin {
+            m.attributes.push(LinkAttribute::LinkInfo(vec![
+                LinkInfo::PortKind(InfoPortKind::Bridge),
+                LinkInfo::PortData(InfoPortData::BridgePort(vec![InfoBridgePort::HairpinMode(h)])),
+            ]));
         }
         if let Some(master) = self.master {
             m.attributes.push(LinkAttribute::Controller(master));
@@ -201,7 +229,11 @@ impl<'fd> LinkChange<'fd> {
             m.attributes
                 .push(LinkAttribute::AfSpecUnspec(vec![AfSpecUnspec::Inet6(vec![AfSpecInet6::AddrGenMode(mode)])]));
         }
-        Ok(Request::new("set link", link.to_string(), 0, RouteNetlinkMessage::SetLink(m)))
+        // RTM_SETLINK ignores IFLA_LINKINFO; port settings need RTM_NEWLINK on the existing link
+        // (without NLM_F_CREATE it changes it, applying everything else the same way).
+        let msg =
+            if self.hairpin.is_some() { RouteNetlinkMessage::NewLink(m) } else { RouteNetlinkMessage::SetLink(m) };
+        Ok(Request::new("set link", link.to_string(), 0, msg))
     }
 }
 
@@ -223,6 +255,9 @@ pub struct VethPeer<'fd> {
     pub host_index: Option<u32>,
     /// Create the host end up (the peer is always created down; bring it up afterwards).
     pub host_up: bool,
+    /// Enslave the host end to the bridge with this index (in the namespace the request is
+    /// sent to) as part of its creation.
+    pub host_master: Option<u32>,
 }
 
 /// `RTM_NEWLINK` for a veth pair `name` ↔ `peer`. The peer cannot be created up (the kernel
@@ -251,6 +286,9 @@ pub fn create_veth(name: &str, mtu: Option<u32>, peer: &VethPeer<'_>) -> Result<
     }
     if let Some(mtu) = mtu {
         m.attributes.push(LinkAttribute::Mtu(mtu));
+    }
+    if let Some(master) = peer.host_master {
+        m.attributes.push(LinkAttribute::Controller(master));
     }
     Ok(Request::new(
         "create veth",

@@ -5,7 +5,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use ipnet::IpNet;
 
 use super::options::{NeighFamily, StaticRoute};
-use crate::netlink::view::LinkStats;
+use crate::netlink::LinkStats;
 
 /// One interface inside a sandbox.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -4,6 +4,7 @@
 //!
 //! Every method is synchronous and thread-safe; a sandbox can be shared as `Arc<dyn Sandbox>`.
 
+mod bridge;
 mod fake;
 mod info;
 mod key;
@@ -11,6 +12,7 @@ pub mod lb;
 mod netns;
 mod options;
 
+pub use bridge::{BridgeOptions, HostBridge};
 pub use fake::FakeSandbox;
 pub use info::{InterfaceInfo, NeighborInfo, SandboxInfo, Statistics, TweakReport};
 pub use key::{DEFAULT_ROOT, base_path, check_id, check_key, generate_key, set_base_path};

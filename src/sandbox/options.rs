@@ -33,6 +33,8 @@ pub struct IfaceOptions {
     pub(crate) mtu: Option<u32>,
     pub(crate) sysctls: Vec<(String, String)>,
     pub(crate) no_host_link_local: bool,
+    pub(crate) host_master: Option<String>,
+    pub(crate) host_hairpin: bool,
 }
 
 impl IfaceOptions {
@@ -58,6 +60,23 @@ impl IfaceOptions {
     /// with the number of interfaces in the origin namespace (see BENCHMARKS.md).
     pub fn host_link_local(mut self, yes: bool) -> Self {
         self.no_host_link_local = !yes;
+        self
+    }
+    /// For [`Sandbox::add_veth`](super::Sandbox::add_veth) only: the host end joins this bridge
+    /// in the origin namespace, as part of the request that creates it (see
+    /// [`HostBridge`](super::HostBridge) to make one). A missing bridge is
+    /// [`Error::NotFound`], a link that is not a bridge [`Error::NotABridge`]; both are checked
+    /// before anything is created.
+    pub fn host_master(mut self, bridge: impl Into<String>) -> Self {
+        self.host_master = Some(bridge.into());
+        self
+    }
+    /// For [`Sandbox::add_veth`](super::Sandbox::add_veth) with
+    /// [`host_master`](Self::host_master): hairpin mode on the host end's bridge port (frames
+    /// may leave by the port they came in on, so a container reaches itself through an address
+    /// the host translates, as the CNI bridge plugin's `hairpinMode` does).
+    pub fn host_hairpin(mut self, yes: bool) -> Self {
+        self.host_hairpin = yes;
         self
     }
     /// Set this MAC address.
@@ -108,6 +127,12 @@ impl IfaceOptions {
         }
         if let Some(mac) = &self.mac {
             validate::mac_bytes(mac)?;
+        }
+        if let Some(m) = &self.host_master {
+            validate::ifname(m)?;
+        }
+        if self.host_hairpin && self.host_master.is_none() {
+            return bad("host_hairpin needs host_master (hairpin is a bridge port mode)".into());
         }
         if let Some(a) = &self.address {
             if !a.addr().is_ipv4() {
@@ -261,6 +286,9 @@ mod tests {
         assert!(IfaceOptions::new().sysctl("../../x", "1").check().is_err());
         assert!(IfaceOptions::new().sysctl("ipv4/arp_ignore", "1").check().is_ok());
         assert!(IfaceOptions::new().address(n("0.0.0.0/0")).check().is_err());
+        assert!(IfaceOptions::new().host_master("br 0").check().is_err());
+        assert!(IfaceOptions::new().host_hairpin(true).check().is_err());
+        assert!(IfaceOptions::new().host_master("br0").host_hairpin(true).check().is_ok());
     }
 
     #[test]

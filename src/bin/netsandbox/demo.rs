@@ -6,21 +6,25 @@ use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use netsandbox::netlink::LinkKind;
 use netsandbox::netlink::Socket;
-use netsandbox::netlink::link::{self, LinkChange, LinkRef};
-use netsandbox::netlink::view::LinkKind;
-use netsandbox::sandbox::{CreateOptions, IfaceOptions, NeighOptions, NetnsSandbox, Sandbox, SandboxExt};
+use netsandbox::sandbox::{
+    BridgeOptions, CreateOptions, HostBridge, IfaceOptions, NeighOptions, NetnsSandbox, Sandbox, SandboxExt,
+};
 use netsandbox::validate::{format_mac, parse_cidr, parse_ip};
 use netsandbox::{Error, Result, netns};
 use serde_json::json;
 
-use crate::output::Out;
+use crate::output::{self, Out};
 
 const BRIDGE: &str = "nsbx-br0";
 const IO_TIMEOUT: Duration = Duration::from_secs(10);
-/// Gateways must sit inside the sandboxes' subnets so a route reaches them.
+/// The bridge's own addresses, the sandboxes' gateways: inside their subnets, so a route
+/// reaches them.
 const GW4: &str = "198.18.255.254";
 const GW6: &str = "2001:db8::ffff";
+const GW4_CIDR: &str = "198.18.255.254/16";
+const GW6_CIDR: &str = "2001:db8::ffff/64";
 
 /// The two sandboxes: name, host end, MAC, v4 and v6 addresses.
 const SANDBOXES: [(&str, &str, [u8; 6], &str, &str); 2] = [
@@ -81,8 +85,23 @@ impl Drop for Cleanup<'_> {
     }
 }
 
-pub fn run(out: Out) -> Result<i32> {
-    let base = std::env::temp_dir().join(format!("netsandbox-demo-{}", std::process::id()));
+/// Runs the demo. Its pins go under a fresh directory: below `base` when given (`--base`),
+/// else below the temporary directory; that directory, and `base` if the demo made it, are gone
+/// afterwards.
+pub fn run(out: Out, base: Option<&Path>) -> Result<i32> {
+    let dir = format!("netsandbox-demo-{}", std::process::id());
+    let made_parent = base.filter(|b| !b.exists());
+    let base = base.map_or_else(std::env::temp_dir, Path::to_path_buf).join(dir);
+    let result = run_in(out, &base);
+    if let Some(parent) = made_parent {
+        // Only if empty: something else may have been put there meanwhile.
+        let _ = std::fs::remove_dir(parent);
+    }
+    result
+}
+
+fn run_in(out: Out, base: &Path) -> Result<i32> {
+    let base = base.to_path_buf();
     let mut steps = Steps { out, done: Vec::new() };
     // A private host namespace: the bridge and host veth ends live there, and it vanishes with
     // its last handle, so the machine's own network is never touched.
@@ -94,9 +113,12 @@ pub fn run(out: Out) -> Result<i32> {
     }
     let total: f64 = steps.done.iter().map(|(_, ms)| ms).sum();
     if out.json {
-        let s: Vec<_> = steps.done.iter().map(|(w, ms)| json!({ "step": w, "ms": ms })).collect();
-        let t: Vec<_> = trips.iter().map(|r| json!({ "from": r.from, "to": r.to.to_string(), "ms": r.ms })).collect();
-        println!("{}", json!({ "steps": s, "round_trips": t, "total_ms": total, "ok": true }));
+        let ms = |ms: f64| output::ms(ms / 1e3);
+        let s: Vec<_> = steps.done.iter().map(|(w, t)| json!({ "step": w, "ms": ms(*t) })).collect();
+        let t: Vec<_> =
+            trips.iter().map(|r| json!({ "from": r.from, "to": r.to.to_string(), "ms": ms(r.ms) })).collect();
+        let base = base.display().to_string();
+        println!("{}", json!({ "base": base, "steps": s, "round_trips": t, "total_ms": ms(total), "ok": true }));
     } else {
         println!();
         println!("{:<58} {:>10}", "step", "ms");
@@ -129,12 +151,9 @@ fn build_and_check(steps: &mut Steps, base: &Path) -> Result<Vec<Trip>> {
         source: e,
     })?;
     let mut cleanup = Cleanup { base, sandboxes: Vec::new() };
-    let host = steps.step("open netlink socket in the host namespace", Socket::open)?;
-    let br = steps.step(&format!("create bridge {BRIDGE} and bring it up"), || {
-        host.execute(link::create_bridge(BRIDGE)?)?;
-        let br = host.link(LinkRef::Name(BRIDGE))?.index;
-        host.set_link(LinkRef::Index(br), &LinkChange::new().up(true))?;
-        Ok(br)
+    let bridge = BridgeOptions::new().address(parse_cidr(GW4_CIDR)?).address(parse_cidr(GW6_CIDR)?);
+    let br = steps.step(&format!("create bridge {BRIDGE} with {GW4_CIDR}, {GW6_CIDR}, up"), || {
+        HostBridge::create(BRIDGE, &bridge)
     })?;
     for (name, host_end, mac, v4, v6) in SANDBOXES {
         let key = base.join(name).display().to_string();
@@ -142,12 +161,14 @@ fn build_and_check(steps: &mut Steps, base: &Path) -> Result<Vec<Trip>> {
             steps.step(&format!("create sandbox {name}"), || NetnsSandbox::create(&key, &CreateOptions::default()))?;
         cleanup.sandboxes.push(sb);
         let sb = cleanup.sandboxes.last().ok_or_else(|| bug("sandbox just pushed"))?;
-        let opts = IfaceOptions::new().address(parse_cidr(v4)?).address_ipv6(parse_cidr(v6)?).mac(mac);
-        steps.step(&format!("add veth {host_end} / {name}:eth0 with {v4}, {v6}"), || {
+        let opts = IfaceOptions::new()
+            .address(parse_cidr(v4)?)
+            .address_ipv6(parse_cidr(v6)?)
+            .mac(mac)
+            .host_master(br.name())
+            .host_link_local(false);
+        steps.step(&format!("add veth {host_end} (port of {BRIDGE}) / {name}:eth0 with {v4}, {v6}"), || {
             sb.add_veth(host_end, "eth", &opts)
-        })?;
-        steps.step(&format!("enslave {host_end} to {BRIDGE}"), || {
-            host.set_link(LinkRef::Name(host_end), &LinkChange::new().master(br))
         })?;
         steps.step(&format!("set gateways {GW4} and {GW6} in {name}"), || {
             sb.set_gateway(parse_ip(GW4)?)?;
@@ -171,8 +192,8 @@ fn build_and_check(steps: &mut Steps, base: &Path) -> Result<Vec<Trip>> {
         trips.push(Trip { from, to, ms: t.elapsed().as_secs_f64() * 1e3 });
     }
     steps.step("destroy both sandboxes and the base directory", || cleanup.run())?;
-    steps.step(&format!("delete bridge {BRIDGE}"), || host.delete_link(LinkRef::Index(br)))?;
-    let links = host.links()?;
+    steps.step(&format!("delete bridge {BRIDGE}"), || HostBridge::delete(br.name()))?;
+    let links = Socket::open()?.links()?;
     let extra: Vec<&str> = links.iter().filter(|l| l.kind != LinkKind::Loopback).map(|l| l.name.as_str()).collect();
     if !extra.is_empty() {
         return Err(Error::Protocol { op: "demo clean-up check", detail: format!("host links left: {extra:?}") });

@@ -75,6 +75,19 @@ pub struct BackendArgs {
     pub backend_port: u16,
 }
 
+impl LbAction {
+    /// The sandbox name the command is about.
+    pub fn key(&self) -> &str {
+        match self {
+            LbAction::Service { action: ServiceAction::Add(a) | ServiceAction::Del(a) } => &a.key,
+            LbAction::Backend {
+                action: BackendAction::Add { b, .. } | BackendAction::Del(b) | BackendAction::Drain(b),
+            } => &b.svc.key,
+            LbAction::Show { key } => key,
+        }
+    }
+}
+
 fn service(a: &ServiceArgs) -> Result<ServiceKey> {
     Ok(ServiceKey { vip: parse_ip(&a.vip)?, proto: a.proto.parse::<Protocol>()?, port: a.port })
 }

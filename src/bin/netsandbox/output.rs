@@ -1,9 +1,68 @@
 //! Text and JSON renderings. JSON is built here with `json!` so the library's types stay free of
 //! serde.
 
+use netsandbox::Error;
 use netsandbox::sandbox::{NeighFamily, SandboxInfo, StaticRoute, Statistics, TweakReport};
 use netsandbox::validate::format_mac;
 use serde_json::{Value, json};
+
+/// A failed command: its exit code and one line saying what went wrong.
+#[derive(Debug)]
+pub struct Failure {
+    pub code: i32,
+    pub message: String,
+}
+
+impl Failure {
+    /// Bad input (exit 2) with a message of our own.
+    pub fn invalid(message: impl Into<String>) -> Failure {
+        Failure { code: 2, message: message.into() }
+    }
+
+    /// Prints the message on stderr (and, with `--json`, a JSON object on stdout, so a script
+    /// reading stdout always gets JSON) and returns the exit code.
+    pub fn report(&self, json: bool) -> i32 {
+        eprintln!("netsandbox: {}", self.message);
+        if json {
+            let kind = match self.code {
+                2 => "invalid_input",
+                3 => "not_found",
+                4 => "already_exists",
+                _ => "failed",
+            };
+            println!(
+                "{}",
+                json!({ "ok": false, "error": { "code": self.code, "kind": kind, "message": self.message } })
+            );
+        }
+        self.code
+    }
+}
+
+impl From<Error> for Failure {
+    fn from(e: Error) -> Failure {
+        Failure { code: exit_code(&e), message: e.to_string() }
+    }
+}
+
+/// Distinct exit codes so scripts can tell bad input from a missing or duplicate sandbox.
+pub fn exit_code(e: &Error) -> i32 {
+    if e.is_invalid_input() {
+        2
+    } else if e.is_not_found() {
+        3
+    } else if e.is_already_exists() {
+        4
+    } else {
+        1
+    }
+}
+
+/// Milliseconds from seconds, rounded to microseconds, as a JSON number (no float noise).
+pub fn ms(seconds: f64) -> Value {
+    let ms = (seconds * 1e6).round() / 1e3;
+    serde_json::Number::from_f64(ms).map_or(Value::Null, Value::Number)
+}
 
 /// Where results go: text for people, or one JSON document on stdout.
 #[derive(Debug, Clone, Copy)]

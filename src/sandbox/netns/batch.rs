@@ -14,8 +14,8 @@ use super::host::Host;
 use super::iface::CREATED;
 use super::{Live, NetnsSandbox};
 use crate::error::{Error, Result};
+use crate::netlink::LinkKind;
 use crate::netlink::link::{self, LinkChange, LinkRef};
-use crate::netlink::view::LinkKind;
 use crate::netlink::{BatchMode, Request};
 
 /// Device groups for batch deletions: high in the `u32` range, away from the small numbers

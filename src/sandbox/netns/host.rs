@@ -29,11 +29,11 @@ impl Host {
         Self::shared(NetNs::current()?, || Ok(Socket::open()?.labelled("origin")))
     }
 
-    /// A socket bound to `ns`, like [`Socket::open_in`] without opening a handle on the calling
+    /// A socket bound to `ns`, like [`socket_in`](crate::netns::socket_in) without opening a handle on the calling
     /// thread's namespace again. Only for the `Host` that [`Host::current`] just returned on
     /// this thread: the thread steps into `ns` and back to `self.ns`.
     pub(crate) fn socket_in(&self, ns: &NetNs) -> Result<Socket> {
-        Socket::open_in_from(&self.ns, ns)
+        crate::netns::socket_in_from(&self.ns, ns)
     }
 
     fn shared(ns: NetNs, open: impl FnOnce() -> Result<Socket>) -> Result<Arc<Host>> {

@@ -12,9 +12,10 @@ use crate::netlink::addr::{self, AddrOptions};
 use crate::netlink::consts::{RT_TABLE_MAIN, RTPROT_KERNEL};
 use crate::netlink::link::{self, LinkChange, LinkRef, VethPeer};
 use crate::netlink::route::{self, RouteSpec};
-use crate::netlink::view::{FromReply, Link, LinkKind};
+use crate::netlink::view::FromReply;
 use crate::netlink::wire::NLM_F_ECHO;
 use crate::netlink::{BatchMode, Request};
+use crate::netlink::{Link, LinkKind};
 use crate::sandbox::options::IfaceOptions;
 use crate::{sysctl, validate};
 
@@ -52,6 +53,12 @@ pub(super) fn add(
     }
     validate::ifname_prefix(prefix)?;
     opts.check()?;
+    if opts.host_master.is_some() && (opts.bridge || !matches!(src, Source::Veth(_))) {
+        return Err(Error::InvalidArgument {
+            op: "add interface",
+            reason: "host_master is for add_veth: only a veth leaves an end in the origin namespace".into(),
+        });
+    }
     let _serial = sb.ifaces.lock();
 
     let name = free_name(live, prefix)?;
@@ -74,6 +81,10 @@ pub(super) fn add(
     if let Some(v4) = opts.address {
         check_route_conflict(live, &v4)?;
     }
+    let host_master = match &opts.host_master {
+        Some(br) => Some(crate::sandbox::bridge::bridge_link(&sb.host.sock, br)?.index),
+        None => None,
+    };
 
     // Bring the link in: create it inside, or move it (renamed on the way, in one request).
     let (index, origin) = match src {
@@ -91,6 +102,8 @@ pub(super) fn add(
                 // The host end can be born up (only the peer cannot): saves a request. Not when
                 // it must never get a link-local address: that mode can only be set once it exists.
                 host_up: !opts.no_host_link_local,
+                // Joins the bridge in the creating request: no window in which it is loose.
+                host_master,
                 ..Default::default()
             };
             let mut req = link::create_veth(host_name, opts.mtu, &peer)?;
@@ -108,6 +121,7 @@ pub(super) fn add(
                 echoed.iter().filter_map(Link::from_reply).filter_map(|r| r.ok()).find(|l| l.name == host_name);
             let peer_index = host_end.as_ref().and_then(|l| l.link);
             let ready = host_end_without_link_local(sb, host_name, opts.no_host_link_local)
+                .and_then(|()| host_end_hairpin(sb, host_name, opts.host_hairpin))
                 .and_then(|()| peer_index.map_or_else(|| live.sock.link(LinkRef::Name(&name)).map(|l| l.index), Ok));
             match ready {
                 Ok(index) => (index, None),
@@ -161,6 +175,15 @@ fn host_end_without_link_local(sb: &NetnsSandbox, host_name: &str, wanted: bool)
     let host = LinkRef::Name(host_name);
     let reqs = [LinkChange::new().ipv6_link_local(false).request(host)?, LinkChange::new().up(true).request(host)?];
     sb.host.sock.batch(&reqs, BatchMode::StopAtFirstError)?.into_result()
+}
+
+/// For [`IfaceOptions::host_hairpin`]: the port mode can only be set once the host end is a
+/// bridge port, so after the creating request.
+fn host_end_hairpin(sb: &NetnsSandbox, host_name: &str, wanted: bool) -> Result<()> {
+    if !wanted {
+        return Ok(());
+    }
+    sb.host.sock.set_link(LinkRef::Name(host_name), &LinkChange::new().hairpin(true))
 }
 
 /// `prefix` + the lowest index not used by a link inside. The first candidate is free in the

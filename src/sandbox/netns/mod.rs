@@ -28,7 +28,7 @@ use crate::error::{Error, Result};
 use crate::netlink::link::{LinkChange, LinkRef};
 use crate::netlink::neigh::NeighSpec;
 use crate::netlink::route::RouteSpec;
-use crate::netlink::view::{Link, LinkKind};
+use crate::netlink::{Link, LinkKind};
 use crate::netlink::{Socket, addr};
 use crate::netns::{self, NetNs};
 use crate::sysctl::{self, Outcome};
@@ -85,7 +85,7 @@ struct Live {
 impl Live {
     /// A handle on the sandbox's namespace, for work that needs one (moves, threads, sysctls).
     fn ns(&self) -> Result<NetNs> {
-        self.sock.netns(&self.label)
+        NetNs::of_socket(&self.sock, &self.label)
     }
 }
 

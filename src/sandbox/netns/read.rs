@@ -11,7 +11,7 @@ use super::{Live, RTPROT_NETSANDBOX_IFACE};
 use crate::error::Result;
 use crate::netlink::consts::{NTF_SELF, NUD_NOARP, NUD_PERMANENT, RT_TABLE_MAIN, RTN_UNICAST};
 use crate::netlink::neigh::NeighSpec;
-use crate::netlink::view::{self, LinkKind};
+use crate::netlink::{self as view, LinkKind};
 use crate::sandbox::info::{InterfaceInfo, NeighborInfo, SandboxInfo};
 use crate::sandbox::options::{NeighFamily, StaticRoute};
 
