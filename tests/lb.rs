@@ -223,7 +223,11 @@ fn tcp_scenario(v6: bool) {
             let lo = ip_in(&lab.lb, &["-j", "addr", "show", "dev", "lo"]);
             assert!(lo.contains(&vip.to_string()), "{lo}");
             let rs = ruleset(&lab.lb).to_string();
-            assert!(rs.contains("\"services4\"") && rs.contains(&format!("svc-tcp-{vip}-80")), "{rs}");
+            assert!(
+                rs.contains("\"services4\"")
+                    && rs.contains(&format!("svc-tcp-{}-80", vip.to_string().replace(':', "_"))),
+                "{rs}"
+            );
 
             let counts = spread(&lab.client, to, 300);
             check_spread(&counts, &weights, 300);

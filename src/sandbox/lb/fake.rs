@@ -5,7 +5,7 @@ use std::net::IpAddr;
 
 use ipnet::IpNet;
 
-use super::{Backend, LoadBalancer, Protocol, PublishedPort, ServiceInfo, ServiceKey};
+use super::{Backend, LbChange, LoadBalancer, Protocol, PublishedPort, ServiceInfo, ServiceKey};
 use crate::error::Result;
 use crate::sandbox::{FakeSandbox, Sandbox};
 
@@ -64,6 +64,14 @@ impl LoadBalancer for FakeSandbox {
 
     fn unpublish_port(&self, iface: &str, proto: Protocol, port: u16) -> Result<()> {
         self.lb_change(|st| st.plan_unpublish(iface, proto, port))
+    }
+
+    fn lb_apply(&self, changes: &[LbChange]) -> Result<()> {
+        let vips = |st: &super::LbState| st.services.keys().map(|k| k.vip).collect::<std::collections::BTreeSet<_>>();
+        let before = vips(&self.lb_state().lock());
+        self.lb_change(|st| st.plan_many(changes))?;
+        let after = vips(&self.lb_state().lock());
+        super::netns::sync_aliases(self, &before, &after)
     }
 
     fn lb_services(&self) -> Result<Vec<ServiceInfo>> {

@@ -170,6 +170,21 @@ impl fmt::Display for PublishedPort {
     }
 }
 
+/// One change of a [`LoadBalancer::lb_apply`] transaction.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LbChange {
+    /// [`LoadBalancer::add_service`].
+    AddService(ServiceKey),
+    /// [`LoadBalancer::remove_service`].
+    RemoveService(ServiceKey),
+    /// [`LoadBalancer::add_backend`].
+    AddBackend(ServiceKey, Backend),
+    /// [`LoadBalancer::remove_backend`].
+    RemoveBackend(ServiceKey, IpAddr, u16),
+    /// [`LoadBalancer::drain_backend`].
+    DrainBackend(ServiceKey, IpAddr, u16),
+}
+
 /// The load-balancer API of a sandbox (implemented by [`NetnsSandbox`](super::NetnsSandbox)
 /// and [`FakeSandbox`](super::FakeSandbox), which share one validation path).
 ///
@@ -200,6 +215,11 @@ pub trait LoadBalancer {
 
     /// Removes a published port.
     fn unpublish_port(&self, iface: &str, proto: Protocol, port: u16) -> Result<()>;
+
+    /// Applies many changes as one transaction (e.g. a whole service set at start-up): all are
+    /// validated in order, then committed together or not at all. VIP aliases are changed after
+    /// the commit; an alias that fails then is returned as the error (the rules stay).
+    fn lb_apply(&self, changes: &[LbChange]) -> Result<()>;
 
     /// Services and backends, read back from the kernel.
     fn lb_services(&self) -> Result<Vec<ServiceInfo>>;

@@ -11,7 +11,9 @@
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 
-use super::{Backend, BackendInfo, BackendState, MAX_WEIGHT, Protocol, PublishedPort, ServiceInfo, ServiceKey};
+use super::{
+    Backend, BackendInfo, BackendState, LbChange, MAX_WEIGHT, Protocol, PublishedPort, ServiceInfo, ServiceKey,
+};
 use crate::error::{Error, Result};
 use crate::validate;
 
@@ -230,6 +232,29 @@ impl LbState {
             .get(&k)
             .ok_or_else(|| Error::NotFound { kind: "published port", name: format!("{iface} {proto} {port}") })?;
         Ok(vec![Op::Unpublish(PublishedPort { iface: iface.to_owned(), proto, port, service })])
+    }
+
+    pub(crate) fn plan_change(&self, c: &LbChange) -> Result<Vec<Op>> {
+        match c {
+            LbChange::AddService(k) => self.plan_add_service(k),
+            LbChange::RemoveService(k) => self.plan_remove_service(k),
+            LbChange::AddBackend(k, b) => self.plan_add_backend(k, b),
+            LbChange::RemoveBackend(k, ip, port) => self.plan_remove_backend(k, (*ip, *port)),
+            LbChange::DrainBackend(k, ip, port) => self.plan_drain_backend(k, (*ip, *port)),
+        }
+    }
+
+    /// Plans several changes as one transaction (each planned against the state the previous
+    /// ones leave). Costs a copy of the state; single changes use the `plan_*` methods.
+    pub(crate) fn plan_many(&self, changes: &[LbChange]) -> Result<Vec<Op>> {
+        let mut st = self.clone();
+        let mut all = Vec::new();
+        for c in changes {
+            let ops = st.plan_change(c)?;
+            st.apply(&ops);
+            all.extend(ops);
+        }
+        Ok(all)
     }
 
     /// Applies committed ops.

@@ -13,7 +13,7 @@ use parking_lot::Mutex;
 
 use super::model::{LbState, Op};
 use super::nft::{self, MASQ_TABLE};
-use super::{Backend, LoadBalancer, Protocol, PublishedPort, ServiceInfo, ServiceKey};
+use super::{Backend, LbChange, LoadBalancer, Protocol, PublishedPort, ServiceInfo, ServiceKey};
 use crate::error::{Error, Result};
 use crate::netlink::nftables::expr::{Expr, Reg, meta};
 use crate::netlink::nftables::socket::is_stale;
@@ -165,6 +165,18 @@ impl LoadBalancer for NetnsSandbox {
         self.lb(|c, _| c.change(&|st| st.plan_unpublish(iface, proto, port)).map(drop))
     }
 
+    fn lb_apply(&self, changes: &[LbChange]) -> Result<()> {
+        self.lb(|c, sb| {
+            if !c.state.table && changes.iter().any(|ch| matches!(ch, LbChange::AddService(_))) {
+                sb.prepare_lb()?;
+            }
+            let before: std::collections::BTreeSet<IpAddr> = c.state.services.keys().map(|k| k.vip).collect();
+            c.change(&|st| st.plan_many(changes))?;
+            let after: std::collections::BTreeSet<IpAddr> = c.state.services.keys().map(|k| k.vip).collect();
+            sync_aliases(sb, &before, &after)
+        })
+    }
+
     fn lb_services(&self) -> Result<Vec<ServiceInfo>> {
         self.lb_restore()
     }
@@ -208,6 +220,27 @@ impl LoadBalancer for NetnsSandbox {
             Ok(())
         })
     }
+}
+
+/// Puts the VIPs in `after` but not `before` on the loopback and takes those gone off it.
+pub(crate) fn sync_aliases(
+    sb: &dyn Sandbox,
+    before: &std::collections::BTreeSet<IpAddr>,
+    after: &std::collections::BTreeSet<IpAddr>,
+) -> Result<()> {
+    for vip in after.difference(before) {
+        match sb.add_alias_ip(sb.loopback_name(), host_net(*vip)) {
+            Err(e) if !e.is_already_exists() => return Err(e),
+            _ => {}
+        }
+    }
+    for vip in before.difference(after) {
+        match sb.remove_alias_ip(sb.loopback_name(), host_net(*vip)) {
+            Err(e) if !e.is_not_found() => return Err(e),
+            _ => {}
+        }
+    }
+    Ok(())
 }
 
 // ---- masquerade (CNI ipMasq) ----

@@ -33,8 +33,14 @@ fn next_set_id() -> u32 {
     ID.fetch_add(1, Ordering::Relaxed)
 }
 
+/// An address as nft's parser accepts it inside an identifier (no `:`), so the names work
+/// in `nft` commands too.
+fn ident(ip: IpAddr) -> String {
+    ip.to_string().replace(':', "_")
+}
+
 fn svc_id(k: &ServiceKey) -> String {
-    format!("{}-{}-{}", k.proto, k.vip, k.port)
+    format!("{}-{}-{}", k.proto, ident(k.vip), k.port)
 }
 
 pub(crate) fn svc_chain(k: &ServiceKey) -> String {
@@ -46,7 +52,7 @@ fn sel_map(k: &ServiceKey) -> String {
 }
 
 fn ep_chain(k: &ServiceKey, (ip, port): BackendAddr) -> String {
-    format!("ep-{}-{ip}-{port}", svc_id(k))
+    format!("ep-{}-{}-{port}", svc_id(k), ident(ip))
 }
 
 fn nfproto(ip: IpAddr) -> u8 {
