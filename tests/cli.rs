@@ -156,7 +156,7 @@ fn full_lifecycle_across_processes() {
     assert_eq!((&n["ip"], &n["mac"], &n["link"]), (&"198.18.0.9".into(), &"02:42:c6:12:00:0a".into(), &"eth0".into()));
     assert_eq!(info["loopback_addresses"], serde_json::json!(["203.0.113.100/32"]));
     let text = env.ok(&["inspect", "sb1"]);
-    assert!(text.contains("interface eth0") && text.contains("gateway 198.18.255.254"), "{text}");
+    assert!(text.contains(": eth0 veth up") && text.contains("gateway 198.18.255.254"), "{text}");
 
     // exec runs inside the sandbox and passes the exit status through.
     let out = env.cmd(&["exec", "sb1", "--", "sh", "-c", "exit 7"]).output().expect("exec");
@@ -189,6 +189,63 @@ fn full_lifecycle_across_processes() {
     std::fs::write(env.base.join("stale"), b"").expect("stale file");
     assert_eq!(env.json(&["gc"])["removed"].as_array().map(Vec::len), Some(1));
     assert_eq!(common::nsfs_mounts_under(&env.base), 0);
+    // With no pin left, gc released the base's bind mount too: nothing is mounted there.
+    let base = std::fs::canonicalize(&env.base).expect("base");
+    let mounted: Vec<String> = std::fs::read_to_string("/proc/self/mountinfo")
+        .expect("mountinfo")
+        .lines()
+        .filter_map(|l| l.split(' ').nth(4).map(str::to_owned))
+        .filter(|p| std::path::Path::new(p).starts_with(&base))
+        .collect();
+    assert!(mounted.is_empty(), "left mounted: {mounted:?}");
+}
+
+/// The moved-in link's origin is recorded with it: a later process whose `--netns-root` is
+/// another namespace still sends it home, never into its own namespace.
+#[test]
+fn moved_link_goes_home_whatever_netns_root_the_later_process_uses() {
+    let _serial = lock();
+    let env = Env::new("cli-origin");
+    let other_pin = env.dir.path().join("ns").join("other");
+    let other = netns::create_pinned(&other_pin).expect("second namespace");
+    netns::run_in_result(&env.host, || {
+        let peer = VethPeer { name: "vc0".into(), ..Default::default() };
+        Socket::open()?.execute(link::create_veth("vh0", None, &peer)?)?;
+        let s = Socket::open()?;
+        let i = s.link(LinkRef::Name("vc0"))?.index;
+        s.set_link(LinkRef::Index(i), &link::LinkChange::new().mac([2, 0x42, 0xc6, 0x12, 7, 7]).mtu(1400))
+    })
+    .expect("host veth");
+    env.ok(&["create", "o1"]);
+    env.ok(&["add-interface", "o1", "vc0", "--prefix", "eth", "--mac", "02:42:c6:12:00:02", "--mtu", "1300"]);
+    let later = |args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_netsandbox"))
+            .arg("--base")
+            .arg(&env.base)
+            .arg("--netns-root")
+            .arg(&other_pin)
+            .args(args)
+            .output()
+            .expect("run netsandbox");
+        assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    };
+    let home = || {
+        let shown = netns::run_in(&env.host, || common::ip(&["-j", "link", "show", "vc0"])).expect("ip");
+        let v: Value = serde_json::from_str(&shown).expect("json");
+        (v[0]["address"].as_str().map(str::to_owned), v[0]["mtu"].as_u64())
+    };
+    later(&["remove-interface", "o1", "eth0"]);
+    assert!(env.host_has("vc0"), "back in the origin");
+    assert_eq!(home(), (Some("02:42:c6:12:07:07".into()), Some(1400)), "with its MAC and MTU");
+    let in_other = netns::run_in_result(&other, || Socket::open()?.links()).expect("links");
+    assert_eq!(in_other.len(), 1, "nothing sent to the later process's namespace: {in_other:?}");
+    env.ok(&["add-interface", "o1", "vc0", "--prefix", "eth"]);
+    later(&["destroy", "o1"]);
+    assert!(env.host_has("vc0"), "destroy sent it home too");
+    assert_eq!(home(), (Some("02:42:c6:12:07:07".into()), Some(1400)));
+    assert_eq!(netns::run_in_result(&other, || Socket::open()?.links()).expect("links").len(), 1);
+    drop(other);
+    netns::unpin(&other_pin).expect("unpin");
 }
 
 #[test]
@@ -253,10 +310,19 @@ fn demo_runs_and_leaves_nothing_behind() {
     // The demo's temporary base goes under TMPDIR; point it at our directory to check it.
     let tmp = env.dir.path().join("tmp");
     std::fs::create_dir_all(&tmp).expect("tmp");
-    let out = env.cmd(&["demo"]).env("TMPDIR", &tmp).output().expect("demo");
+    // Without --base (which the demo would honour instead).
+    let out = Command::new(env!("CARGO_BIN_EXE_netsandbox"))
+        .arg("--netns-root")
+        .arg(&env.pin)
+        .arg("demo")
+        .env("TMPDIR", &tmp)
+        .output()
+        .expect("demo");
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
     assert!(stdout.contains("TCP round trip") && stdout.contains("demo ok"), "{stdout}");
+    let base = stdout.lines().find_map(|l| l.strip_prefix("demo base: ")).expect("demo names its base");
+    assert!(base.starts_with(&tmp.display().to_string()), "{base} not under TMPDIR");
     assert_eq!(common::nsfs_mounts_under(&tmp), 0);
     assert_eq!(std::fs::read_dir(&tmp).map(Iterator::count).ok(), Some(0), "demo base removed");
     // The demo ran in its own namespace: the test's host namespace has only its loopback.

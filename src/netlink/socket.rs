@@ -216,6 +216,30 @@ impl Socket {
         (out, recorded)
     }
 
+    /// The cookie of the network namespace this socket is bound to (`SO_NETNS_COOKIE`, Linux
+    /// 5.14+): a 64-bit id the kernel never gives to another namespace, unlike an inode number,
+    /// which a later namespace can get again once this one is gone.
+    pub fn netns_cookie(&self) -> Result<u64> {
+        use std::os::fd::{AsFd, AsRawFd};
+        /// `SO_NETNS_COOKIE` from `<asm-generic/socket.h>`.
+        const SO_NETNS_COOKIE: i32 = 71;
+        let mut cookie: u64 = 0;
+        let mut len = std::mem::size_of::<u64>() as libc::socklen_t;
+        // SAFETY: `cookie` is a writable u64 and `len` holds its size; the kernel writes at most
+        // `len` bytes there. The fd is borrowed from `self`, so it stays open for the call.
+        let r = unsafe {
+            libc::getsockopt(
+                self.as_fd().as_raw_fd(),
+                libc::SOL_SOCKET,
+                SO_NETNS_COOKIE,
+                (&mut cookie as *mut u64).cast(),
+                &mut len,
+            )
+        };
+        Errno::result(r).map_err(|e| Error::os("get namespace cookie of socket", &self.label, e))?;
+        Ok(cookie)
+    }
+
     /// Sends one request and waits for its ACK.
     pub fn execute(&self, req: Request) -> Result<()> {
         self.query(req).map(drop)

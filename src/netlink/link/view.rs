@@ -2,7 +2,7 @@
 
 use netlink_packet_route::RouteNetlinkMessage;
 use netlink_packet_route::link::{
-    InfoData, InfoKind, InfoVxlan, LinkAttribute, LinkFlags, LinkInfo, LinkLayerType, LinkMessage,
+    InfoData, InfoKind, InfoVxlan, LinkAttribute, LinkFlags, LinkInfo, LinkLayerType, LinkMessage, Prop,
 };
 
 #[cfg(any(test, feature = "fuzzing"))]
@@ -80,11 +80,14 @@ pub struct Link {
     pub stats: Option<LinkStats>,
     /// VXLAN network identifier (`IFLA_VXLAN_ID`) of a vxlan device.
     pub vxlan_id: Option<u32>,
-    /// Interface alias (`IFLA_IFALIAS`), a free-form label; netsandbox records a moved link's
-    /// origin name there so it survives an engine restart.
+    /// Interface alias (`IFLA_IFALIAS`), a free-form label that belongs to the user (netsandbox
+    /// never writes it).
     pub alias: Option<String>,
     /// Device group (`IFLA_GROUP`); 0, the default group, when absent.
     pub group: u32,
+    /// Alternative names (`IFLA_PROP_LIST` / `IFLA_ALT_IFNAME`), in the kernel's order;
+    /// netsandbox keeps its bookkeeping there (see `sandbox::netns::mark`).
+    pub altnames: Vec<String>,
 }
 
 impl Link {
@@ -104,6 +107,7 @@ impl Link {
         let mut vxlan_id = None;
         let mut alias = None;
         let mut group = 0;
+        let mut altnames = Vec::new();
 
         for attr in &msg.attributes {
             match attr {
@@ -115,6 +119,10 @@ impl Link {
                 LinkAttribute::Link(l) => link = Some(*l),
                 LinkAttribute::LinkNetNsId(id) => netnsid = Some(*id),
                 LinkAttribute::Group(g) => group = *g,
+                LinkAttribute::PropList(props) => altnames.extend(props.iter().filter_map(|p| match p {
+                    Prop::AltIfName(n) => Some(n.clone()),
+                    _ => None,
+                })),
                 LinkAttribute::Stats64(s) => {
                     stats64 = Some(LinkStats {
                         rx_bytes: s.rx_bytes,
@@ -182,6 +190,7 @@ impl Link {
             vxlan_id,
             alias,
             group,
+            altnames,
         })
     }
 }
@@ -241,6 +250,7 @@ mod tests {
             vxlan_id: None,
             alias: None,
             group: 0,
+            altnames: Vec::new(),
         };
         assert_eq!(Link::from_message(&m), Ok(want.clone()));
         let (back, buf) = roundtrip(&m);
@@ -300,6 +310,7 @@ mod tests {
             vxlan_id: Some(4097),
             alias: None,
             group: 0,
+            altnames: Vec::new(),
         };
         assert_eq!(Link::from_message(&m), Ok(want.clone()));
         let (back, buf) = roundtrip(&m);

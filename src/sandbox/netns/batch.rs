@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use log::{debug, warn};
 
 use super::host::Host;
-use super::iface::CREATED;
+use super::mark;
 use super::{Live, NetnsSandbox};
 use crate::error::{Error, Result};
 use crate::netlink::LinkKind;
@@ -60,8 +60,15 @@ impl NetnsSandbox {
         }
         let mut first_error = None;
         for (sb, live) in lives {
-            if let Err(e) = sb.empty_and_unpin(live) {
-                first_error.get_or_insert(e);
+            match sb.empty_and_unpin(live) {
+                Ok(report) => {
+                    for (name, why) in report.left_behind {
+                        warn!("sandbox {}: {name} left in the namespace: {why}", sb.key);
+                    }
+                }
+                Err(e) => {
+                    first_error.get_or_insert(e);
+                }
             }
         }
         first_error.map_or(Ok(()), Err)
@@ -72,12 +79,8 @@ impl NetnsSandbox {
 /// peer of the link inside: a veth whose peer has the inside link's index, in the namespace the
 /// origin knows as this sandbox's.
 fn host_ends(sb: &NetnsSandbox, live: &Live) -> Result<Vec<u32>> {
-    let made: Vec<_> = live
-        .sock
-        .links()?
-        .into_iter()
-        .filter(|l| l.kind == LinkKind::Veth && l.alias.as_deref() == Some(CREATED))
-        .collect();
+    let made: Vec<_> =
+        live.sock.links()?.into_iter().filter(|l| l.kind == LinkKind::Veth && mark::is_created(&l.altnames)).collect();
     if made.is_empty() {
         return Ok(Vec::new());
     }

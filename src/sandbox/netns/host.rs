@@ -11,13 +11,18 @@ use parking_lot::Mutex;
 
 use crate::error::Result;
 use crate::netlink::Socket;
-use crate::netns::NetNs;
+use crate::netns::{NetNs, NsInode};
 
 /// The origin namespace and a socket bound to it.
 #[derive(Debug)]
 pub(crate) struct Host {
     pub(crate) ns: NetNs,
     pub(crate) sock: Socket,
+    /// The namespace's never-reused id, recorded on links moved in from here; 0 where the
+    /// kernel cannot tell (before Linux 5.14), and then only the inode identifies it.
+    pub(crate) cookie: u64,
+    /// Its nsfs device and inode, to find it again from another process.
+    pub(crate) inode: NsInode,
 }
 
 static HOSTS: Lazy<Mutex<HashMap<u64, Weak<Host>>>> = Lazy::new(|| Mutex::new(HashMap::new()));
@@ -43,7 +48,12 @@ impl Host {
             return Ok(h);
         }
         let sock = open()?;
-        let h = Arc::new(Host { ns, sock });
+        let cookie = sock.netns_cookie().unwrap_or_else(|e| {
+            log::debug!("no namespace cookie ({e}): origins are identified by inode only");
+            0
+        });
+        let inode = ns.nsfs_inode()?;
+        let h = Arc::new(Host { ns, sock, cookie, inode });
         hosts.retain(|_, w| w.strong_count() > 0);
         hosts.insert(ino, Arc::downgrade(&h));
         Ok(h)

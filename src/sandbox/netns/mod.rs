@@ -1,13 +1,16 @@
 //! [`NetnsSandbox`]: a sandbox that is a network namespace pinned by a bind mount at its key.
 //!
 //! State lives in the kernel, not in this struct: interfaces, addresses, routes and neighbors
-//! are read back on demand, and what the kernel cannot tell (a moved link's original name) is
-//! recorded on the link itself as its alias. So any process can reopen a key and see exactly
-//! what another built ([`NetnsSandbox::open`], [`Sandbox::restore`]).
+//! are read back on demand, and what the kernel cannot tell (a moved link's origin, that the
+//! sandbox made a link or the namespace) is recorded in the kernel as alternative interface
+//! names (see `mark`), never in the user's interface alias. So any process can reopen a key and
+//! see exactly what another built ([`NetnsSandbox::open`], [`Sandbox::restore`]).
 
 mod batch;
 mod host;
 mod iface;
+mod inspect;
+mod mark;
 mod pool;
 mod read;
 
@@ -21,6 +24,7 @@ use nix::errno::Errno;
 use parking_lot::{Mutex, RwLock};
 
 use super::Sandbox;
+use super::check;
 use super::info::{InterfaceInfo, SandboxInfo, Statistics, TweakReport};
 use super::key::check_key;
 use super::options::{IfaceOptions, NeighFamily, NeighOptions, SandboxType, StaticRoute};
@@ -30,7 +34,7 @@ use crate::netlink::neigh::NeighSpec;
 use crate::netlink::route::RouteSpec;
 use crate::netlink::{Link, LinkKind};
 use crate::netlink::{Socket, addr};
-use crate::netns::{self, NetNs};
+use crate::netns::{self, NetNs, NsInode};
 use crate::sysctl::{self, Outcome};
 use crate::validate;
 use host::Host;
@@ -51,19 +55,26 @@ pub struct CreateOptions {
     pub ipv6: Option<bool>,
 }
 
-/// The IPVS keys libnetwork sets for ingress and load-balancer sandboxes.
-const LB_TWEAKS: [(&str, &str); 3] = [
-    ("net.ipv4.vs.conn_reuse_mode", "0"),
-    ("net.ipv4.vs.expire_nodest_conn", "1"),
-    ("net.ipv4.vs.expire_quiescent_template", "1"),
-];
+/// What [`NetnsSandbox::destroy_reporting`] could not do.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DestroyReport {
+    /// Links moved in that stayed in the namespace, by name inside, with the reason: their
+    /// origin namespace no longer exists, their origin name is taken there, or the kernel refused
+    /// the move. They were not deleted (the sandbox did not make them); when the namespace is
+    /// freed the kernel deals with them (a physical device goes to the initial namespace, a
+    /// virtual one is deleted).
+    pub left_behind: Vec<(String, String)>,
+}
 
 /// A sandbox backed by a bind-mounted network namespace.
 ///
 /// Guarantees: every method is safe to call from many threads; interface additions and removals
 /// are serialized so index allocation never races; a failed `add_interface` leaves neither the
-/// sandbox nor the origin namespace changed; `destroy` is idempotent and leaves no mount, pin
-/// file, fd, or host-side veth of a link inside the sandbox.
+/// sandbox nor the origin namespace changed (a moved link goes back exactly as it was); links
+/// moved in carry their origin with them, so any process sends them home; `destroy` is
+/// idempotent and leaves no pin, fd, or host-side veth of a link the sandbox made, and never
+/// deletes a link of an adopted namespace's owner; a handle whose sandbox was destroyed
+/// elsewhere answers [`Error::Destroyed`].
 pub struct NetnsSandbox {
     key: String,
     path: PathBuf,
@@ -80,6 +91,9 @@ struct Live {
     label: String,
     /// The load balancer's nf_tables socket, opened on first use (src/sandbox/lb).
     lb: super::lb::LbSlot,
+    /// The namespace's nsfs device and inode: the pin at the key must still be this namespace,
+    /// or the sandbox was destroyed (by another handle or process) and perhaps made anew.
+    inode: NsInode,
 }
 
 impl Live {
@@ -106,7 +120,7 @@ impl NetnsSandbox {
         let host = Host::current()?;
         let (ns, sock) = netns::create_pinned_from(&host.ns, &path, || prepare_inside(opts, key))?;
         debug!("created sandbox {key}");
-        Ok(Self::assemble(key, path, host, ns, sock))
+        Self::assemble(key, path, host, ns, sock)
     }
 
     /// Attaches to an existing pin at `key` (made by this or another process). Nothing in the
@@ -120,12 +134,14 @@ impl NetnsSandbox {
         })?;
         let host = Host::current()?;
         let sock = host.socket_in(&ns)?;
-        Ok(Self::assemble(key, path, host, ns, sock))
+        Self::assemble(key, path, host, ns, sock)
     }
 
     /// Makes a sandbox of an existing namespace (a container's, given by handle — see
     /// [`NetNs::from_pid`] and [`NetNs::from_path`]) by pinning it at `key`, as libnetwork's
-    /// external-key sandboxes do.
+    /// external-key sandboxes do. The namespace stays its owner's: [`destroy`](Sandbox::destroy)
+    /// removes only what the sandbox added (links it created go, links it moved in go home) and
+    /// its own pin and handles; the owner's links stay.
     pub fn from_external(key: &str, ns: &NetNs) -> Result<NetnsSandbox> {
         let path = check_key(key)?;
         netns::pin_existing(ns, &path)?;
@@ -134,7 +150,9 @@ impl NetnsSandbox {
             Ok((host.socket_in(&ns)?, ns, host))
         });
         match opened {
-            Ok((sock, ns, host)) => Ok(Self::assemble(key, path, host, ns, sock)),
+            Ok((sock, ns, host)) => Self::assemble(key, path.clone(), host, ns, sock).inspect_err(|_| {
+                let _ = netns::unpin(&path);
+            }),
             Err(e) => {
                 let _ = netns::unpin(&path);
                 Err(e)
@@ -142,18 +160,25 @@ impl NetnsSandbox {
         }
     }
 
-    fn assemble(key: &str, path: PathBuf, host: Arc<Host>, ns: NetNs, sock: Socket) -> NetnsSandbox {
+    fn assemble(key: &str, path: PathBuf, host: Arc<Host>, ns: NetNs, sock: Socket) -> Result<NetnsSandbox> {
+        let inode = ns.nsfs_inode()?;
         // The socket keeps the namespace reachable (`Live::ns`): the separate handle can go, so
         // an idle sandbox holds one fd.
         drop(ns);
-        let live = Live { sock, label: key.to_owned(), lb: Default::default() };
-        NetnsSandbox { key: key.to_owned(), path, host, live: RwLock::new(Some(live)), ifaces: Mutex::new(()) }
+        let live = Live { sock, label: key.to_owned(), inode, lb: Default::default() };
+        Ok(NetnsSandbox { key: key.to_owned(), path, host, live: RwLock::new(Some(live)), ifaces: Mutex::new(()) })
+    }
+
+    /// True while the pin at the key is still this sandbox's namespace. Once another handle or
+    /// process destroyed it, the key is gone (or pins a new namespace), while this handle's
+    /// socket alone keeps the old, emptied namespace alive.
+    fn pinned_here(&self, live: &Live) -> bool {
+        nix::sys::stat::stat(&self.path).is_ok_and(|st| st.st_dev == live.inode.dev && st.st_ino == live.inode.ino)
     }
 
     /// The namespace handle (for callers that need to run their own code or sockets inside).
     pub fn with_netns<T>(&self, f: impl FnOnce(&NetNs) -> T) -> Result<T> {
-        let live = self.live()?;
-        Ok(f(&live.as_ref().ok_or_else(|| self.destroyed())?.ns()?))
+        self.with(|live| Ok(f(&live.ns()?)))
     }
 
     /// For the load balancer (src/sandbox/lb): runs `f` with its connection slot and a way to
@@ -177,33 +202,79 @@ impl NetnsSandbox {
         Ok(g)
     }
 
-    /// Runs `f` with the live sandbox, or returns [`Error::Destroyed`].
+    /// Runs `f` with the live sandbox, or returns [`Error::Destroyed`] — also when another
+    /// handle or process destroyed it (this handle then lets go of its socket).
     fn with<T>(&self, f: impl FnOnce(&Live) -> Result<T>) -> Result<T> {
-        let g = self.live()?;
-        match g.as_ref() {
-            Some(l) => f(l),
-            None => Err(self.destroyed()),
+        {
+            let g = self.live()?;
+            match g.as_ref() {
+                Some(l) if self.pinned_here(l) => return f(l),
+                Some(_) => {}
+                None => return Err(self.destroyed()),
+            }
+        }
+        self.let_go_if_stale();
+        Err(self.destroyed())
+    }
+
+    /// Drops this handle's hold on a namespace that is no longer pinned at the key.
+    fn let_go_if_stale(&self) {
+        let mut g = self.live.write();
+        if g.as_ref().is_some_and(|l| !self.pinned_here(l)) {
+            debug!("sandbox {} was destroyed elsewhere; handle released", self.key);
+            *g = None;
         }
     }
 
     /// The end of [`Sandbox::destroy`], once `live` is taken. Empties the namespace before
-    /// unpinning, so nothing lingers until the kernel gets round to freeing it: links moved in go
-    /// home (as `remove_interface` would), the rest are deleted, which removes a veth's host end
-    /// at once.
-    fn empty_and_unpin(&self, live: Live) -> Result<()> {
-        if let Ok(links) = live.sock.links() {
-            iface::evacuate(self, &live, &links);
+    /// unpinning, so nothing lingers until the kernel gets round to freeing it: links the sandbox
+    /// made are deleted (which removes a veth's host end at once), links moved in go home (as
+    /// `remove_interface` would); other links are deleted only in a namespace the sandbox made.
+    /// A handle whose sandbox was destroyed elsewhere only lets go of its socket: the key may
+    /// pin someone else's namespace by now.
+    fn empty_and_unpin(&self, live: Live) -> Result<DestroyReport> {
+        if !self.pinned_here(&live) {
+            debug!("sandbox {} was destroyed elsewhere; handle released", self.key);
+            return Ok(DestroyReport::default());
         }
+        let report = match live.sock.links() {
+            Ok(links) => {
+                let owned = links.iter().any(|l| l.index == 1 && l.altnames.iter().any(|a| a == mark::OWNED));
+                iface::evacuate(self, &live, &links, owned)
+            }
+            Err(e) => {
+                warn!("sandbox {}: cannot list its links ({e}); they go with the namespace", self.key);
+                DestroyReport::default()
+            }
+        };
         drop(live);
         netns::unpin(&self.path)?;
         debug!("destroyed sandbox {}", self.key);
-        Ok(())
+        Ok(report)
+    }
+
+    /// [`Sandbox::destroy`], telling what it could not do: the links moved in that could not go
+    /// home (see [`DestroyReport`]). `destroy` logs them instead.
+    pub fn destroy_reporting(&self) -> Result<DestroyReport> {
+        // Every other operation holds the read lock for its whole run, so the write lock waits
+        // for them to finish. (Taking `ifaces` here too would invert the lock order with
+        // add_interface and could deadlock.)
+        let taken = self.live.write().take();
+        match taken {
+            Some(live) => self.empty_and_unpin(live),
+            None => Ok(DestroyReport::default()),
+        }
     }
 
     /// Removes stale entries under `base` after a crash: files that are not a pinned network
     /// namespace (a create that died half-way) are deleted; pins for which `keep` says false are
-    /// destroyed like [`Sandbox::destroy`] (moved-in links go home, the rest are deleted, then it is unpinned). Returns the
-    /// paths removed.
+    /// destroyed like [`Sandbox::destroy`] (moved-in links go home, links the sandbox made are
+    /// deleted, then it is unpinned). Returns the paths removed.
+    ///
+    /// When no pin is left under `base` afterwards, the shared bind mount that `create` made of
+    /// `base` onto itself is released too ([`netns::release_base_if_unused`]), so nothing of
+    /// netsandbox stays mounted. Do not run it while another process or thread creates sandboxes
+    /// in `base`.
     pub fn gc(base: &Path, keep: &dyn Fn(&Path) -> bool) -> Result<Vec<PathBuf>> {
         /// Stale sandboxes destroyed together (each holds a socket until then).
         const GC_BATCH: usize = 256;
@@ -241,6 +312,8 @@ impl NetnsSandbox {
             removed.push(path);
         }
         NetnsSandbox::destroy_many(&stale.iter().collect::<Vec<_>>())?;
+        drop(stale);
+        netns::release_base_if_unused(base)?;
         Ok(removed)
     }
 
@@ -276,7 +349,7 @@ impl NetnsSandbox {
     }
 
     fn static_route(&self, live: &Live, route: &StaticRoute) -> Result<RouteSpec> {
-        route.check()?;
+        check::static_route(route)?;
         let oif = match (&route.interface, route.gateway) {
             (Some(name), _) => Some(self.link(live, name)?.index),
             (None, Some(gw)) => self.gateway_oif(live, gw)?,
@@ -293,11 +366,8 @@ impl NetnsSandbox {
         let index = match &opts.link_name {
             Some(n) => {
                 let l = self.link(live, n)?;
-                if opts.family == NeighFamily::Bridge && l.kind != LinkKind::Vxlan {
-                    return Err(Error::InvalidArgument {
-                        op: "add neighbor",
-                        reason: format!("fdb entries go on a vxlan device; {n} is {:?}", l.kind),
-                    });
+                if opts.family == NeighFamily::Bridge {
+                    check::fdb_device(n, l.kind == LinkKind::Vxlan)?;
                 }
                 l.index
             }
@@ -314,7 +384,10 @@ impl NetnsSandbox {
 /// sysctls follow the thread that opens them. Brings the loopback up, applies the IPv6 policy.
 fn prepare_inside(opts: &CreateOptions, label: &str) -> Result<Socket> {
     let sock = Socket::open()?.labelled(label);
-    sock.set_link(LinkRef::Index(1), &LinkChange::new().up(true))?;
+    // The loopback comes up and records that the sandbox made this namespace (see `mark`).
+    let lo = LinkRef::Index(1);
+    let reqs = [LinkChange::new().up(true).request(lo)?, crate::netlink::link::add_altname(lo, mark::OWNED)?];
+    sock.batch(&reqs, crate::netlink::BatchMode::StopAtFirstError)?.into_result()?;
     if let Some(on) = opts.ipv6 {
         let v = if on { "0" } else { "1" };
         for k in ["net.ipv6.conf.all.disable_ipv6", "net.ipv6.conf.default.disable_ipv6"] {
@@ -368,11 +441,15 @@ impl Sandbox for NetnsSandbox {
     }
 
     fn statistics(&self, name: &str) -> Result<Statistics> {
-        self.with(|live| Ok(self.link(live, name)?.stats.unwrap_or_default()))
+        self.with(|live| {
+            check::ifname(name)?;
+            Ok(self.link(live, name)?.stats.unwrap_or_default())
+        })
     }
 
     fn set_gateway(&self, gw: IpAddr) -> Result<()> {
         self.with(|live| {
+            check::gateway(gw)?;
             let oif = self.gateway_oif(live, gw)?;
             live.sock.add_route(&Self::default_route(gw, oif)).map_err(|e| typed(unreachable_gw(e, gw), "gateway", gw))
         })
@@ -380,6 +457,7 @@ impl Sandbox for NetnsSandbox {
 
     fn unset_gateway(&self, gw: IpAddr) -> Result<()> {
         self.with(|live| {
+            check::gateway(gw)?;
             let any = if gw.is_ipv4() { IpNet::V4(Default::default()) } else { IpNet::V6(Default::default()) };
             let mut r = RouteSpec::new(any).via(gw);
             r.oif = None;
@@ -399,7 +477,7 @@ impl Sandbox for NetnsSandbox {
 
     fn remove_static_route(&self, route: &StaticRoute) -> Result<()> {
         self.with(|live| {
-            route.check()?;
+            check::static_route(route)?;
             let mut r = RouteSpec::new(route.dst);
             r.gateway = route.gateway;
             if let Some(n) = &route.interface {
@@ -411,8 +489,7 @@ impl Sandbox for NetnsSandbox {
 
     fn add_neighbor(&self, ip: IpAddr, mac: [u8; 6], force: bool, opts: &NeighOptions) -> Result<()> {
         self.with(|live| {
-            validate::mac_bytes(&mac)?;
-            opts.check()?;
+            check::add_neighbor(&mac, opts)?;
             let spec = self.neigh_spec(live, ip, mac, opts)?;
             let name = format!("{ip} lladdr {}", validate::format_mac(&mac));
             live.sock.add_neighbor(&spec, force).map_err(|e| typed(e, "neighbor", name))
@@ -421,6 +498,7 @@ impl Sandbox for NetnsSandbox {
 
     fn delete_neighbor(&self, ip: IpAddr, mac: [u8; 6], os_delete: bool) -> Result<()> {
         self.with(|live| {
+            check::delete_neighbor(&mac)?;
             let name = format!("{ip} lladdr {}", validate::format_mac(&mac));
             let found = read::neighbors(live)?
                 .into_iter()
@@ -435,16 +513,18 @@ impl Sandbox for NetnsSandbox {
 
     fn add_alias_ip(&self, ifname: &str, cidr: IpNet) -> Result<()> {
         self.with(|live| {
-            validate::host_cidr(&cidr)?;
+            check::alias_ip(ifname, &cidr)?;
             let l = self.link(live, ifname)?;
-            let opts = addr::AddrOptions { nodad: cidr.addr().is_ipv6(), ..Default::default() };
+            let v6 = cidr.addr().is_ipv6();
+            check::alias_unique(&cidr, live.sock.addresses(Some(v6), None)?.iter().map(|a| a.addr.addr()))?;
+            let opts = addr::AddrOptions { nodad: v6, ..Default::default() };
             live.sock.add_address(l.index, &cidr, opts).map_err(|e| typed(e, "address", cidr))
         })
     }
 
     fn remove_alias_ip(&self, ifname: &str, cidr: IpNet) -> Result<()> {
         self.with(|live| {
-            validate::host_cidr(&cidr)?;
+            check::alias_ip(ifname, &cidr)?;
             let l = self.link(live, ifname)?;
             live.sock.delete_address(l.index, &cidr).map_err(|e| typed(e, "address", cidr))
         })
@@ -452,6 +532,7 @@ impl Sandbox for NetnsSandbox {
 
     fn disable_arp_for_vip(&self, ifname: &str) -> Result<()> {
         self.with(|live| {
+            check::ifname(ifname)?;
             self.link(live, ifname)?;
             let a = format!("net/ipv4/conf/{ifname}/arp_ignore");
             let b = format!("net/ipv4/conf/{ifname}/arp_announce");
@@ -465,7 +546,7 @@ impl Sandbox for NetnsSandbox {
             if types.is_empty() {
                 return Ok(report);
             }
-            for (k, o) in sysctl::apply(Some(&live.ns()?), &LB_TWEAKS)? {
+            for (k, o) in sysctl::apply(Some(&live.ns()?), &check::LB_SYSCTLS)? {
                 match o {
                     Outcome::Written { .. } => report.written.push(k),
                     Outcome::Unchanged => report.unchanged.push(k),
@@ -497,12 +578,9 @@ impl Sandbox for NetnsSandbox {
     }
 
     fn destroy(&self) -> Result<()> {
-        // Every other operation holds the read lock for its whole run, so the write lock waits
-        // for them to finish. (Taking `ifaces` here too would invert the lock order with
-        // add_interface and could deadlock.)
-        match self.live.write().take() {
-            Some(live) => self.empty_and_unpin(live),
-            None => Ok(()),
+        for (name, why) in self.destroy_reporting()?.left_behind {
+            warn!("sandbox {}: {name} left in the namespace: {why}", self.key);
         }
+        Ok(())
     }
 }
