@@ -437,6 +437,8 @@ fn restore_after_dropping_handles_reports_the_same() {
         again.add_backend(&s4, &Backend { ip: addr("198.18.0.20"), port: 8080, weight: 3 }).unwrap();
         assert_eq!(again.lb_restore().unwrap()[0].backends.len(), 5);
         again.destroy().unwrap();
+        assert!(matches!(again.add_service(&s4), Err(Error::Destroyed { .. })));
+        assert!(matches!(again.lb_services(), Err(Error::Destroyed { .. })));
     });
 }
 

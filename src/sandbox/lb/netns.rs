@@ -83,20 +83,27 @@ impl LbConn {
 }
 
 impl NetnsSandbox {
-    fn lb<T>(&self, f: impl FnOnce(&mut LbConn, &NetnsSandbox) -> Result<T>) -> Result<T> {
+    /// Runs `f` on the sandbox's load-balancer connection (opened and read on first use). `f`
+    /// must not call back into the sandbox: the sandbox's state lock is held meanwhile.
+    fn lb<T>(&self, f: impl FnOnce(&mut LbConn) -> Result<T>) -> Result<T> {
         self.with_lb(|slot, ns| {
             let mut g = slot.lock();
             if g.is_none() {
                 *g = Some(LbConn::open(&ns()?, self.key())?);
             }
             match g.as_mut() {
-                Some(c) => f(c, self),
+                Some(c) => f(c),
                 None => Err(Error::Protocol { op: "load balancer", detail: "no connection".into() }),
             }
         })
     }
 
+    /// Sysctls for a sandbox that gets its first service (idempotent: unchanged keys are not
+    /// written).
     fn prepare_lb(&self) -> Result<()> {
+        if self.lb(|c| Ok(c.state.table))? {
+            return Ok(());
+        }
         let ns = self.with_netns(|ns| ns.try_clone())??;
         for (k, o) in sysctl::apply(Some(&ns), &LB_SYSCTLS)? {
             if matches!(o, sysctl::Outcome::Missing | sysctl::Outcome::ReadOnly) {
@@ -105,76 +112,67 @@ impl NetnsSandbox {
         }
         self.apply_os_tweaks(&[SandboxType::LoadBalancer]).map(drop)
     }
+
+    fn vips(&self) -> Result<std::collections::BTreeSet<IpAddr>> {
+        self.lb(|c| Ok(c.state.services.keys().map(|k| k.vip).collect()))
+    }
 }
 
 impl LoadBalancer for NetnsSandbox {
     fn add_service(&self, svc: &ServiceKey) -> Result<()> {
-        self.lb(|c, sb| {
-            let fresh = c.state.plan_add_service(svc)?.contains(&Op::CreateTable);
-            if fresh {
-                sb.prepare_lb()?;
-            }
-            let vip_shared = c.state.vip_in_use(svc.vip);
-            let ops = c.change(&|st| st.plan_add_service(svc))?;
-            if !vip_shared {
-                match sb.add_alias_ip(sb.loopback_name(), host_net(svc.vip)) {
-                    Ok(()) => {}
-                    Err(e) if e.is_already_exists() => {}
-                    Err(e) => {
-                        // Undo the transaction so the call changes nothing.
-                        let _ = c.change(&|st| st.plan_remove_service(svc));
-                        return Err(e);
-                    }
+        self.lb(|c| c.state.plan_add_service(svc).map(drop))?;
+        self.prepare_lb()?;
+        let before = self.vips()?;
+        self.lb(|c| c.change(&|st| st.plan_add_service(svc)))?;
+        if !before.contains(&svc.vip) {
+            match self.add_alias_ip(self.loopback_name(), host_net(svc.vip)) {
+                Ok(()) => {}
+                Err(e) if e.is_already_exists() => {}
+                Err(e) => {
+                    // Undo the transaction so the call changes nothing.
+                    let _ = self.lb(|c| c.change(&|st| st.plan_remove_service(svc)));
+                    return Err(e);
                 }
             }
-            debug!("sandbox {}: service {svc} added ({} ops)", sb.key(), ops.len());
-            Ok(())
-        })
+        }
+        debug!("sandbox {}: service {svc} added", self.key());
+        Ok(())
     }
 
     fn remove_service(&self, svc: &ServiceKey) -> Result<()> {
-        self.lb(|c, sb| {
-            c.change(&|st| st.plan_remove_service(svc))?;
-            if !c.state.vip_in_use(svc.vip) {
-                match sb.remove_alias_ip(sb.loopback_name(), host_net(svc.vip)) {
-                    Err(e) if !e.is_not_found() => return Err(e),
-                    _ => {}
-                }
-            }
-            Ok(())
-        })
+        let before = self.vips()?;
+        self.lb(|c| c.change(&|st| st.plan_remove_service(svc)))?;
+        sync_aliases(self, &before, &self.vips()?)
     }
 
     fn add_backend(&self, svc: &ServiceKey, backend: &Backend) -> Result<()> {
-        self.lb(|c, _| c.change(&|st| st.plan_add_backend(svc, backend)).map(drop))
+        self.lb(|c| c.change(&|st| st.plan_add_backend(svc, backend)).map(drop))
     }
 
     fn remove_backend(&self, svc: &ServiceKey, ip: IpAddr, port: u16) -> Result<()> {
-        self.lb(|c, _| c.change(&|st| st.plan_remove_backend(svc, (ip, port))).map(drop))
+        self.lb(|c| c.change(&|st| st.plan_remove_backend(svc, (ip, port))).map(drop))
     }
 
     fn drain_backend(&self, svc: &ServiceKey, ip: IpAddr, port: u16) -> Result<()> {
-        self.lb(|c, _| c.change(&|st| st.plan_drain_backend(svc, (ip, port))).map(drop))
+        self.lb(|c| c.change(&|st| st.plan_drain_backend(svc, (ip, port))).map(drop))
     }
 
     fn publish_port(&self, port: &PublishedPort) -> Result<()> {
-        self.lb(|c, _| c.change(&|st| st.plan_publish(port)).map(drop))
+        self.lb(|c| c.change(&|st| st.plan_publish(port)).map(drop))
     }
 
     fn unpublish_port(&self, iface: &str, proto: Protocol, port: u16) -> Result<()> {
-        self.lb(|c, _| c.change(&|st| st.plan_unpublish(iface, proto, port)).map(drop))
+        self.lb(|c| c.change(&|st| st.plan_unpublish(iface, proto, port)).map(drop))
     }
 
     fn lb_apply(&self, changes: &[LbChange]) -> Result<()> {
-        self.lb(|c, sb| {
-            if !c.state.table && changes.iter().any(|ch| matches!(ch, LbChange::AddService(_))) {
-                sb.prepare_lb()?;
-            }
-            let before: std::collections::BTreeSet<IpAddr> = c.state.services.keys().map(|k| k.vip).collect();
-            c.change(&|st| st.plan_many(changes))?;
-            let after: std::collections::BTreeSet<IpAddr> = c.state.services.keys().map(|k| k.vip).collect();
-            sync_aliases(sb, &before, &after)
-        })
+        self.lb(|c| c.state.plan_many(changes).map(drop))?;
+        if changes.iter().any(|ch| matches!(ch, LbChange::AddService(_))) {
+            self.prepare_lb()?;
+        }
+        let before = self.vips()?;
+        self.lb(|c| c.change(&|st| st.plan_many(changes)))?;
+        sync_aliases(self, &before, &self.vips()?)
     }
 
     fn lb_services(&self) -> Result<Vec<ServiceInfo>> {
@@ -182,25 +180,25 @@ impl LoadBalancer for NetnsSandbox {
     }
 
     fn lb_published(&self) -> Result<Vec<PublishedPort>> {
-        self.lb(|c, _| {
+        self.lb(|c| {
             c.reload()?;
             Ok(c.state.published())
         })
     }
 
     fn lb_restore(&self) -> Result<Vec<ServiceInfo>> {
-        self.lb(|c, _| {
+        self.lb(|c| {
             c.reload()?;
             Ok(c.state.services())
         })
     }
 
     fn lb_clear(&self) -> Result<()> {
-        self.lb(|c, sb| {
+        let before = self.vips()?;
+        self.lb(|c| {
             if !c.state.table {
                 return Ok(());
             }
-            let vips: Vec<IpAddr> = c.state.services.keys().map(|k| k.vip).collect();
             c.sock.commit(&mut nft::encode_clear(), c.genid).or_else(|e| {
                 if is_stale(&e) {
                     c.reload()?;
@@ -211,14 +209,9 @@ impl LoadBalancer for NetnsSandbox {
             })?;
             c.state = LbState::default();
             c.genid = c.genid.wrapping_add(1).max(1);
-            for vip in vips {
-                match sb.remove_alias_ip(sb.loopback_name(), host_net(vip)) {
-                    Err(e) if !e.is_not_found() => return Err(e),
-                    _ => {}
-                }
-            }
             Ok(())
-        })
+        })?;
+        sync_aliases(self, &before, &Default::default())
     }
 }
 
