@@ -12,11 +12,9 @@ use super::mark::{self, Origin};
 use super::{DestroyReport, Live, NetnsSandbox, RTPROT_NETSANDBOX_IFACE};
 use crate::error::{Error, Result};
 use crate::netlink::addr::{self, AddrOptions};
-use crate::netlink::consts::{RT_TABLE_MAIN, RTN_UNICAST, RTPROT_KERNEL};
+use crate::netlink::consts::{RT_TABLE_MAIN, RTN_UNICAST, RTPROT_KERNEL, RTPROT_RA, RTPROT_REDIRECT};
 use crate::netlink::link::{self, LinkChange, LinkRef, VethPeer};
 use crate::netlink::route::{self, RouteSpec};
-use crate::netlink::view::FromReply;
-use crate::netlink::wire::NLM_F_ECHO;
 use crate::netlink::{Address, Link, LinkKind, Route};
 use crate::netlink::{BatchMode, Request, Socket};
 use crate::netns::{self, NetNs};
@@ -158,14 +156,10 @@ fn add_veth_pair(
         host_master,
         ..Default::default()
     };
-    let mut req = link::create_veth(host_name, opts.mtu, &peer)?;
-    // Ask for the new host end back: its IFLA_LINK is the peer's index inside, which saves a
-    // lookup in the sandbox.
-    req.flags |= NLM_F_ECHO;
-    let echoed = sb.host.sock.query(req).map_err(|e| {
+    // The echoed host end names the peer's index inside: saves a lookup in the sandbox.
+    let host_end = sb.host.sock.create_veth_echoed(host_name, opts.mtu, &peer).map_err(|e| {
         if e.is_already_exists() { Error::AlreadyExists { kind: "link", name: host_name.to_owned() } } else { e }
     })?;
-    let host_end = echoed.iter().filter_map(Link::from_reply).filter_map(|r| r.ok()).find(|l| l.name == host_name);
     let peer_index = host_end.as_ref().and_then(|l| l.link);
     let ready = host_end_without_link_local(sb, host_name, opts.no_host_link_local)
         .and_then(|()| host_end_hairpin(sb, host_name, opts.host_hairpin))
@@ -585,7 +579,7 @@ fn undo_partial_move(landed: &Socket, index: u32, old_name: &str, back: LinkChan
 
 /// True for kernel-made routes (subnet routes of addresses, IPv6 link-local, RA, redirects).
 pub(super) fn is_kernel_route(protocol: u8) -> bool {
-    protocol == RTPROT_KERNEL || protocol == 9 /* RTPROT_RA */ || protocol == 1 /* redirect */
+    matches!(protocol, RTPROT_KERNEL | RTPROT_RA | RTPROT_REDIRECT)
 }
 
 /// Kernel-made addresses (`IFA_PROTO` kernel loopback / RA / link-local).

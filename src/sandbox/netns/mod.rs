@@ -443,7 +443,7 @@ impl Sandbox for NetnsSandbox {
     fn statistics(&self, name: &str) -> Result<Statistics> {
         self.with(|live| {
             check::ifname(name)?;
-            Ok(self.link(live, name)?.stats.unwrap_or_default())
+            Ok(self.link(live, name)?.stats.map(Statistics::from).unwrap_or_default())
         })
     }
 
@@ -461,7 +461,7 @@ impl Sandbox for NetnsSandbox {
             let any = if gw.is_ipv4() { IpNet::V4(Default::default()) } else { IpNet::V6(Default::default()) };
             let mut r = RouteSpec::new(any).via(gw);
             r.oif = None;
-            live.sock.execute(crate::netlink::route::delete(&r)).map_err(|e| typed(e, "gateway", gw))
+            live.sock.delete_route(&r).map_err(|e| typed(e, "gateway", gw))
         })
     }
 
@@ -483,7 +483,7 @@ impl Sandbox for NetnsSandbox {
             if let Some(n) = &route.interface {
                 r.oif = Some(self.link(live, n)?.index);
             }
-            live.sock.execute(crate::netlink::route::delete(&r)).map_err(|e| typed(e, "route", route.dst))
+            live.sock.delete_route(&r).map_err(|e| typed(e, "route", route.dst))
         })
     }
 
