@@ -15,6 +15,7 @@ mod key;
 pub mod lb;
 mod netns;
 mod options;
+pub mod random;
 
 pub use bridge::{BridgeOptions, HostBridge};
 pub use events::{Change, Event, Mirror, Object, Source, WatchOptions, WatchStats, Watcher};

@@ -40,7 +40,7 @@ impl NetnsSandbox {
         let lives: Vec<(&NetnsSandbox, Live)> =
             sandboxes.iter().filter_map(|sb| sb.live.write().take().map(|live| (*sb, live))).collect();
         let mut by_origin: Vec<(Arc<Host>, Vec<u32>)> = Vec::new();
-        for (sb, live) in &lives {
+        for (sb, live) in lives.iter().filter(|(sb, _)| sb.owned) {
             let ends = match host_ends(sb, live) {
                 Ok(ends) => ends,
                 Err(e) => {

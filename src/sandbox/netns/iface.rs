@@ -84,7 +84,7 @@ pub(super) fn add(
         Some(br) => Some(crate::sandbox::bridge::bridge_link(&sb.host.sock, br)?.index),
         None => None,
     };
-    let name = free_name(live, prefix)?;
+    let name = if opts.exact_name { exact_name_free(live, prefix)? } else { free_name(live, prefix)? };
 
     // Bring the link in: create it inside, or move it (renamed on the way, in one request).
     let (index, before) = match (src, source) {
@@ -123,9 +123,14 @@ fn main_routes(live: &Live, opts: &IfaceOptions) -> Result<Vec<IpNet>> {
         if !wanted {
             continue;
         }
+        // A namespace nobody has added a route to yet (a runtime's fresh one, loopback down)
+        // has no main table: the kernel answers ENOENT, which means no conflict.
+        let routes = match live.sock.routes_in(v6, RT_TABLE_MAIN) {
+            Err(e) if e.errno() == Some(nix::errno::Errno::ENOENT) => continue,
+            other => other?,
+        };
         out.extend(
-            live.sock
-                .routes_in(v6, RT_TABLE_MAIN)?
+            routes
                 .into_iter()
                 .filter(|r| r.table == RT_TABLE_MAIN && r.kind == RTN_UNICAST && !check::ignored_for_conflicts(&r.dst))
                 .map(|r| r.dst),
@@ -163,6 +168,7 @@ fn add_veth_pair(
     let peer_index = host_end.as_ref().and_then(|l| l.link);
     let ready = host_end_without_link_local(sb, host_name, opts.no_host_link_local)
         .and_then(|()| host_end_hairpin(sb, host_name, opts.host_hairpin))
+        .and_then(|()| host_end_alias(sb, host_name, opts.host_alias.as_deref()))
         .and_then(|()| peer_index.map_or_else(|| live.sock.link(LinkRef::Name(name)).map(|l| l.index), Ok));
     ready.inspect_err(|_| {
         let _ = sb.host.sock.delete_link(LinkRef::Name(host_name));
@@ -234,6 +240,24 @@ fn host_end_hairpin(sb: &NetnsSandbox, host_name: &str, wanted: bool) -> Result<
         return Ok(());
     }
     sb.host.sock.set_link(LinkRef::Name(host_name), &LinkChange::new().hairpin(true))
+}
+
+/// For [`IfaceOptions::host_alias`]: the kernel ignores `IFLA_IFALIAS` in a creating request,
+/// so it is set right after (a failure rolls the pair back like any other step).
+fn host_end_alias(sb: &NetnsSandbox, host_name: &str, alias: Option<&str>) -> Result<()> {
+    match alias {
+        Some(a) => sb.host.sock.set_link(LinkRef::Name(host_name), &LinkChange::new().alias(a)),
+        None => Ok(()),
+    }
+}
+
+/// For [`IfaceOptions::exact_name`]: `name` itself, when no link inside has it.
+fn exact_name_free(live: &Live, name: &str) -> Result<String> {
+    match live.sock.link(LinkRef::Name(name)) {
+        Err(Error::NotFound { .. }) => Ok(name.to_owned()),
+        Err(e) => Err(e),
+        Ok(_) => Err(Error::AlreadyExists { kind: "interface", name: name.to_owned() }),
+    }
 }
 
 /// `prefix` + the lowest index not used by a link inside. The first candidate is free in the

@@ -82,6 +82,9 @@ pub struct NetnsSandbox {
     live: RwLock<Option<Live>>,
     /// Serializes changes to the set of interfaces (name allocation, move, rollback).
     ifaces: Mutex<()>,
+    /// False for [`NetnsSandbox::attach`]: the namespace belongs to someone else, so destroy
+    /// only lets go of it.
+    owned: bool,
 }
 
 /// What an open sandbox holds: one netlink socket bound to its namespace. The namespace itself
@@ -160,13 +163,53 @@ impl NetnsSandbox {
         }
     }
 
+    /// Attaches to a namespace someone else owns — a container runtime's (`CNI_NETNS`: a pin
+    /// such as `/run/netns/cni-…` or `/proc/<pid>/ns/net`) — without pinning it again. The
+    /// sandbox works like any other (interfaces, routes, `invoke`), but the namespace stays
+    /// its owner's: [`destroy`](Sandbox::destroy) (also through
+    /// [`destroy_many`](Self::destroy_many)) and drop only close this handle, never unpin,
+    /// unmount, delete the path or evacuate links. Links it made go with
+    /// [`remove_interface`](Sandbox::remove_interface). The key is `path` as given; once the
+    /// path no longer names this namespace, calls answer [`Error::Destroyed`].
+    ///
+    /// `path` must be absolute; a missing path is [`Error::NotFound`], a file that is not a
+    /// network namespace is a typed error.
+    pub fn attach(path: impl AsRef<Path>) -> Result<NetnsSandbox> {
+        let path = path.as_ref();
+        let key = path.display().to_string();
+        if !path.is_absolute() {
+            return Err(Error::InvalidKey { key, reason: "a namespace path must be absolute" });
+        }
+        let ns = NetNs::from_path(path).map_err(|e| match e {
+            Error::NotFound { .. } => Error::NotFound { kind: "namespace", name: key.clone() },
+            e => e,
+        })?;
+        let host = Host::current()?;
+        let sock = host.socket_in(&ns)?;
+        let mut sb = Self::assemble(&key, path.to_path_buf(), host, ns, sock)?;
+        sb.owned = false;
+        Ok(sb)
+    }
+
+    /// Whether this sandbox owns its namespace (false for [`attach`](Self::attach)).
+    pub fn owns_namespace(&self) -> bool {
+        self.owned
+    }
+
     fn assemble(key: &str, path: PathBuf, host: Arc<Host>, ns: NetNs, sock: Socket) -> Result<NetnsSandbox> {
         let inode = ns.nsfs_inode()?;
         // The socket keeps the namespace reachable (`Live::ns`): the separate handle can go, so
         // an idle sandbox holds one fd.
         drop(ns);
         let live = Live { sock, label: key.to_owned(), inode, lb: Default::default() };
-        Ok(NetnsSandbox { key: key.to_owned(), path, host, live: RwLock::new(Some(live)), ifaces: Mutex::new(()) })
+        Ok(NetnsSandbox {
+            key: key.to_owned(),
+            path,
+            host,
+            live: RwLock::new(Some(live)),
+            ifaces: Mutex::new(()),
+            owned: true,
+        })
     }
 
     /// True while the pin at the key is still this sandbox's namespace. Once another handle or
@@ -233,6 +276,11 @@ impl NetnsSandbox {
     /// A handle whose sandbox was destroyed elsewhere only lets go of its socket: the key may
     /// pin someone else's namespace by now.
     fn empty_and_unpin(&self, live: Live) -> Result<DestroyReport> {
+        if !self.owned {
+            drop(live);
+            debug!("released attached namespace {}", self.key);
+            return Ok(DestroyReport::default());
+        }
         if !self.pinned_here(&live) {
             debug!("sandbox {} was destroyed elsewhere; handle released", self.key);
             return Ok(DestroyReport::default());
