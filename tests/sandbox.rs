@@ -694,6 +694,7 @@ fn destroy_while_other_threads_work_does_not_deadlock() {
             sb.destroy().unwrap();
             workers.into_iter().map(|w| w.join().unwrap()).collect()
         });
+        common::wait_reaped();
         let all: Vec<&String> = outcomes.iter().flatten().collect();
         assert_eq!(all.len(), 40);
         // Once destroyed, every later call says so; nothing was left in the host.
@@ -717,6 +718,9 @@ fn destroy_returns_moved_links_and_deletes_created_ones() {
         sb.add_interface("", "br", &IfaceOptions::new().bridge(true)).unwrap();
         sb.destroy().unwrap();
         let s = Socket::open().unwrap();
+        assert!(s.link(LinkRef::Name("vc0")).is_ok(), "a moved link is home when destroy returns");
+        assert!(!host_has("vh2"), "the host-end name of a veth the sandbox made is free at once");
+        common::wait_reaped();
         let back = s.link(LinkRef::Name("vc0")).expect("moved link returned to its origin");
         assert_eq!(back.alias, None, "no netsandbox marker left on it");
         assert!(!host_has("vh1"), "a link whose origin name was taken is deleted, with its peer");
@@ -744,6 +748,7 @@ fn host_end_without_link_local_address() {
         assert!(details.contains("addrgenmode none") && details.contains(",UP"), "{details}");
         assert_eq!(sb.interfaces().unwrap().len(), 2);
         sb.destroy().unwrap();
+        common::wait_reaped();
         assert!(Socket::open().unwrap().links().unwrap().len() == 1, "both host ends are gone");
     });
 }
@@ -770,7 +775,9 @@ fn destroy_many_deletes_veth_pairs_in_one_batch() {
         sbs[5].destroy().unwrap();
         let mut all: Vec<&NetnsSandbox> = sbs.iter().collect();
         all.push(&sbs[0]); // listed twice
-        NetnsSandbox::destroy_many(&all).unwrap();
+        let reaped = NetnsSandbox::destroy_many_detached(&all).unwrap();
+        assert!(reaped.wait(std::time::Duration::from_secs(60)), "reaped within 60 s");
+        common::wait_reaped(); // sbs[5] too
 
         let mut left: Vec<String> = host.links().unwrap().into_iter().map(|l| l.name).collect();
         left.sort();

@@ -12,6 +12,7 @@
 //!   before the call returns, panics included.
 
 mod exec;
+mod fhandle;
 mod handle;
 mod mountinfo;
 mod pin;
@@ -19,6 +20,7 @@ mod sys;
 
 pub use exec::{NsGuard, run_in, run_in_result};
 pub(crate) use exec::{Target, hop};
+pub use fhandle::NsFileHandle;
 pub use handle::{NETNS_RUN_DIR, NetNs};
 pub(crate) use pin::create_pinned_from;
 pub use pin::{create_pinned, create_pinned_with, ensure_shared_base, is_pinned, pin_existing, release_base, unpin};

@@ -15,7 +15,9 @@ pub use bridge::{BridgeOptions, HostBridge};
 pub use fake::FakeSandbox;
 pub use info::{InterfaceInfo, NeighborInfo, SandboxInfo, Statistics, TweakReport};
 pub use key::{DEFAULT_ROOT, base_path, check_id, check_key, generate_key, set_base_path};
-pub use netns::{CreateOptions, NetnsSandbox, RTPROT_NETSANDBOX, RTPROT_NETSANDBOX_IFACE, WarmPool};
+pub use netns::{
+    CreateOptions, NetnsSandbox, REAP_GRACE, RTPROT_NETSANDBOX, RTPROT_NETSANDBOX_IFACE, Reaped, WarmPool,
+};
 pub use options::{IfaceOptions, NeighFamily, NeighOptions, SandboxType, StaticRoute};
 
 use std::net::IpAddr;
@@ -108,8 +110,10 @@ pub trait Sandbox: Send + Sync {
     fn info(&self) -> Result<SandboxInfo>;
 
     /// Deletes the sandbox and its pin and handles. Links moved in go back to their origin under
-    /// their origin name (when it is free there), links the sandbox created are deleted (a
-    /// veth's host end with them). Idempotent.
+    /// their origin name (when it is free there) before it returns; links the sandbox created
+    /// are deleted (a veth's host end with them) — for `NetnsSandbox` by the kernel when it
+    /// frees the namespace, with host-end names free at once (see
+    /// [`NetnsSandbox::destroy_detached`]). Idempotent.
     fn destroy(&self) -> Result<()>;
 }
 

@@ -12,7 +12,7 @@ use log::{debug, warn};
 
 use super::host::Host;
 use super::iface::CREATED;
-use super::{Live, NetnsSandbox};
+use super::{Live, NetnsSandbox, Reaped};
 use crate::error::{Error, Result};
 use crate::netlink::link::{self, LinkChange, LinkRef};
 use crate::netlink::view::LinkKind;
@@ -36,7 +36,42 @@ impl NetnsSandbox {
     /// uses costs one dump of the origin's links, so for a single sandbox plain `destroy` is
     /// cheaper. Sandboxes already destroyed (or listed twice) are skipped. Returns the first
     /// error after trying every sandbox.
+    ///
+    /// Sandboxes whose namespace the handle made take the short path of
+    /// [`destroy_detached`](Self::destroy_detached) instead (nothing deleted on the caller's
+    /// path; ~0.2 ms each against ~1 ms each for the group deletion), so for them the host
+    /// ends are parked, not gone, on return: use
+    /// [`destroy_many_detached`](Self::destroy_many_detached) to wait for the kernel.
     pub fn destroy_many(sandboxes: &[&NetnsSandbox]) -> Result<()> {
+        Self::destroy_many_detached(sandboxes).map(drop)
+    }
+
+    /// [`destroy_many`](Self::destroy_many), with one [`Reaped`] for everything left to the
+    /// kernel.
+    pub fn destroy_many_detached(sandboxes: &[&NetnsSandbox]) -> Result<Reaped> {
+        let mut reaped = Reaped::default();
+        let mut first_error = None;
+        let mut slow = Vec::new();
+        for sb in sandboxes {
+            if !sb.owned {
+                slow.push(*sb);
+                continue;
+            }
+            match sb.destroy_detached() {
+                Ok(r) => reaped.merge(r),
+                Err(e) => {
+                    first_error.get_or_insert(e);
+                }
+            }
+        }
+        if let Err(e) = Self::destroy_many_grouped(&slow) {
+            first_error.get_or_insert(e);
+        }
+        first_error.map_or(Ok(reaped), Err)
+    }
+
+    /// The synchronous batch: host ends grouped and deleted with one request.
+    fn destroy_many_grouped(sandboxes: &[&NetnsSandbox]) -> Result<()> {
         let lives: Vec<(&NetnsSandbox, Live)> =
             sandboxes.iter().filter_map(|sb| sb.live.write().take().map(|live| (*sb, live))).collect();
         let mut by_origin: Vec<(Arc<Host>, Vec<u32>)> = Vec::new();

@@ -10,6 +10,7 @@ mod host;
 mod iface;
 mod pool;
 mod read;
+mod reap;
 
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
@@ -35,6 +36,7 @@ use crate::sysctl::{self, Outcome};
 use crate::validate;
 use host::Host;
 pub use pool::WarmPool;
+pub use reap::{GRACE as REAP_GRACE, Reaped};
 
 /// `rtm_protocol` of routes added for an interface ([`IfaceOptions::routes`]), so `restore`
 /// tells them from static routes.
@@ -71,6 +73,9 @@ pub struct NetnsSandbox {
     live: RwLock<Option<Live>>,
     /// Serializes changes to the set of interfaces (name allocation, move, rollback).
     ifaces: Mutex<()>,
+    /// This handle made the namespace (`create`, a pool take): destroy may leave what the
+    /// sandbox made inside to the kernel's namespace clean-up (see `reap`).
+    owned: bool,
 }
 
 /// What an open sandbox holds: one netlink socket bound to its namespace. The namespace itself
@@ -104,7 +109,7 @@ impl NetnsSandbox {
         let host = Host::current()?;
         let (ns, sock) = netns::create_pinned_from(&host.ns, &path, || prepare_inside(opts, key))?;
         debug!("created sandbox {key}");
-        Ok(Self::assemble(key, path, host, ns, sock))
+        Ok(Self::assemble(key, path, host, ns, sock).owning())
     }
 
     /// Attaches to an existing pin at `key` (made by this or another process). Nothing in the
@@ -145,7 +150,57 @@ impl NetnsSandbox {
         // an idle sandbox holds one fd.
         drop(ns);
         let live = Live { sock, label: key.to_owned() };
-        NetnsSandbox { key: key.to_owned(), path, host, live: RwLock::new(Some(live)), ifaces: Mutex::new(()) }
+        NetnsSandbox {
+            key: key.to_owned(),
+            path,
+            host,
+            live: RwLock::new(Some(live)),
+            ifaces: Mutex::new(()),
+            owned: false,
+        }
+    }
+
+    /// Marks a sandbox whose namespace this handle made.
+    fn owning(mut self) -> NetnsSandbox {
+        self.owned = true;
+        self
+    }
+
+    /// [`Sandbox::destroy`] with a handle on what is left for the kernel to free.
+    ///
+    /// For a namespace this handle made ([`create`](Self::create), [`WarmPool::take`]) the
+    /// caller's path is short: links moved in still go back to their origin before it returns,
+    /// but the veth pairs made by `add_veth` are not deleted (the kernel waits ~32 ms for RCU
+    /// per deletion): their host ends are taken down and renamed to a unique parked name
+    /// (`nsp…`) in one request batch, so the engine's host-end name is free at once, and the
+    /// kernel deletes the pairs when it frees the namespace. [`Reaped::wait`] blocks until it
+    /// has; a process-wide reaper deletes parked ends itself if the namespace is still held
+    /// elsewhere (a process still inside) after [`REAP_GRACE`]. Other sandboxes (opened,
+    /// adopted with `from_external`) are emptied synchronously as before and return an
+    /// already-reaped handle.
+    pub fn destroy_detached(&self) -> Result<Reaped> {
+        // Every other operation holds the read lock for its whole run, so the write lock waits
+        // for them to finish. (Taking `ifaces` here too would invert the lock order with
+        // add_interface and could deadlock.)
+        let taken = self.live.write().take();
+        let Some(live) = taken else { return Ok(Reaped::default()) };
+        if !self.owned {
+            return self.empty_and_unpin(live).map(|()| Reaped::default());
+        }
+        match live.sock.links() {
+            Ok(links) => reap::teardown(self, live, links),
+            Err(e) => {
+                debug!("{}: cannot list links ({e}); they go with the namespace", self.key);
+                reap::teardown(self, live, Vec::new())
+            }
+        }
+    }
+
+    /// Waits until the kernel has freed what every destroy in this process left to it (see
+    /// [`Reaped`]) and the reaper thread has exited, or `timeout` passed. Returns whether all
+    /// is done.
+    pub fn wait_all_reaped(timeout: std::time::Duration) -> bool {
+        reap::wait_all(timeout)
     }
 
     /// The namespace handle (for callers that need to run their own code or sockets inside).
@@ -486,12 +541,6 @@ impl Sandbox for NetnsSandbox {
     }
 
     fn destroy(&self) -> Result<()> {
-        // Every other operation holds the read lock for its whole run, so the write lock waits
-        // for them to finish. (Taking `ifaces` here too would invert the lock order with
-        // add_interface and could deadlock.)
-        match self.live.write().take() {
-            Some(live) => self.empty_and_unpin(live),
-            None => Ok(()),
-        }
+        self.destroy_detached().map(drop)
     }
 }

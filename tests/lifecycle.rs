@@ -1,0 +1,168 @@
+//! Teardown off the caller's path: host-end names free at once, moved links home before destroy
+//! returns, and the kernel really reaping everything afterwards (links, mounts, namespaces).
+//! They count process-wide resources, so they run one at a time (SERIAL).
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::{TempBase, in_private_netns, ip, key, net};
+use netsandbox::netlink::Socket;
+use netsandbox::netlink::link::LinkRef;
+use netsandbox::netns::NsFileHandle;
+use netsandbox::sandbox::{CreateOptions, IfaceOptions, NetnsSandbox, REAP_GRACE, Sandbox, SandboxExt};
+use parking_lot::Mutex;
+
+static SERIAL: Mutex<()> = Mutex::new(());
+
+/// Names of the links in the calling thread's namespace, from `ip -j link` (kernel truth).
+fn host_links() -> Vec<(String, bool)> {
+    let v: serde_json::Value = serde_json::from_str(&ip(&["-j", "link", "show"])).unwrap();
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|l| {
+            let up = l["flags"].as_array().unwrap().iter().any(|f| f == "UP");
+            (l["ifname"].as_str().unwrap().to_owned(), up)
+        })
+        .collect()
+}
+
+#[test]
+fn host_end_name_is_free_at_once_and_reused_before_the_kernel_reaped_the_old_pair() {
+    let _serial = SERIAL.lock();
+    in_private_netns(|| {
+        let base = TempBase::new("reuse");
+        let old = NetnsSandbox::create(&key(&base, "old"), &CreateOptions::default()).unwrap();
+        old.add_veth("vh0", "eth", &IfaceOptions::new().address(net("198.18.0.2/16"))).unwrap();
+        // Something else holds the old namespace (as a process still inside would), so the
+        // kernel cannot reap the old pair while the name is reused.
+        let holder = old.with_netns(|ns| ns.try_clone()).unwrap().unwrap();
+        let reaped = old.destroy_detached().unwrap();
+        let parked = reaped.parked();
+        assert_eq!(parked.len(), 1, "one host end parked: {parked:?}");
+        let links = host_links();
+        assert!(!links.iter().any(|(n, _)| n == "vh0"), "the engine's name is free on return: {links:?}");
+        assert!(links.iter().any(|(n, up)| n == &parked[0] && !up), "parked under {} and down: {links:?}", parked[0]);
+        assert!(!reaped.is_reaped(), "the old namespace is held, so not reaped yet");
+
+        let new = NetnsSandbox::create(&key(&base, "new"), &CreateOptions::default()).unwrap();
+        new.add_veth("vh0", "eth", &IfaceOptions::new().address(net("198.18.0.3/16"))).unwrap();
+        let links = host_links();
+        assert!(links.iter().any(|(n, up)| n == "vh0" && *up), "new host end under the reused name: {links:?}");
+        assert!(links.iter().any(|(n, _)| n == &parked[0]), "old pair still there: {links:?}");
+        // The new pair is the new sandbox's: its end inside is eth0 and up.
+        let inside = new.invoke(|| ip(&["-o", "link", "show", "eth0"])).unwrap();
+        assert!(inside.contains("state UP") || inside.contains(",UP"), "{inside}");
+
+        drop(holder);
+        assert!(reaped.wait(Duration::from_secs(60)), "reaped once nothing holds the old namespace");
+        assert!(!host_links().iter().any(|(n, _)| n == &parked[0]), "old pair deleted by the kernel");
+        new.destroy_detached().unwrap().wait(Duration::from_secs(60));
+        assert_eq!(host_links().len(), 1, "only lo left: {:?}", host_links());
+        common::wait_reaped();
+    });
+}
+
+#[test]
+fn destroy_returns_moved_in_links_before_it_returns() {
+    let _serial = SERIAL.lock();
+    in_private_netns(|| {
+        let base = TempBase::new("movedhome");
+        let host = Socket::open().unwrap();
+        ip(&["link", "add", "mv0", "type", "veth", "peer", "name", "mvpeer"]);
+        let sb = NetnsSandbox::create(&key(&base, "m"), &CreateOptions::default()).unwrap();
+        sb.add_interface("mv0", "eth", &IfaceOptions::new().address(net("198.18.0.2/16"))).unwrap();
+        sb.add_veth("vh1", "eth", &IfaceOptions::new()).unwrap();
+        let reaped = sb.destroy_detached().unwrap();
+        // No waiting: the moved link is home, under its own name, before destroy returned.
+        let back = host.link(LinkRef::Name("mv0")).expect("moved-in link back in its origin");
+        assert_eq!(back.alias, None);
+        assert!(host.link(LinkRef::Name("vh1")).is_err(), "host-end name free");
+        assert!(reaped.wait(Duration::from_secs(60)));
+        let mut names: Vec<String> = host_links().into_iter().map(|(n, _)| n).collect();
+        names.sort();
+        assert_eq!(names, ["lo", "mv0", "mvpeer"]);
+        host.delete_link(LinkRef::Name("mv0")).unwrap();
+        common::wait_reaped();
+    });
+}
+
+#[test]
+fn the_kernel_really_reaps_every_namespace_link_and_mount() {
+    let _serial = SERIAL.lock();
+    common::wait_reaped();
+    in_private_netns(|| {
+        let base = TempBase::new("reap");
+        let links_before = host_links().len();
+        let mounts_before = common::nsfs_mounts_under(base.path());
+        let mut handles = Vec::new();
+        let mut all = Vec::new();
+        for i in 0..20u32 {
+            let k = key(&base, &format!("s{i}"));
+            let sb = NetnsSandbox::create(&k, &CreateOptions::default()).unwrap();
+            let opts = IfaceOptions::new().address(net(&format!("198.18.0.{}/16", i + 2)));
+            sb.add_veth(&format!("vh{i}"), "eth", &opts).unwrap();
+            if i % 4 == 0 {
+                // A second pair, one without a host link-local address, and a bridge inside.
+                sb.add_veth(&format!("vg{i}"), "eth", &IfaceOptions::new().host_link_local(false)).unwrap();
+                sb.add_interface("", "br", &IfaceOptions::new().bridge(true)).unwrap();
+            }
+            handles.push(NsFileHandle::of_path(std::path::Path::new(&k)));
+            all.push(sb);
+        }
+        // The kernel's own answer per namespace (lsns only sees namespaces a process is in, and
+        // these have none): a file handle opens while anything references the namespace.
+        let supported = handles.iter().all(|h| h.is_some_and(|h| h.alive() == Some(true)));
+        let t = Instant::now();
+        let mut reaped = Vec::new();
+        for sb in &all[..10] {
+            reaped.push(sb.destroy_detached().unwrap());
+        }
+        reaped.push(NetnsSandbox::destroy_many_detached(&all[10..].iter().collect::<Vec<_>>()).unwrap());
+        assert_eq!(common::nsfs_mounts_under(base.path()), mounts_before, "pins unmounted on return");
+        assert_eq!(std::fs::read_dir(base.path()).unwrap().count(), 0, "pin files removed on return");
+        assert!(
+            !host_links().iter().any(|(n, _)| n.starts_with("vh") || n.starts_with("vg")),
+            "every engine name free on return"
+        );
+        for r in &reaped {
+            assert!(r.wait(Duration::from_secs(60)), "reaped within 60 s");
+        }
+        println!("20 sandboxes reaped {:.1} ms after the first destroy", t.elapsed().as_secs_f64() * 1e3);
+        assert_eq!(host_links().len(), links_before, "no link left: {:?}", host_links());
+        if supported {
+            let alive: Vec<_> = handles.iter().map(|h| h.and_then(|h| h.alive())).collect();
+            assert!(alive.iter().all(|a| *a == Some(false)), "every namespace freed: {alive:?}");
+        } else {
+            println!("skip the namespace check: this kernel has no nsfs file handles (Linux 6.18+)");
+        }
+        drop(all);
+        common::wait_reaped();
+    });
+}
+
+#[test]
+fn parked_host_ends_of_a_namespace_held_elsewhere_are_deleted_after_the_grace_period() {
+    let _serial = SERIAL.lock();
+    in_private_netns(|| {
+        let base = TempBase::new("held");
+        let sb = NetnsSandbox::create(&key(&base, "h"), &CreateOptions::default()).unwrap();
+        sb.add_veth("vh0", "eth", &IfaceOptions::new()).unwrap();
+        let holder = sb.with_netns(|ns| ns.try_clone()).unwrap().unwrap();
+        let handle = NsFileHandle::of_path(std::path::Path::new(sb.key()));
+        let reaped = sb.destroy_detached().unwrap();
+        let t = Instant::now();
+        assert!(reaped.wait(REAP_GRACE + Duration::from_secs(60)), "bounded even while the namespace is held");
+        assert!(t.elapsed() + Duration::from_millis(100) >= REAP_GRACE, "not before the grace period");
+        assert_eq!(host_links().len(), 1, "parked end deleted: {:?}", host_links());
+        if let Some(alive) = handle.and_then(|h| h.alive()) {
+            assert!(alive, "the holder still has the namespace");
+        }
+        // Inside, its end went with the pair; the holder's namespace keeps only lo.
+        let inside = netsandbox::netns::run_in(&holder, || ip(&["-o", "link", "show"])).unwrap();
+        assert_eq!(inside.lines().count(), 1, "{inside}");
+        drop(holder);
+        common::wait_reaped();
+    });
+}
