@@ -109,7 +109,15 @@ pub(super) fn add(
             // Ask for the new host end back: its IFLA_LINK is the peer's index inside, which
             // saves a lookup in the sandbox.
             req.flags |= NLM_F_ECHO;
-            let echoed = sb.host.sock.query(req).map_err(|e| {
+            // The name may still be held by the host end of a sandbox destroyed a moment ago
+            // that the kernel has not reaped yet: that one is moved out of the way (`reap`).
+            let echoed = match sb.host.sock.query(req.clone()) {
+                Err(e) if e.is_already_exists() && super::reap::unblock_name(&sb.host, host_name) => {
+                    sb.host.sock.query(req)
+                }
+                r => r,
+            };
+            let echoed = echoed.map_err(|e| {
                 if e.is_already_exists() {
                     Error::AlreadyExists { kind: "link", name: host_name.to_owned() }
                 } else {

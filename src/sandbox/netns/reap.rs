@@ -3,17 +3,20 @@
 //! Deleting a veth makes the kernel wait for RCU (~32 ms here) before the request returns. A
 //! namespace whose last reference goes is freed by the kernel's own `cleanup_net` work instead,
 //! which deletes every virtual device inside — and a veth's peer with it — in one batch for all
-//! namespaces freed together. So `destroy` of a namespace the sandbox made only:
+//! namespaces freed together. So `destroy` of a namespace the sandbox made only returns links
+//! moved in to their origin (they must leave before the namespace dies), notes the host ends
+//! of the veth pairs `add_veth` made, closes its socket and unpins.
 //!
-//! 1. returns links moved in to their origin (they must leave before the namespace dies);
-//! 2. *parks* the host ends of the veth pairs `add_veth` made: one batch in the origin takes each
-//!    down and renames it to a unique name, so the engine's name is free at once;
-//! 3. closes its socket and unpins.
+//! Until the kernel has reaped it, such a host end still holds the engine's name. A new
+//! `add_veth` that wants the name *parks* the old end first: one batch takes it down and
+//! renames it to a unique name (`nsp…`), then the creation is retried. Parking is done only then,
+//! not in every destroy, because each of those two changes waits for an RCU grace period in the
+//! kernel (~0.5 ms each measured here), more than the whole rest of destroy.
 //!
-//! The kernel then reaps the namespace and the parked pairs. [`Reaped`] waits for that; a
-//! process-wide reaper thread (started on demand, gone when idle) watches every pending
-//! teardown and deletes parked host ends itself if their namespace is still held by someone
-//! else (a process still inside, an fd) after [`GRACE`], so nothing lingers for longer than that.
+//! [`Reaped`] waits until the kernel has freed everything; a process-wide reaper thread
+//! (started on demand, gone when idle) watches every pending teardown and deletes the host ends
+//! itself if their namespace is still held by someone else (a process still inside, an fd)
+//! after [`GRACE`], so nothing lingers for longer than that.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -30,7 +33,7 @@ use super::{Live, NetnsSandbox};
 use crate::error::{Error, Result};
 use crate::netlink::link::{LinkChange, LinkRef};
 use crate::netlink::view::{Link, LinkKind};
-use crate::netlink::{BatchMode, Request};
+use crate::netlink::{BatchMode, Request, Socket};
 use crate::netns::NsFileHandle;
 
 /// How long a destroyed sandbox's namespace may stay referenced elsewhere before the reaper
@@ -48,18 +51,19 @@ fn parked_name() -> String {
     format!("{PARKED_PREFIX}{:05x}{n:07x}", std::process::id() & 0xf_ffff)
 }
 
-/// A host end renamed out of the engine's way, waiting for its namespace to be freed.
-#[derive(Debug, Clone)]
-struct Parked {
+/// A host end (by ifindex in the origin) waiting for its namespace to be freed.
+#[derive(Debug)]
+struct HostEnd {
     index: u32,
-    name: String,
+    /// Set once it was renamed out of a new `add_veth`'s way.
+    parked: Mutex<Option<String>>,
 }
 
 /// One destroyed sandbox whose remains the kernel has not freed yet.
 struct Pending {
     key: String,
     host: Arc<Host>,
-    parked: Vec<Parked>,
+    ends: Vec<HostEnd>,
     ns: Option<NsFileHandle>,
     since: Instant,
     state: Mutex<PendingState>,
@@ -76,8 +80,9 @@ struct PendingState {
 }
 
 impl Pending {
-    /// Checks the kernel; true once the namespace is unreferenced and every parked end gone.
-    fn check(&self) -> bool {
+    /// Checks the kernel (links through `sock`, bound to the origin); true once the namespace is
+    /// unreferenced and every host end gone.
+    fn check(&self, sock: &Socket) -> bool {
         let mut st = self.state.lock();
         if st.reaped {
             return true;
@@ -89,11 +94,11 @@ impl Pending {
         if !st.ns_gone && !st.forced {
             return false;
         }
-        let ends_gone = self.parked.iter().all(|p| match self.host.sock.link(LinkRef::Index(p.index)) {
-            Ok(l) => l.name != p.name,
+        let ends_gone = self.ends.iter().all(|e| match sock.link(LinkRef::Index(e.index)) {
+            Ok(l) => !is_host_end(&l),
             Err(Error::NotFound { .. }) => true,
-            Err(e) => {
-                debug!("{}: cannot look up parked {}: {e}", self.key, p.name);
+            Err(err) => {
+                debug!("{}: cannot look up host end {}: {err}", self.key, e.index);
                 false
             }
         });
@@ -104,27 +109,33 @@ impl Pending {
         st.reaped
     }
 
-    /// For a namespace still referenced after [`GRACE`]: deletes the parked ends (ours by their
-    /// unique names), so they do not live as long as whoever holds the namespace.
-    fn force(&self) {
+    /// For a namespace still referenced after [`GRACE`]: deletes the host ends (checked at
+    /// destroy to be the sandbox's peers; ifindexes are not reused), so they do not live as long
+    /// as whoever holds the namespace.
+    fn force(&self, sock: &Socket) {
         let mut st = self.state.lock();
         if st.forced || st.reaped || st.ns_gone {
             return;
         }
         st.forced = true;
         drop(st);
-        for p in &self.parked {
-            match self.host.sock.link(LinkRef::Index(p.index)) {
-                Ok(l) if l.name == p.name => {
-                    warn!("{}: namespace still held elsewhere after {GRACE:?}; deleting {}", self.key, p.name);
-                    if let Err(e) = self.host.sock.delete_link(LinkRef::Index(p.index)) {
-                        warn!("{}: cannot delete parked {}: {e}", self.key, p.name);
+        for e in &self.ends {
+            match sock.link(LinkRef::Index(e.index)) {
+                Ok(l) if is_host_end(&l) => {
+                    warn!("{}: namespace still held elsewhere after {GRACE:?}; deleting {}", self.key, l.name);
+                    if let Err(err) = sock.delete_link(LinkRef::Index(e.index)) {
+                        warn!("{}: cannot delete host end {}: {err}", self.key, l.name);
                     }
                 }
                 _ => {}
             }
         }
     }
+}
+
+/// Still the veth end noted at destroy (a veth with its peer in another namespace).
+fn is_host_end(l: &Link) -> bool {
+    l.kind == LinkKind::Veth && l.netnsid.is_some()
 }
 
 /// What a destroy left for the kernel to free — the namespace and the veth pairs the sandbox
@@ -143,15 +154,21 @@ impl std::fmt::Debug for Reaped {
 }
 
 impl Reaped {
-    /// Names of the parked host ends (`nsp…`) still to be freed, in the origin namespace.
+    /// Origin-side ifindexes of the veth host ends still to be freed with the namespaces.
+    pub fn host_ends(&self) -> Vec<u32> {
+        self.pending.iter().flat_map(|p| p.ends.iter().map(|e| e.index)).collect()
+    }
+
+    /// Names the host ends were parked under (`nsp…`) because a new `add_veth` wanted their
+    /// name before the kernel reaped them.
     pub fn parked(&self) -> Vec<String> {
-        self.pending.iter().flat_map(|p| p.parked.iter().map(|x| x.name.clone())).collect()
+        self.pending.iter().flat_map(|p| p.ends.iter().filter_map(|e| e.parked.lock().clone())).collect()
     }
 
     /// True once the kernel has freed everything: each namespace has no reference left and
     /// every parked host end is gone (asks the kernel now).
     pub fn is_reaped(&self) -> bool {
-        self.pending.iter().all(|p| p.check())
+        self.pending.iter().all(|p| p.check(&p.host.sock))
     }
 
     /// Blocks until [`is_reaped`](Self::is_reaped) or `timeout` has passed; returns whether it
@@ -163,11 +180,11 @@ impl Reaped {
         let mut nap = Duration::from_micros(500);
         for p in &self.pending {
             loop {
-                if p.check() {
+                if p.check(&p.host.sock) {
                     break;
                 }
                 if p.since.elapsed() >= GRACE {
-                    p.force();
+                    p.force(&p.host.sock);
                 }
                 let now = Instant::now();
                 if now >= deadline {
@@ -227,6 +244,9 @@ fn register(p: &Arc<Pending>) {
 }
 
 fn reap_loop() {
+    // Its own socket per origin, so its lookups never queue behind a caller's requests on the
+    // origin's shared socket.
+    let mut socks: Vec<(Arc<Host>, Option<Socket>)> = Vec::new();
     let mut nap = Duration::from_millis(2);
     loop {
         let batch: Vec<Arc<Pending>> = {
@@ -238,12 +258,22 @@ fn reap_loop() {
             }
             st.pending.clone()
         };
+        socks.retain(|(h, _)| batch.iter().any(|p| Arc::ptr_eq(h, &p.host)));
         let mut finished = Vec::new();
         for p in &batch {
-            if p.check() {
+            let i = match socks.iter().position(|(h, _)| Arc::ptr_eq(h, &p.host)) {
+                Some(i) => i,
+                None => {
+                    let own = Socket::open_in_from(&p.host.ns, &p.host.ns).ok();
+                    socks.push((Arc::clone(&p.host), own));
+                    socks.len() - 1
+                }
+            };
+            let sock = socks[i].1.as_ref().unwrap_or(&p.host.sock);
+            if p.check(sock) {
                 finished.push(Arc::as_ptr(p));
             } else if p.since.elapsed() >= GRACE {
-                p.force();
+                p.force(sock);
             }
         }
         {
@@ -273,33 +303,25 @@ pub fn wait_all(timeout: Duration) -> bool {
     true
 }
 
-/// The fast teardown of a namespace the sandbox made: parks the host ends of the veths it made,
-/// returns the links moved in, leaves everything else it made to the kernel, closes and
+/// The fast teardown of a namespace the sandbox made: notes the host ends of the veths it
+/// made, returns the links moved in, leaves everything else it made to the kernel, closes and
 /// unpins. `links` is the sandbox's link table.
 pub(super) fn teardown(sb: &NetnsSandbox, live: Live, links: Vec<Link>) -> Result<Reaped> {
     let (ends, rest) = split(sb, &live, links);
-    let parked = park(&sb.host, &sb.key, &ends);
-    // Host ends that could not be parked go the slow way, with the rest.
-    let mut leftover: Vec<Link> = rest;
-    for (inside, host_index) in &ends {
-        if !parked.iter().any(|p| p.index == *host_index) {
-            leftover.push(inside.clone());
-        }
-    }
-    if !leftover.is_empty() {
-        super::iface::evacuate(sb, &live, &leftover);
+    if !rest.is_empty() {
+        super::iface::evacuate(sb, &live, &rest);
     }
     let ns = NsFileHandle::of_path(&sb.path);
     drop(live);
     crate::netns::unpin(&sb.path)?;
-    debug!("destroyed sandbox {} ({} host ends parked)", sb.key, parked.len());
-    if parked.is_empty() && ns.is_none() {
+    debug!("destroyed sandbox {} ({} host ends left to the kernel)", sb.key, ends.len());
+    if ends.is_empty() && ns.is_none() {
         return Ok(Reaped::default());
     }
     let p = Arc::new(Pending {
         key: sb.key.clone(),
         host: Arc::clone(&sb.host),
-        parked,
+        ends: ends.into_iter().map(|index| HostEnd { index, parked: Mutex::new(None) }).collect(),
         ns,
         since: Instant::now(),
         state: Mutex::new(PendingState::default()),
@@ -309,26 +331,24 @@ pub(super) fn teardown(sb: &NetnsSandbox, live: Live, links: Vec<Link>) -> Resul
     Ok(Reaped { pending: vec![p] })
 }
 
-/// Splits the sandbox's links into veths it made whose peer is in the origin (with the peer's
-/// index there) and links that need `evacuate` (moved in, or not made by netsandbox). Links
-/// it made otherwise (bridges, veths with both ends inside) go with the namespace.
-fn split(sb: &NetnsSandbox, live: &Live, links: Vec<Link>) -> (Vec<(Link, u32)>, Vec<Link>) {
+/// Splits the sandbox's links into the origin-side indexes of veths it made whose peer is in
+/// the origin, and links that need `evacuate` (moved in, or not made by netsandbox). Links it
+/// made otherwise (bridges, veths with both ends inside) go with the namespace.
+fn split(sb: &NetnsSandbox, live: &Live, links: Vec<Link>) -> (Vec<u32>, Vec<Link>) {
     let mut ends = Vec::new();
     let mut rest = Vec::new();
-    let mut nsid = None;
+    // The id under which the sandbox knows its origin: a veth whose peer is there names it.
+    let mut origin_id = None;
     for l in links.into_iter().filter(|l| l.kind != LinkKind::Loopback && l.name != "lo") {
         let created = l.alias.as_deref() == Some(CREATED);
-        match (created, l.kind.clone(), l.link, l.netnsid) {
-            (true, LinkKind::Veth, Some(peer), Some(_)) => {
-                if nsid.is_none() {
-                    nsid = Some(live.ns().and_then(|ns| sb.host.sock.nsid_of(&ns)).ok().flatten());
-                }
-                match sb.host.sock.link(LinkRef::Index(peer)) {
-                    Ok(h) if h.kind == LinkKind::Veth && h.link == Some(l.index) && h.netnsid == nsid.flatten() => {
-                        ends.push((l, h.index))
-                    }
-                    // Peer not in the origin: it goes with whichever namespace holds it.
-                    _ => rest.push(l),
+        match (created, &l.kind, l.link, l.netnsid) {
+            (true, LinkKind::Veth, Some(peer), Some(id)) => {
+                let origin = *origin_id.get_or_insert_with(|| live.sock.nsid_of(&sb.host.ns).ok().flatten());
+                if origin == Some(id) {
+                    ends.push(peer);
+                } else {
+                    // Peer elsewhere: it goes with whichever namespace holds it.
+                    rest.push(l);
                 }
             }
             (true, _, _, _) => {}
@@ -338,44 +358,41 @@ fn split(sb: &NetnsSandbox, live: &Live, links: Vec<Link>) -> (Vec<(Link, u32)>,
     (ends, rest)
 }
 
-/// Takes the host ends down and renames them to unique parked names, in one batch. Returns the
-/// ones parked; a name the kernel refuses (taken) is retried once with the next one.
-fn park(host: &Host, key: &str, ends: &[(Link, u32)]) -> Vec<Parked> {
-    let mut parked = Vec::with_capacity(ends.len());
-    let mut todo: Vec<u32> = ends.iter().map(|(_, i)| *i).collect();
-    for _attempt in 0..2 {
-        if todo.is_empty() {
-            break;
-        }
-        let mut reqs: Vec<Request> = Vec::with_capacity(2 * todo.len());
-        let mut names = Vec::with_capacity(todo.len());
-        for &i in &todo {
-            let name = parked_name();
-            let (Ok(down), Ok(rename)) = (
-                LinkChange::new().up(false).request(LinkRef::Index(i)),
-                LinkChange::new().name(&name).request(LinkRef::Index(i)),
-            ) else {
-                continue;
-            };
-            reqs.push(down);
-            reqs.push(rename);
-            names.push((i, name));
-        }
-        let outcomes = match host.sock.batch(&reqs, BatchMode::Continue) {
-            Ok(r) => r.outcomes,
-            Err(e) => {
-                warn!("{key}: parking host ends failed ({e}); deleting them");
-                return parked;
-            }
-        };
-        let mut again = Vec::new();
-        for (k, (i, name)) in names.into_iter().enumerate() {
-            match outcomes.get(2 * k + 1) {
-                Some(o) if o.is_applied() => parked.push(Parked { index: i, name }),
-                _ => again.push(i),
-            }
-        }
-        todo = again;
+/// For `add_veth`, whose host-end name `name` is taken in `host`: if the link holding it is the
+/// host end of a sandbox this process destroyed and the kernel has not reaped yet, takes it down
+/// and renames it to a unique parked name in one batch. Returns whether the name is free now.
+pub(super) fn unblock_name(host: &Arc<Host>, name: &str) -> bool {
+    let Ok(l) = host.sock.link(LinkRef::Name(name)) else { return false };
+    let end = {
+        let st = REAPER.state.lock();
+        st.pending
+            .iter()
+            .filter(|p| Arc::ptr_eq(&p.host, host))
+            .find_map(|p| p.ends.iter().position(|e| e.index == l.index).map(|i| (Arc::clone(p), i)))
+    };
+    let Some((p, i)) = end else { return false };
+    if !is_host_end(&l) {
+        return false;
     }
-    parked
+    for _attempt in 0..2 {
+        let parked = parked_name();
+        let reqs = [
+            LinkChange::new().up(false).request(LinkRef::Index(l.index)),
+            LinkChange::new().name(&parked).request(LinkRef::Index(l.index)),
+        ];
+        let Ok(reqs) = reqs.into_iter().collect::<Result<Vec<Request>>>() else { return false };
+        match host.sock.batch(&reqs, BatchMode::Continue) {
+            Ok(r) if r.outcomes.get(1).is_some_and(|o| o.is_applied()) => {
+                debug!("{}: parked the old host end {name} as {parked} for a new add_veth", p.key);
+                *p.ends[i].parked.lock() = Some(parked);
+                return true;
+            }
+            Ok(r) => debug!("parking {name} as {parked} failed: {:?}", r.first_error().map(|(_, e)| e.to_string())),
+            Err(e) => {
+                warn!("parking {name} failed: {e}");
+                return false;
+            }
+        }
+    }
+    false
 }
