@@ -46,7 +46,7 @@ fn nth_v4(k: u64) -> Ipv4Addr {
 /// A throwaway namespace with lo up and a socket bound to it.
 fn scratch() -> (NetNs, Socket) {
     let ns = NetNs::new_unpinned().expect("new namespace");
-    let s = Socket::open_in(&ns).expect("socket in namespace");
+    let s = netsandbox::netns::socket_in(&ns).expect("socket in namespace");
     s.set_link(LinkRef::Index(1), &LinkChange::new().up(true)).expect("lo up");
     (ns, s)
 }

@@ -35,7 +35,7 @@ fn run() -> netsandbox::Result<()> {
     let result = netns::run_in_result(&host, || {
         let h = step("open netlink socket in the private host namespace", Socket::open)?;
         let sb = step("create sandbox namespace pinned by a bind mount", || netns::create_pinned(&pin))?;
-        let inner = step("open netlink socket bound to the sandbox", || Socket::open_in(&sb))?;
+        let inner = step("open netlink socket bound to the sandbox", || netsandbox::netns::socket_in(&sb))?;
         let mac = [0x02, 0x42, 0xc6, 0x12, 0x00, 0x01];
         use std::os::fd::AsFd;
         let peer = VethPeer { name: "eth0".into(), mac: Some(mac), netns: Some(sb.as_fd()), ..Default::default() };

@@ -6,7 +6,10 @@
 use netlink_packet_route::RouteNetlinkMessage;
 use netlink_packet_route::link::LinkMessage;
 
-pub use crate::netlink::view::{parse_address, parse_link, parse_neighbor, parse_route};
+pub use crate::netlink::addr::view::parse_address;
+pub use crate::netlink::link::view::parse_link;
+pub use crate::netlink::neigh::view::parse_neighbor;
+pub use crate::netlink::route::view::parse_route;
 pub use crate::netlink::wire::{
     ExtAck, Frame, Header, Status, WireError, decode_done, decode_error, decode_route, frames, parse_ext_ack,
 };

@@ -54,6 +54,9 @@ pub mod sysctl;
 pub mod validate;
 
 pub use error::{Error, KernelError, Result};
+/// IP networks (address + prefix length) as the API takes and returns them, re-exported so users
+/// need not depend on `ipnet` themselves.
+pub use ipnet::IpNet;
 pub mod sandbox;
 
 /// Internal entry points for the fuzz targets (`fuzz/`) and the corpus test; not stable API.

@@ -156,7 +156,7 @@ fn full_lifecycle_across_processes() {
     assert_eq!((&n["ip"], &n["mac"], &n["link"]), (&"198.18.0.9".into(), &"02:42:c6:12:00:0a".into(), &"eth0".into()));
     assert_eq!(info["loopback_addresses"], serde_json::json!(["203.0.113.100/32"]));
     let text = env.ok(&["inspect", "sb1"]);
-    assert!(text.contains("interface eth0") && text.contains("gateway 198.18.255.254"), "{text}");
+    assert!(text.contains(": eth0 veth up") && text.contains("gateway 198.18.255.254"), "{text}");
 
     // exec runs inside the sandbox and passes the exit status through.
     let out = env.cmd(&["exec", "sb1", "--", "sh", "-c", "exit 7"]).output().expect("exec");
@@ -189,6 +189,63 @@ fn full_lifecycle_across_processes() {
     std::fs::write(env.base.join("stale"), b"").expect("stale file");
     assert_eq!(env.json(&["gc"])["removed"].as_array().map(Vec::len), Some(1));
     assert_eq!(common::nsfs_mounts_under(&env.base), 0);
+    // With no pin left, gc released the base's bind mount too: nothing is mounted there.
+    let base = std::fs::canonicalize(&env.base).expect("base");
+    let mounted: Vec<String> = std::fs::read_to_string("/proc/self/mountinfo")
+        .expect("mountinfo")
+        .lines()
+        .filter_map(|l| l.split(' ').nth(4).map(str::to_owned))
+        .filter(|p| std::path::Path::new(p).starts_with(&base))
+        .collect();
+    assert!(mounted.is_empty(), "left mounted: {mounted:?}");
+}
+
+/// The moved-in link's origin is recorded with it: a later process whose `--netns-root` is
+/// another namespace still sends it home, never into its own namespace.
+#[test]
+fn moved_link_goes_home_whatever_netns_root_the_later_process_uses() {
+    let _serial = lock();
+    let env = Env::new("cli-origin");
+    let other_pin = env.dir.path().join("ns").join("other");
+    let other = netns::create_pinned(&other_pin).expect("second namespace");
+    netns::run_in_result(&env.host, || {
+        let peer = VethPeer { name: "vc0".into(), ..Default::default() };
+        Socket::open()?.execute(link::create_veth("vh0", None, &peer)?)?;
+        let s = Socket::open()?;
+        let i = s.link(LinkRef::Name("vc0"))?.index;
+        s.set_link(LinkRef::Index(i), &link::LinkChange::new().mac([2, 0x42, 0xc6, 0x12, 7, 7]).mtu(1400))
+    })
+    .expect("host veth");
+    env.ok(&["create", "o1"]);
+    env.ok(&["add-interface", "o1", "vc0", "--prefix", "eth", "--mac", "02:42:c6:12:00:02", "--mtu", "1300"]);
+    let later = |args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_netsandbox"))
+            .arg("--base")
+            .arg(&env.base)
+            .arg("--netns-root")
+            .arg(&other_pin)
+            .args(args)
+            .output()
+            .expect("run netsandbox");
+        assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    };
+    let home = || {
+        let shown = netns::run_in(&env.host, || common::ip(&["-j", "link", "show", "vc0"])).expect("ip");
+        let v: Value = serde_json::from_str(&shown).expect("json");
+        (v[0]["address"].as_str().map(str::to_owned), v[0]["mtu"].as_u64())
+    };
+    later(&["remove-interface", "o1", "eth0"]);
+    assert!(env.host_has("vc0"), "back in the origin");
+    assert_eq!(home(), (Some("02:42:c6:12:07:07".into()), Some(1400)), "with its MAC and MTU");
+    let in_other = netns::run_in_result(&other, || Socket::open()?.links()).expect("links");
+    assert_eq!(in_other.len(), 1, "nothing sent to the later process's namespace: {in_other:?}");
+    env.ok(&["add-interface", "o1", "vc0", "--prefix", "eth"]);
+    later(&["destroy", "o1"]);
+    assert!(env.host_has("vc0"), "destroy sent it home too");
+    assert_eq!(home(), (Some("02:42:c6:12:07:07".into()), Some(1400)));
+    assert_eq!(netns::run_in_result(&other, || Socket::open()?.links()).expect("links").len(), 1);
+    drop(other);
+    netns::unpin(&other_pin).expect("unpin");
 }
 
 #[test]
@@ -239,7 +296,8 @@ fn bad_input_has_distinct_exit_codes() {
     assert_eq!(env.json(&["destroy", "m1", "m2"])["destroyed"], serde_json::json!(["m1", "m2"]));
     assert!(!env.host_has("vh-m1") && !env.host_has("vh-m2"), "both host ends gone");
     env.ok(&["destroy", "s"]);
-    for sub in ["create", "inspect", "add-interface", "add-veth", "add-route", "alias", "exec", "demo", "gc"] {
+    for sub in ["create", "inspect", "add-interface", "add-veth", "add-route", "alias", "exec", "demo", "gc", "bridge"]
+    {
         let out = Command::new(env!("CARGO_BIN_EXE_netsandbox")).args([sub, "--help"]).output().expect("help");
         assert!(out.status.success() && !out.stdout.is_empty(), "{sub} --help");
     }
@@ -264,4 +322,131 @@ fn demo_runs_and_leaves_nothing_behind() {
     let json = env.json(&["demo"]);
     assert_eq!(json["ok"], true);
     assert_eq!(json["round_trips"].as_array().map(Vec::len), Some(2));
+}
+
+/// `ip -j -d link show dev NAME` in the test's host namespace, as the one object it lists.
+fn host_link_json(env: &Env, name: &str) -> Value {
+    let s = netns::run_in(&env.host, || common::ip(&["-j", "-d", "link", "show", "dev", name])).unwrap();
+    serde_json::from_str::<Value>(&s).unwrap()[0].clone()
+}
+
+#[test]
+fn bridge_and_host_master_from_the_shell() {
+    let _serial = lock();
+    let env = Env::new("cli-bridge");
+    let br = env.json(&["bridge", "add", "br0", "--address", "198.18.255.254/16", "--address", "2001:db8::ffff/64"]);
+    assert_eq!(br["bridge"], "br0");
+    let l = host_link_json(&env, "br0");
+    assert_eq!(l["linkinfo"]["info_kind"], "bridge", "{l}");
+    assert_eq!(l["ifindex"], br["ifindex"], "{l}");
+    let a = netns::run_in(&env.host, || common::ip(&["-j", "addr", "show", "dev", "br0"])).unwrap();
+    assert!(a.contains("\"198.18.255.254\"") && a.contains("\"2001:db8::ffff\""), "{a}");
+    let e = env.fails(4, &["bridge", "add", "br0"]);
+    assert!(e.contains("br0") && e.contains("already exists"), "{e}");
+    env.ok(&["bridge", "add", "br0", "--exist-ok", "--address", "198.18.255.254/16"]);
+
+    env.ok(&["create", "a"]);
+    let added =
+        env.json(&["add-veth", "a", "vh-a", "--host-master", "br0", "--host-hairpin", "--address", "198.18.0.2/16"]);
+    assert_eq!((&added["name"], &added["host_master"]), (&"eth0".into(), &"br0".into()));
+    let l = host_link_json(&env, "vh-a");
+    assert_eq!(l["master"], "br0", "{l}");
+    assert_eq!(l["linkinfo"]["info_slave_data"]["hairpin"], true, "{l}");
+    // A missing bridge, a link that is not one, hairpin without a bridge: refused, nothing made.
+    let e = env.fails(3, &["add-veth", "a", "vh-x", "--host-master", "nope0"]);
+    assert!(e.contains("nope0"), "{e}");
+    let e = env.fails(2, &["add-veth", "a", "vh-x", "--host-master", "vh-a"]);
+    assert!(e.contains("vh-a") && e.contains("not a bridge"), "{e}");
+    env.fails(2, &["add-veth", "a", "vh-x", "--host-hairpin"]);
+    assert!(!env.host_has("vh-x"));
+
+    // The gateway is the bridge's own address; a second one names the one there.
+    env.ok(&["set-gateway", "a", "198.18.255.254"]);
+    let e = env.fails(4, &["set-gateway", "a", "198.18.255.254"]);
+    assert!(e.contains("already has default gateway 198.18.255.254"), "{e}");
+    let e = env.fails(4, &["set-gateway", "a", "198.18.0.1"]);
+    assert!(e.contains("198.18.255.254") && e.contains("198.18.0.1") && e.contains("sandbox a"), "{e}");
+
+    let e = env.fails(2, &["bridge", "del", "vh-a"]);
+    assert!(e.contains("not a bridge"), "{e}");
+    assert!(env.host_has("vh-a"));
+    env.ok(&["destroy", "a"]);
+    assert!(!env.host_has("vh-a"));
+    env.ok(&["bridge", "del", "br0"]);
+    assert!(!env.host_has("br0"));
+    env.fails(3, &["bridge", "del", "br0"]);
+}
+
+#[test]
+fn messages_name_the_flags_and_the_sandbox() {
+    let _serial = lock();
+    let env = Env::new("cli-msg");
+    env.ok(&["create", "s"]);
+    let e = env.fails(2, &["add-veth", "s", "vh0", "--address", "2001:db8::2/64"]);
+    assert!(e.contains("--address6") && !e.contains("address_ipv6"), "{e}");
+    let e = env.fails(2, &["add-veth", "s", "vh0", "--address6", "198.18.0.2/16"]);
+    assert!(e.contains("--address ") || e.contains("--address\n") || e.contains("with --address"), "{e}");
+    for args in [
+        &["add-route", "s", "192.0.2.0/24"][..],
+        &["add-route", "s", "192.0.2.0/24", "--via", "198.18.0.1", "--dev", "eth0"],
+        &["remove-route", "s", "192.0.2.0/24"],
+    ] {
+        let e = env.fails(2, args);
+        assert!(e.contains("exactly one of --via / --dev"), "{args:?}: {e}");
+    }
+    let e = env.fails(3, &["set-gateway", "s", "192.0.2.1"]);
+    assert!(e.contains("sandbox s") && e.contains("no interface") && e.contains("192.0.2.1"), "{e}");
+    let e = env.fails(3, &["add-route", "s", "203.0.113.0/24", "--via", "192.0.2.1"]);
+    assert!(e.contains("sandbox s") && e.contains("no interface"), "{e}");
+    assert!(!env.host_has("vh0"));
+
+    // A key longer than a file name may be is bad input, found before any system call: even
+    // with a --netns-root that does not exist, and nothing is created.
+    let long = "k".repeat(256);
+    let e = env.fails(2, &["create", &long]);
+    assert!(e.contains("longer than a file name"), "{e}");
+    let out = Command::new(env!("CARGO_BIN_EXE_netsandbox"))
+        .arg("--base")
+        .arg(&env.base)
+        .args(["--netns-root", "/nonexistent/ns", "create", &long])
+        .output()
+        .expect("run netsandbox");
+    assert_eq!(out.status.code(), Some(2), "{}", String::from_utf8_lossy(&out.stderr));
+    env.ok(&["create", &"k".repeat(255)]);
+    env.ok(&["destroy", &"k".repeat(255)]);
+
+    // With --json a failure is JSON on stdout too.
+    let out = env.run(&["--json", "destroy", "missing"]);
+    assert_eq!(out.status.code(), Some(3));
+    let v: Value = serde_json::from_slice(&out.stdout).expect("JSON on stdout");
+    assert_eq!((&v["ok"], &v["error"]["code"], &v["error"]["kind"]), (&false.into(), &3.into(), &"not_found".into()));
+    assert!(v["error"]["message"].as_str().unwrap().contains("missing"), "{v}");
+    env.ok(&["destroy", "s"]);
+}
+
+#[test]
+fn demo_honours_base_and_prints_clean_json() {
+    let _serial = lock();
+    let env = Env::new("cli-demo-base");
+    let base = env.dir.path().join("demo-base");
+    let out = env.cmd(&["--json", "demo"]).arg("--base").arg(&base).output().expect("demo");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let v: Value = serde_json::from_slice(&out.stdout).expect("stdout is one JSON document");
+    assert_eq!(v["ok"], true);
+    let used = v["base"].as_str().expect("base");
+    assert!(used.starts_with(&base.display().to_string()), "{used} not under {}", base.display());
+    // Every duration is milliseconds with at most 3 decimals.
+    let mut numbers = vec![&v["total_ms"]];
+    numbers.extend(v["steps"].as_array().unwrap().iter().map(|s| &s["ms"]));
+    numbers.extend(v["round_trips"].as_array().unwrap().iter().map(|s| &s["ms"]));
+    for n in numbers {
+        let text = n.to_string();
+        let decimals = text.split_once('.').map_or(0, |(_, d)| d.len());
+        assert!(n.is_number() && decimals <= 3 && !text.contains('e'), "{text}");
+    }
+    // Nothing left: the demo's directory and the --base it made are gone.
+    assert!(!base.exists(), "{} left behind", base.display());
+    assert_eq!(common::nsfs_mounts_under(&base), 0);
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    assert!(!mounts.contains(&base.display().to_string()), "a mount under {} is left", base.display());
 }

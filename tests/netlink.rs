@@ -8,11 +8,11 @@ use std::net::IpAddr;
 use common::{bridge, in_private_netns, ip, net};
 use ipnet::IpNet;
 use netsandbox::Error;
+use netsandbox::netlink::LinkKind;
 use netsandbox::netlink::addr::AddrOptions;
 use netsandbox::netlink::link::{LinkChange, LinkRef, VethPeer, Vxlan};
 use netsandbox::netlink::neigh::NeighSpec;
 use netsandbox::netlink::route::RouteSpec;
-use netsandbox::netlink::view::LinkKind;
 use netsandbox::netlink::{BatchMode, BatchOutcome, Socket, addr, link};
 
 fn veth(s: &Socket, a: &str, b: &str) -> (u32, u32) {

@@ -1,5 +1,9 @@
 //! Address requests: add, delete, list (IPv4 and IPv6).
 
+pub(crate) mod view;
+
+pub use view::Address;
+
 use std::net::IpAddr;
 
 use ipnet::IpNet;
@@ -7,7 +11,6 @@ use netlink_packet_route::address::{AddressAttribute, AddressFlags, AddressHeade
 use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
 
 use super::socket::{Request, Socket};
-use super::view::Address;
 use super::wire::{NLM_F_CREATE, NLM_F_EXCL, NLM_F_REPLACE};
 use crate::error::Result;
 use crate::validate;

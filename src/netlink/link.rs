@@ -3,17 +3,20 @@
 //! Builders return a [`Request`] so they can be sent alone or in a batch; the `Socket` methods
 //! at the bottom are thin conveniences over them.
 
+pub(crate) mod view;
+
+pub use view::{Link, LinkKind, LinkStats};
+
 use std::net::IpAddr;
 use std::os::fd::{AsRawFd, BorrowedFd};
 
 use netlink_packet_route::RouteNetlinkMessage;
 use netlink_packet_route::link::{
     AfSpecInet6, AfSpecUnspec, In6AddrGenMode, InfoBridgePort, InfoData, InfoKind, InfoMacVlan, InfoPortData,
-    InfoPortKind, InfoVeth, InfoVxlan, LinkAttribute, LinkFlags, LinkInfo, LinkMessage, MacVlanMode,
+    InfoPortKind, InfoVeth, InfoVxlan, LinkAttribute, LinkFlags, LinkInfo, LinkMessage, MacVlanMode, Prop,
 };
 
 use super::socket::{Request, Socket};
-use super::view::Link;
 use super::wire::{NLM_F_CREATE, NLM_F_EXCL};
 use crate::error::{Error, Result};
 use crate::validate;
@@ -79,6 +82,51 @@ pub fn delete(link: LinkRef<'_>) -> Result<Request> {
         validate::ifname(n)?;
     }
     Ok(Request::new("delete link", link.to_string(), 0, RouteNetlinkMessage::DelLink(message_for(link))))
+}
+
+/// Longest alternative name the kernel accepts (`ALTIFNAMSIZ` - 1).
+pub const ALTNAME_MAX: usize = 127;
+
+/// Checks an alternative name the way the kernel does: 1..=127 bytes, no `/`, `:`, whitespace,
+/// NUL, not `.` or `..`.
+pub fn check_altname(name: &str) -> Result<()> {
+    let reason = if name.is_empty() || name.len() > ALTNAME_MAX {
+        Some("length not in 1..=127 bytes")
+    } else if name == "." || name == ".." {
+        Some("'.' and '..' are reserved")
+    } else if name.chars().any(|c| c == '/' || c == ':' || c == '\0' || c.is_whitespace()) {
+        Some("contains '/', ':', NUL or whitespace")
+    } else {
+        None
+    };
+    match reason {
+        Some(reason) => Err(Error::InvalidName { name: name.to_owned(), reason }),
+        None => Ok(()),
+    }
+}
+
+fn altname_message(link: LinkRef<'_>, name: &str) -> Result<LinkMessage> {
+    if let LinkRef::Name(n) = link {
+        validate::ifname(n)?;
+    }
+    check_altname(name)?;
+    let mut m = message_for(link);
+    m.attributes.push(LinkAttribute::PropList(vec![Prop::AltIfName(name.to_owned())]));
+    Ok(m)
+}
+
+/// `RTM_NEWLINKPROP`: gives `link` the alternative name `name` (unique in its namespace; it
+/// travels with the link to other namespaces).
+pub fn add_altname(link: LinkRef<'_>, name: &str) -> Result<Request> {
+    let m = altname_message(link, name)?;
+    let what = format!("{link} {name}");
+    Ok(Request::new("add altname", what, NLM_F_CREATE | NLM_F_EXCL, RouteNetlinkMessage::NewLinkProp(m)))
+}
+
+/// `RTM_DELLINKPROP`: removes the alternative name `name` from `link`.
+pub fn delete_altname(link: LinkRef<'_>, name: &str) -> Result<Request> {
+    let m = altname_message(link, name)?;
+    Ok(Request::new("delete altname", format!("{link} {name}"), 0, RouteNetlinkMessage::DelLinkProp(m)))
 }
 
 /// A set of changes applied to one link by a single `RTM_NEWLINK`: the kernel applies them in the

@@ -3,8 +3,12 @@
 //! - [`wire`]: framing and control messages (ERROR/DONE/extended ACK), pure and fuzzable;
 //! - `recv`: the receive path over one datagram, pure (no socket) and fuzzable;
 //! - [`socket`]: the one place that sends requests and reads replies (ACKs, dumps, batches);
-//! - [`view`]: checked, plain-data views of what the kernel returns;
-//! - [`link`], [`addr`], [`route`], [`neigh`], [`nsid`]: typed requests, thin over the socket.
+//! - [`link`], [`addr`], [`route`], [`neigh`], [`nsid`]: typed requests, thin over the socket,
+//!   each with its checked, plain-data view of what the kernel returns ([`Link`], [`Address`],
+//!   [`Route`], [`Neighbor`]) in a `view` file beside it; [`view`] holds what the views share.
+//!
+//! This layer knows nothing of namespaces: a [`Socket`] works in the namespace it was opened in.
+//! Opening one inside another namespace is [`netns::socket_in`](crate::netns::socket_in).
 
 pub mod addr;
 pub mod consts;
@@ -17,4 +21,9 @@ pub mod socket;
 pub mod view;
 pub mod wire;
 
+pub use addr::Address;
+pub use link::{Link, LinkKind, LinkStats};
+pub use neigh::{NeighFamily, Neighbor};
+pub use route::Route;
 pub use socket::{BatchMode, BatchOutcome, BatchReport, Request, Socket};
+pub use view::ViewError;

@@ -1,5 +1,9 @@
 //! Neighbor requests: ARP/NDP entries and AF_BRIDGE forwarding-database entries.
 
+pub(crate) mod view;
+
+pub use view::{NeighFamily, Neighbor};
+
 use std::net::IpAddr;
 
 use netlink_packet_route::neighbour::{
@@ -9,7 +13,6 @@ use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
 
 use super::consts::NUD_PERMANENT;
 use super::socket::{Request, Socket};
-use super::view::Neighbor;
 use super::wire::{NLM_F_CREATE, NLM_F_EXCL, NLM_F_REPLACE};
 use crate::error::{Error, Result};
 

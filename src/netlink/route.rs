@@ -1,5 +1,9 @@
 //! Route requests: add, delete, list, and "which route reaches this address" (get).
 
+pub(crate) mod view;
+
+pub use view::Route;
+
 use std::net::IpAddr;
 
 use ipnet::IpNet;
@@ -10,7 +14,6 @@ use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
 
 use super::consts::{RT_SCOPE_LINK, RT_SCOPE_UNIVERSE, RT_TABLE_MAIN, RT_TABLE_UNSPEC, RTPROT_BOOT};
 use super::socket::{Request, Socket};
-use super::view::Route;
 use super::wire::{NLM_F_CREATE, NLM_F_EXCL, NLM_F_REPLACE};
 use crate::error::{Error, Result};
 

@@ -5,6 +5,7 @@
 //! our port id and the request's sequence number; replies to requests we gave up on are skipped.
 
 use std::io;
+use std::os::fd::{AsFd, BorrowedFd};
 use std::time::Duration;
 
 use log::{debug, warn};
@@ -123,9 +124,20 @@ impl BatchReport {
 /// Safe to share between threads: requests are serialized by an internal lock, so replies can
 /// never be read by the wrong caller.
 pub struct Socket {
+    /// Outside the lock: `send`/`recv` take `&self`, and [`AsFd`] can borrow it.
+    sock: netlink_sys::Socket,
     conn: Mutex<Conn>,
     /// Names the namespace in kernel errors.
     label: String,
+}
+
+/// The socket's fd, e.g. to ask which namespace it is bound to
+/// ([`NetNs::of_socket`](crate::netns::NetNs::of_socket)). Reading from or writing to it directly
+/// would desynchronize the socket's request/reply matching.
+impl AsFd for Socket {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.sock.as_fd()
+    }
 }
 
 impl std::fmt::Debug for Socket {
@@ -135,7 +147,6 @@ impl std::fmt::Debug for Socket {
 }
 
 struct Conn {
-    sock: netlink_sys::Socket,
     port: u32,
     seq: u32,
     rx: Vec<u8>,
@@ -165,8 +176,8 @@ impl Socket {
         setsockopt(&sock, sockopt::ReceiveTimeout, &tv).map_err(|e| os("set SO_RCVTIMEO on", e.into()))?;
         Ok(Socket {
             label: "of the caller".into(),
+            sock,
             conn: Mutex::new(Conn {
-                sock,
                 port: addr.port_number(),
                 seq: 0,
                 rx: vec![0; RX_INITIAL],
@@ -175,19 +186,6 @@ impl Socket {
                 record: None,
             }),
         })
-    }
-
-    /// Opens a socket bound to `ns` for its whole life. The calling thread enters `ns` for the
-    /// `socket()` call only and is back in its own namespace before this returns (where that
-    /// return cannot be guaranteed, a short-lived helper thread opens it instead).
-    pub fn open_in(ns: &crate::netns::NetNs) -> Result<Socket> {
-        Self::open_in_from(&crate::netns::NetNs::current()?, ns)
-    }
-
-    /// [`open_in`](Self::open_in) for a caller that already holds `home`, a handle on the
-    /// calling thread's current namespace.
-    pub(crate) fn open_in_from(home: &crate::netns::NetNs, ns: &crate::netns::NetNs) -> Result<Socket> {
-        Ok(crate::netns::hop(home, crate::netns::Target::Existing(ns), Socket::open)?.labelled(ns.label()))
     }
 
     /// Names the socket's namespace in the errors it returns (e.g. a sandbox key).
@@ -218,9 +216,28 @@ impl Socket {
         (out, recorded)
     }
 
-    /// A handle on the namespace this socket is bound to (`SIOCGSKNS`).
-    pub fn netns(&self, label: &str) -> Result<crate::netns::NetNs> {
-        crate::netns::NetNs::of_socket(&self.conn.lock().sock, label)
+    /// The cookie of the network namespace this socket is bound to (`SO_NETNS_COOKIE`, Linux
+    /// 5.14+): a 64-bit id the kernel never gives to another namespace, unlike an inode number,
+    /// which a later namespace can get again once this one is gone.
+    pub fn netns_cookie(&self) -> Result<u64> {
+        use std::os::fd::{AsFd, AsRawFd};
+        /// `SO_NETNS_COOKIE` from `<asm-generic/socket.h>`.
+        const SO_NETNS_COOKIE: i32 = 71;
+        let mut cookie: u64 = 0;
+        let mut len = std::mem::size_of::<u64>() as libc::socklen_t;
+        // SAFETY: `cookie` is a writable u64 and `len` holds its size; the kernel writes at most
+        // `len` bytes there. The fd is borrowed from `self`, so it stays open for the call.
+        let r = unsafe {
+            libc::getsockopt(
+                self.as_fd().as_raw_fd(),
+                libc::SOL_SOCKET,
+                SO_NETNS_COOKIE,
+                (&mut cookie as *mut u64).cast(),
+                &mut len,
+            )
+        };
+        Errno::result(r).map_err(|e| Error::os("get namespace cookie of socket", &self.label, e))?;
+        Ok(cookie)
     }
 
     /// Sends one request and waits for its ACK.
@@ -232,7 +249,7 @@ impl Socket {
     /// (e.g. a `RTM_GETLINK` by name, or `RTM_GETROUTE` for one destination).
     pub fn query(&self, req: Request) -> Result<Vec<RouteNetlinkMessage>> {
         let mut conn = self.conn.lock();
-        let mut pend = conn.transact_collect(std::slice::from_ref(&req))?;
+        let mut pend = conn.transact_collect(&self.sock, std::slice::from_ref(&req))?;
         let p = pend.pop().unwrap_or_default();
         match p.result {
             Some(e) => Err(self.tag(e)),
@@ -260,7 +277,7 @@ impl Socket {
         let mut conn = self.conn.lock();
         let mut last = None;
         for attempt in 1..=DUMP_ATTEMPTS {
-            match conn.transact(std::slice::from_ref(&req)) {
+            match conn.transact(&self.sock, std::slice::from_ref(&req)) {
                 Ok(mut pend) => {
                     let p = pend.pop().unwrap_or_default();
                     if let Some(e) = p.result {
@@ -274,7 +291,7 @@ impl Socket {
                 }
                 Err(TxError::Overflow) => {
                     warn!("{} {}: receive queue overflowed (attempt {attempt}), restarting dump", req.op, req.object);
-                    conn.drain();
+                    conn.drain(&self.sock);
                 }
                 Err(TxError::Fatal(e)) => return Err(e),
             }
@@ -304,7 +321,7 @@ impl Socket {
         let mut outcomes = Vec::with_capacity(reqs.len());
         match mode {
             BatchMode::Continue => {
-                for p in conn.transact_collect(reqs)? {
+                for p in conn.transact_collect(&self.sock, reqs)? {
                     outcomes.push(match p.result {
                         Some(e) => BatchOutcome::Failed(self.tag(e)),
                         None => BatchOutcome::Applied,
@@ -318,7 +335,7 @@ impl Socket {
                         outcomes.push(BatchOutcome::NotSent);
                         continue;
                     }
-                    let p = conn.transact_collect(std::slice::from_ref(req))?.pop().unwrap_or_default();
+                    let p = conn.transact_collect(&self.sock, std::slice::from_ref(req))?.pop().unwrap_or_default();
                     outcomes.push(match p.result {
                         Some(e) => {
                             failed = true;
@@ -334,12 +351,12 @@ impl Socket {
 }
 
 impl Conn {
-    fn transact_collect(&mut self, reqs: &[Request]) -> Result<Vec<Pending>> {
-        match self.transact(reqs) {
+    fn transact_collect(&mut self, sock: &netlink_sys::Socket, reqs: &[Request]) -> Result<Vec<Pending>> {
+        match self.transact(sock, reqs) {
             Ok(p) => Ok(p),
             Err(TxError::Fatal(e)) => Err(e),
             Err(TxError::Overflow) => {
-                self.drain();
+                self.drain(sock);
                 Err(Error::Protocol {
                     op: reqs.first().map_or("request", |r| r.op),
                     detail: "netlink receive queue overflowed (ENOBUFS): outcome of the requests is unknown".into(),
@@ -350,7 +367,7 @@ impl Conn {
 
     /// Sends `reqs` in chunks of at most [`TX_CHUNK`] bytes, reading each chunk's replies before
     /// sending the next so the receive queue cannot overflow with our own ACKs.
-    fn transact(&mut self, reqs: &[Request]) -> Result<Vec<Pending>, TxError> {
+    fn transact(&mut self, sock: &netlink_sys::Socket, reqs: &[Request]) -> Result<Vec<Pending>, TxError> {
         let mut pending: Vec<Pending> = Vec::with_capacity(reqs.len());
         let mut start = 0;
         while start < reqs.len() {
@@ -365,20 +382,20 @@ impl Conn {
                 wire::emit_route(&mut self.tx, h, &r.msg);
                 end += 1;
             }
-            self.send(&reqs[start])?;
+            self.send(sock, &reqs[start])?;
             let chunk = &reqs[start..end];
             let base = pending.len();
             pending.extend((start..end).map(|_| Pending::default()));
-            self.collect(chunk, first_seq, &mut pending[base..])?;
+            self.collect(sock, chunk, first_seq, &mut pending[base..])?;
             start = end;
         }
         Ok(pending)
     }
 
-    fn send(&mut self, first: &Request) -> Result<(), TxError> {
+    fn send(&mut self, sock: &netlink_sys::Socket, first: &Request) -> Result<(), TxError> {
         let mut off = 0;
         while off < self.tx.len() {
-            match self.sock.send(&self.tx[off..], 0) {
+            match sock.send(&self.tx[off..], 0) {
                 Ok(n) => off += n,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => {
@@ -390,10 +407,16 @@ impl Conn {
     }
 
     /// Reads datagrams until every request in `chunk` is complete.
-    fn collect(&mut self, chunk: &[Request], first_seq: u32, pending: &mut [Pending]) -> Result<(), TxError> {
+    fn collect(
+        &mut self,
+        sock: &netlink_sys::Socket,
+        chunk: &[Request],
+        first_seq: u32,
+        pending: &mut [Pending],
+    ) -> Result<(), TxError> {
         let mut open = chunk.len();
         while open > 0 {
-            let len = self.recv(chunk)?;
+            let len = self.recv(sock, chunk)?;
             #[cfg(feature = "fuzzing")]
             if let Some(rec) = &mut self.record {
                 rec.push(self.rx[..len].to_vec());
@@ -406,11 +429,11 @@ impl Conn {
 
     /// Receives one datagram into `rx`, growing it first to the peeked size so nothing is ever
     /// truncated. Returns its length.
-    fn recv(&mut self, chunk: &[Request]) -> Result<usize, TxError> {
+    fn recv(&mut self, sock: &netlink_sys::Socket, chunk: &[Request]) -> Result<usize, TxError> {
         loop {
             let peeked = {
                 let mut buf: &mut [u8] = &mut self.rx[..];
-                self.sock.recv(&mut buf, libc_flags::PEEK_TRUNC)
+                sock.recv(&mut buf, libc_flags::PEEK_TRUNC)
             };
             let result = match peeked {
                 Ok(n) => {
@@ -418,7 +441,7 @@ impl Conn {
                         self.rx.resize(n.next_power_of_two(), 0);
                     }
                     let mut buf: &mut [u8] = &mut self.rx[..];
-                    self.sock.recv(&mut buf, 0)
+                    sock.recv(&mut buf, 0)
                 }
                 Err(e) => Err(e),
             };
@@ -448,10 +471,10 @@ impl Conn {
     }
 
     /// Discards whatever is queued (after an overflow) without blocking.
-    fn drain(&mut self) {
+    fn drain(&mut self, sock: &netlink_sys::Socket) {
         for _ in 0..10_000 {
             let mut buf: &mut [u8] = &mut self.rx[..];
-            match self.sock.recv(&mut buf, libc_flags::DONTWAIT) {
+            match sock.recv(&mut buf, libc_flags::DONTWAIT) {
                 Ok(_) => {}
                 Err(e) if e.raw_os_error() == Some(Errno::ENOBUFS as i32) => {}
                 Err(_) => return,

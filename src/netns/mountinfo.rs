@@ -9,6 +9,10 @@ const MOUNTINFO: &str = "/proc/thread-self/mountinfo";
 /// One line of mountinfo.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Mount {
+    /// `MAJ:MIN` of the filesystem.
+    pub dev: String,
+    /// The path inside the filesystem that is mounted (`net:[INODE]` for a namespace pin).
+    pub root: PathBuf,
     pub mount_point: PathBuf,
     /// Optional fields such as `shared:12` or `master:3`.
     pub optional: Vec<String>,
@@ -27,10 +31,18 @@ pub(crate) fn top_mount_at(dir: &Path) -> Result<Option<Mount>> {
     Ok(text.lines().filter_map(parse_line).rfind(|m| m.mount_point == dir))
 }
 
+/// Every mount of this mount namespace, in mountinfo order (parents before children).
+pub(crate) fn all() -> Result<Vec<Mount>> {
+    let text = std::fs::read_to_string(MOUNTINFO).map_err(|e| Error::os("read", MOUNTINFO, e))?;
+    Ok(text.lines().filter_map(parse_line).collect())
+}
+
 /// Parses `ID PARENT MAJ:MIN ROOT MOUNTPOINT OPTS [OPTIONAL...] - FSTYPE SOURCE SUPEROPTS`.
 pub(crate) fn parse_line(line: &str) -> Option<Mount> {
     let mut it = line.split(' ');
-    let mount_point = unescape(it.nth(4)?);
+    let dev = it.nth(2)?.to_owned();
+    let root = unescape(it.next()?);
+    let mount_point = unescape(it.next()?);
     let _opts = it.next()?;
     let mut optional = Vec::new();
     for f in it.by_ref() {
@@ -40,7 +52,7 @@ pub(crate) fn parse_line(line: &str) -> Option<Mount> {
         optional.push(f.to_owned());
     }
     let fstype = it.next()?.to_owned();
-    Some(Mount { mount_point, optional, fstype })
+    Some(Mount { dev, root, mount_point, optional, fstype })
 }
 
 /// Decodes the kernel's octal escapes (`\040` for space, `\134` for backslash, ...).
@@ -72,6 +84,7 @@ mod tests {
     fn parses_lines() {
         let m = parse_line("36 35 98:0 /mnt1 /mnt\\040x rw,noatime master:1 shared:7 - ext3 /dev/root rw").unwrap();
         assert_eq!(m.mount_point, PathBuf::from("/mnt x"));
+        assert_eq!((m.dev.as_str(), m.root.as_path()), ("98:0", Path::new("/mnt1")));
         assert_eq!(m.optional, vec!["master:1", "shared:7"]);
         assert_eq!(m.fstype, "ext3");
         assert!(m.is_shared());

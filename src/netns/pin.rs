@@ -28,8 +28,13 @@ static VERIFIED: Lazy<Mutex<HashMap<PathBuf, u64>>> = Lazy::new(|| Mutex::new(Ha
 
 /// Makes `dir` a mount point with shared propagation, creating it if needed.
 ///
-/// If `dir` is not a mount point yet it is bind-mounted onto itself first (remembered so that
-/// [`release_base`] can undo it). Shared propagation means a pin created below `dir` is visible
+/// If `dir` is not a mount point yet it is bind-mounted onto itself first, recursively
+/// (`MS_BIND | MS_REC`, as iproute2 does for `/run/netns`), so pins already below it (made by
+/// `ip netns add`, an earlier engine, a runtime) stay reachable at their paths. Where the mount
+/// underneath does not propagate unmounts (it is not shared), the originals those copies now
+/// hide are detached, so removing a pin later really releases it. [`release_base`] (for a bind
+/// this process made) and [`release_base_if_unused`] (for any such self-bind without pins) undo
+/// it. Shared propagation means a pin created below `dir` is visible
 /// in, and removed from, every peer mount namespace together; without it a pin copied into
 /// another mount namespace keeps the file busy and `unlink` fails with `EBUSY` (the classic
 /// Docker bug). Idempotent and safe to call from several threads.
@@ -50,9 +55,7 @@ pub fn ensure_shared_base(dir: &Path) -> Result<()> {
     }
     let bound_here = top.is_none();
     if bound_here {
-        nix::mount::mount(Some(&dir), &dir, None::<&str>, MsFlags::MS_BIND, None::<&str>)
-            .map_err(|e| Error::path("bind-mount onto itself", &dir, e))?;
-        log::debug!("bind-mounted {} onto itself", dir.display());
+        bind_onto_itself(&dir)?;
     }
     if let Err(e) = nix::mount::mount(None::<&str>, &dir, None::<&str>, MsFlags::MS_SHARED, None::<&str>) {
         if bound_here {
@@ -68,6 +71,85 @@ pub fn ensure_shared_base(dir: &Path) -> Result<()> {
         ours.insert(dir);
     }
     Ok(())
+}
+
+/// `mount --rbind dir dir`, then detaches the mounts the copy hides when nothing would
+/// propagate that for us (see [`ensure_shared_base`]).
+fn bind_onto_itself(dir: &Path) -> Result<()> {
+    use std::os::fd::AsRawFd;
+    let mounts = mountinfo::all()?;
+    let below: Vec<PathBuf> = mounts
+        .iter()
+        .filter(|m| m.mount_point != dir && m.mount_point.starts_with(dir))
+        .map(|m| m.mount_point.clone())
+        .collect();
+    let under_shared = containing_mount(&mounts, dir, None).is_some_and(Mount::is_shared);
+    // A handle on the directory as it is now: below the bind, where the originals stay.
+    let lower = std::fs::File::open(dir).map_err(|e| Error::path("open directory", dir, e))?;
+    nix::mount::mount(Some(dir), dir, None::<&str>, MsFlags::MS_BIND | MsFlags::MS_REC, None::<&str>)
+        .map_err(|e| Error::path("bind-mount onto itself", dir, e))?;
+    log::debug!("bind-mounted {} onto itself (recursively: {} mounts below)", dir.display(), below.len());
+    if under_shared || below.is_empty() {
+        // An unmount of a copy propagates to its original: nothing is left hidden.
+        return Ok(());
+    }
+    let mut hidden = below;
+    hidden.sort_by_key(|p| std::cmp::Reverse(p.components().count()));
+    for p in hidden {
+        let Ok(rel) = p.strip_prefix(dir) else { continue };
+        let via = PathBuf::from(format!("/proc/thread-self/fd/{}", lower.as_raw_fd())).join(rel);
+        if let Err(e) = nix::mount::umount2(&via, MntFlags::MNT_DETACH | MntFlags::UMOUNT_NOFOLLOW) {
+            log::warn!("could not detach {} hidden under the base bind mount: {e}", p.display());
+        }
+    }
+    Ok(())
+}
+
+/// The topmost mount whose mount point is `dir` or its nearest ancestor, skipping `skip`
+/// (a mount id's position in `mounts`).
+fn containing_mount<'m>(mounts: &'m [Mount], dir: &Path, skip: Option<usize>) -> Option<&'m Mount> {
+    let mut best: Option<(usize, &Mount)> = None;
+    for (i, m) in mounts.iter().enumerate() {
+        if Some(i) == skip || !dir.starts_with(&m.mount_point) {
+            continue;
+        }
+        let depth = m.mount_point.components().count();
+        if best.is_none_or(|(d, _)| depth >= d) {
+            best = Some((depth, m));
+        }
+    }
+    best.map(|(_, m)| m)
+}
+
+/// Releases the base mount of `dir` when nothing is pinned below it any more and it is a bind
+/// mount of the directory onto itself (what [`ensure_shared_base`] makes, in this process or
+/// another); a base that is a mount of its own (a tmpfs, someone else's bind elsewhere) is left
+/// alone. Returns whether it was released. [`NetnsSandbox::gc`](crate::sandbox::NetnsSandbox::gc)
+/// calls it. Not for use while another process may be creating pins in `dir`: a pin made on a
+/// base being released would be detached with it.
+pub fn release_base_if_unused(dir: &Path) -> Result<bool> {
+    let mut ours = OUR_BASES.lock();
+    let Ok(canonical) = std::fs::canonicalize(dir) else { return Ok(false) };
+    let mounts = mountinfo::all()?;
+    let Some(top_pos) = mounts.iter().rposition(|m| m.mount_point == canonical) else { return Ok(false) };
+    if mounts.iter().any(|m| m.mount_point != canonical && m.mount_point.starts_with(&canonical)) {
+        return Ok(false);
+    }
+    let top = &mounts[top_pos];
+    let Some(under) = containing_mount(&mounts[..top_pos], &canonical, None) else { return Ok(false) };
+    let Ok(rel) = canonical.strip_prefix(&under.mount_point) else { return Ok(false) };
+    if top.dev != under.dev || top.root != under.root.join(rel) {
+        log::debug!("{} is a mount of its own, not a bind onto itself: kept", canonical.display());
+        return Ok(false);
+    }
+    match nix::mount::umount2(&canonical, MntFlags::MNT_DETACH | MntFlags::UMOUNT_NOFOLLOW) {
+        Ok(()) | Err(Errno::EINVAL | Errno::ENOENT) => {}
+        Err(e) => return Err(Error::path("unmount base", &canonical, e)),
+    }
+    ours.remove(&canonical);
+    VERIFIED.lock().retain(|p, _| std::fs::canonicalize(p).map_or(true, |c| c != canonical));
+    log::debug!("released base mount {}", canonical.display());
+    Ok(true)
 }
 
 fn remember_verified(dir: &Path) {

@@ -11,8 +11,8 @@ use crate::error::{Error, Result};
 use crate::netlink::Socket;
 use crate::netlink::addr::AddrOptions;
 use crate::netlink::link::{self, LinkChange, LinkRef};
-use crate::netlink::view::{Link, LinkKind};
 use crate::netlink::{BatchMode, Request, addr};
+use crate::netlink::{Link, LinkKind};
 use crate::validate;
 
 /// How a [`HostBridge`] is set up. Default: no address, the kernel's MTU, up.

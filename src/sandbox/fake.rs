@@ -1,8 +1,9 @@
 //! [`FakeSandbox`]: an in-memory [`Sandbox`] for container engines' unit tests.
 //!
 //! It models what the bind-mounted netns implementation does on the kernel, input by input: the
-//! same validation order, the same typed errors, the same naming (prefix + lowest free index),
-//! the same "failure changes nothing" rule. It also models the origin ("host") namespace as a set
+//! same validation (both call the one validation path, `sandbox::check`, in the same order), the
+//! same typed errors, the same naming (prefix + lowest free index), the same "failure changes
+//! nothing" rule. It also models the origin ("host") namespace as a set
 //! of link names, so moving links in and out can be observed with [`FakeSandbox::host_links`].
 //!
 //! Deliberate modelling choices (matching the kernel):
@@ -14,38 +15,43 @@
 //!   [`IfaceOptions::routes`] and directly connected static routes (on-link reachability).
 //! - Removing an interface removes everything that used it: its routes, the gateways and static
 //!   routes through it, neighbors on it, and the `master` of its ports.
-//! - [`delete_neighbor`](Sandbox::delete_neighbor) without `os_delete` forgets the entry but the
-//!   "kernel" keeps it: a later plain add is `AlreadyExists`, and [`restore`](Sandbox::restore)
-//!   brings it back into the view, as the real implementation reading the kernel would.
+//! - [`delete_neighbor`](Sandbox::delete_neighbor) without `os_delete` leaves the entry in the
+//!   "kernel" and so in the view, as the real implementation (whose view is the kernel's) does:
+//!   it only checks that the entry exists.
 //! - [`destroy`](Sandbox::destroy) returns moved links to the origin namespace under their origin
-//!   name when it is free (else deletes them), like the real one. Host ends of veths made by
-//!   [`add_veth`](Sandbox::add_veth) disappear with their peers.
+//!   name when it is free; otherwise, or when the origin is gone ([`FakeSandbox::drop_origin`]),
+//!   they stay in the namespace and are reported ([`FakeSandbox::destroy_reporting`]). Host ends
+//!   of veths made by [`add_veth`](Sandbox::add_veth) disappear with their peers. In a sandbox
+//!   made with [`FakeSandbox::external`] the namespace's own links stay.
+//! - Handles made with [`FakeSandbox::handle`] share one sandbox, like two
+//!   [`NetnsSandbox::open`](super::NetnsSandbox::open) of one key: once one destroys it, the
+//!   others answer `Destroyed`.
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::sync::Arc;
 
 use ipnet::IpNet;
 use parking_lot::Mutex;
 
 use super::Sandbox;
+use super::check::{self, LOOPBACK};
 use super::info::{InterfaceInfo, NeighborInfo, SandboxInfo, Statistics, TweakReport};
 use super::key::check_key;
+use super::netns::DestroyReport;
 use super::options::{IfaceOptions, NeighFamily, NeighOptions, SandboxType, StaticRoute};
 use crate::error::{Error, Result};
 use crate::validate;
 
-/// The IPVS keys [`Sandbox::apply_os_tweaks`] sets; this kernel has no IPVS, so all are missing.
-const IPVS_KEYS: [&str; 3] =
-    ["net.ipv4.vs.conn_reuse_mode", "net.ipv4.vs.expire_nodest_conn", "net.ipv4.vs.expire_quiescent_template"];
-
-const LOOPBACK: &str = "lo";
 const DEFAULT_MTU: u32 = 1500;
 
 /// What an interface inside the fake sandbox is.
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Kind {
-    /// Moved in from the origin namespace.
-    Moved,
+    /// Moved in from the origin namespace (`vxlan`: it is a VXLAN device).
+    Moved { vxlan: bool },
+    /// In the namespace before the sandbox adopted it ([`FakeSandbox::external`]).
+    Foreign,
     /// A bridge created inside.
     Bridge,
     /// The sandbox end of a veth pair whose host end is this name in the origin namespace.
@@ -62,15 +68,21 @@ struct Iface {
 
 impl Iface {
     fn is_vxlan(&self) -> bool {
-        self.kind == Kind::Vxlan || self.info.name.starts_with("vx")
+        matches!(self.kind, Kind::Vxlan | Kind::Moved { vxlan: true })
     }
+}
+
+/// A link in the origin namespace.
+#[derive(Debug, Clone, Copy)]
+struct HostLink {
+    mac: Option<[u8; 6]>,
+    vxlan: bool,
+    bridge: bool,
 }
 
 #[derive(Debug, Clone)]
 struct Neigh {
     info: NeighborInfo,
-    /// False once forgotten with `delete_neighbor(.., os_delete: false)`: still in the "kernel".
-    tracked: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -83,8 +95,12 @@ struct StoredRoute {
 #[derive(Debug, Default)]
 struct State {
     destroyed: bool,
-    /// Links in the origin namespace: name → MAC.
-    host_links: BTreeMap<String, Option<[u8; 6]>>,
+    /// The origin namespace no longer exists ([`FakeSandbox::drop_origin`]).
+    origin_gone: bool,
+    /// Links in the origin namespace, by name.
+    host_links: BTreeMap<String, HostLink>,
+    /// Links left in the namespace by `destroy` (adopted ones, and moved ones that could not go home).
+    left: Vec<String>,
     /// Interfaces inside, by name.
     ifaces: BTreeMap<String, Iface>,
     gateway: Option<(Ipv4Addr, String)>,
@@ -104,19 +120,11 @@ struct State {
 #[derive(Debug)]
 pub struct FakeSandbox {
     key: String,
-    state: Mutex<State>,
+    state: Arc<Mutex<State>>,
 }
 
 fn is_host_prefix(net: &IpNet) -> bool {
     net.prefix_len() == net.max_prefix_len()
-}
-
-fn overlaps(a: &IpNet, b: &IpNet) -> bool {
-    a.contains(&b.network()) || b.contains(&a.network())
-}
-
-fn same_family(a: &IpNet, b: &IpNet) -> bool {
-    a.addr().is_ipv4() == b.addr().is_ipv4()
 }
 
 fn destroyed(key: &str) -> Error {
@@ -197,26 +205,13 @@ impl State {
 
     /// Checks that `opts` fit this sandbox (master, route conflicts, duplicate routes) and builds
     /// the interface's address and route lists. Changes nothing.
-    fn plan(&self, op: &'static str, opts: &IfaceOptions) -> Result<(Vec<IpNet>, Vec<IpNet>)> {
+    fn plan(&self, opts: &IfaceOptions) -> Result<(Vec<IpNet>, Vec<IpNet>)> {
         if let Some(m) = &opts.master {
-            match self.ifaces.get(m) {
-                None => return Err(Error::NotFound { kind: "bridge", name: m.clone() }),
-                Some(i) if i.kind != Kind::Bridge => {
-                    return Err(Error::InvalidArgument { op, reason: format!("master {m} is not a bridge") });
-                }
-                Some(_) => {}
-            }
+            check::master(m, self.ifaces.get(m).map(|i| i.kind == Kind::Bridge))?;
         }
         let existing = self.routes();
-        if let Some(a) = &opts.address {
-            let net = a.trunc();
-            if let Some((dst, _)) = existing.iter().find(|(d, _)| same_family(d, &net) && overlaps(d, &net)) {
-                return Err(Error::InvalidArgument {
-                    op,
-                    reason: format!("address {a} conflicts with route {dst} already in the sandbox"),
-                });
-            }
-        }
+        let dsts: Vec<IpNet> = existing.iter().map(|(d, _)| *d).filter(|d| !check::ignored_for_conflicts(d)).collect();
+        check::address_conflict(opts, &dsts)?;
         let mut addresses: Vec<IpNet> = Vec::new();
         for a in opts.address.iter().chain(opts.address_ipv6.iter()).chain(opts.link_local.iter()) {
             let dup = addresses.iter().any(|b| if a.addr().is_ipv4() { a == b } else { a.addr() == b.addr() });
@@ -263,7 +258,7 @@ impl State {
         let info = InterfaceInfo {
             name: name.to_owned(),
             origin_name: origin,
-            created: kind != Kind::Moved,
+            created: matches!(kind, Kind::Bridge | Kind::Veth { .. } | Kind::Vxlan),
             mac,
             mtu: Some(opts.mtu.unwrap_or(DEFAULT_MTU)),
             master: opts.master.clone(),
@@ -314,23 +309,82 @@ impl FakeSandbox {
     pub fn new(key: &str) -> Result<FakeSandbox> {
         check_key(key)?;
         let mut state = State::default();
-        state.host_links.insert(LOOPBACK.to_owned(), None);
-        Ok(FakeSandbox { key: key.to_owned(), state: Mutex::new(state) })
+        state.host_links.insert(LOOPBACK.to_owned(), HostLink { mac: None, vxlan: false, bridge: false });
+        Ok(FakeSandbox { key: key.to_owned(), state: Arc::new(Mutex::new(state)) })
+    }
+
+    /// A sandbox adopted from an existing namespace that already holds `links` (a container's,
+    /// like [`NetnsSandbox::from_external`](super::NetnsSandbox::from_external)): they are
+    /// neither created nor moved in by the sandbox, `remove_interface` refuses them and
+    /// `destroy` leaves them where they are ([`FakeSandbox::left_in_namespace`]).
+    pub fn external(key: &str, links: &[&str]) -> Result<FakeSandbox> {
+        let sb = FakeSandbox::new(key)?;
+        {
+            let mut st = sb.state.lock();
+            for name in links {
+                validate::ifname(name)?;
+                if *name == LOOPBACK || st.ifaces.contains_key(*name) {
+                    return Err(Error::AlreadyExists { kind: "interface", name: (*name).to_owned() });
+                }
+                let mac = st.next_mac();
+                let opts = IfaceOptions::new();
+                let planned = st.plan(&opts)?;
+                st.insert(name, Kind::Foreign, None, Some(mac), &opts, planned);
+            }
+        }
+        Ok(sb)
+    }
+
+    /// Another handle on the same sandbox, as [`NetnsSandbox::open`](super::NetnsSandbox::open)
+    /// of the same key gives: destroying through one is seen by all.
+    pub fn handle(&self) -> FakeSandbox {
+        FakeSandbox { key: self.key.clone(), state: Arc::clone(&self.state) }
+    }
+
+    /// Simulates the origin namespace going away (its owner deleted it): links moved in can no
+    /// longer go home. Its links are gone with it.
+    pub fn drop_origin(&self) {
+        let mut st = self.state.lock();
+        st.origin_gone = true;
+        st.host_links.clear();
+    }
+
+    /// Links `destroy` left in the namespace, sorted: an adopted namespace's own links, and
+    /// moved-in links that could not go home.
+    pub fn left_in_namespace(&self) -> Vec<String> {
+        let mut v = self.state.lock().left.clone();
+        v.sort();
+        v
+    }
+
+    /// Simulates a VXLAN device `name` in the origin namespace (overlay drivers make one there
+    /// and move it in), which can carry fdb entries once inside.
+    pub fn add_host_vxlan(&self, name: &str, mac: Option<[u8; 6]>) -> Result<()> {
+        self.add_host(name, HostLink { mac, vxlan: true, bridge: false })
+    }
+
+    /// Simulates a bridge `name` in the origin namespace, for [`IfaceOptions::host_master`].
+    pub fn add_host_bridge(&self, name: &str) -> Result<()> {
+        self.add_host(name, HostLink { mac: None, vxlan: false, bridge: true })
     }
 
     /// Simulates a link `name` (with MAC `mac`) in the origin namespace, ready for
     /// [`Sandbox::add_interface`]. Works after `destroy` too: the origin namespace outlives the
     /// sandbox. Errors: `InvalidName`, `InvalidMac`, `AlreadyExists{kind:"link"}`.
     pub fn add_host_link(&self, name: &str, mac: Option<[u8; 6]>) -> Result<()> {
+        self.add_host(name, HostLink { mac, vxlan: false, bridge: false })
+    }
+
+    fn add_host(&self, name: &str, link: HostLink) -> Result<()> {
         validate::ifname(name)?;
-        if let Some(m) = &mac {
+        if let Some(m) = &link.mac {
             validate::mac_bytes(m)?;
         }
         let mut st = self.state.lock();
         if st.host_links.contains_key(name) {
             return Err(Error::AlreadyExists { kind: "link", name: name.to_owned() });
         }
-        st.host_links.insert(name.to_owned(), mac);
+        st.host_links.insert(name.to_owned(), link);
         Ok(())
     }
 
@@ -353,7 +407,7 @@ impl FakeSandbox {
         }
         let mac = st.next_mac();
         let opts = IfaceOptions::new();
-        let planned = st.plan("add interface", &opts)?;
+        let planned = st.plan(&opts)?;
         st.insert(name, Kind::Vxlan, None, Some(mac), &opts, planned);
         Ok(())
     }
@@ -364,8 +418,57 @@ impl FakeSandbox {
     }
 }
 
-fn check_cidr(cidr: &IpNet) -> Result<()> {
-    validate::host_cidr(cidr)
+impl FakeSandbox {
+    /// [`Sandbox::destroy`], telling which moved-in links could not go home, like
+    /// [`NetnsSandbox::destroy_reporting`](super::NetnsSandbox::destroy_reporting).
+    pub fn destroy_reporting(&self) -> Result<DestroyReport> {
+        let mut st = self.state.lock();
+        let mut report = DestroyReport::default();
+        if st.destroyed {
+            return Ok(report);
+        }
+        // As the real one: moved links go home under their origin name when it is free (else
+        // they stay and are reported), veths made here take their host ends with them, an
+        // adopted namespace keeps its own links.
+        let ifaces = std::mem::take(&mut st.ifaces);
+        let mut left = Vec::new();
+        for (name, iface) in ifaces {
+            match iface.kind {
+                Kind::Moved { vxlan } => match iface.info.origin_name {
+                    Some(origin) if !st.origin_gone && !st.host_links.contains_key(&origin) => {
+                        st.host_links.insert(origin, HostLink { mac: iface.info.mac, vxlan, bridge: false });
+                    }
+                    Some(origin) => {
+                        let why = if st.origin_gone {
+                            "its origin namespace no longer exists".to_owned()
+                        } else {
+                            format!("{origin} is taken in its origin")
+                        };
+                        report.left_behind.push((name.clone(), why));
+                        left.push(name);
+                    }
+                    None => left.push(name),
+                },
+                Kind::Veth { host } => {
+                    st.host_links.remove(&host);
+                }
+                Kind::Foreign => left.push(name),
+                Kind::Bridge | Kind::Vxlan => {}
+            }
+        }
+        let host_links = std::mem::take(&mut st.host_links);
+        let origin_gone = st.origin_gone;
+        *st = State { destroyed: true, host_links, origin_gone, left, ..State::default() };
+        Ok(report)
+    }
+
+    /// Every address inside, the loopback's built-ins included.
+    fn all_addresses(st: &State) -> Vec<IpAddr> {
+        let mut v: Vec<IpAddr> = check::LOOPBACK_BUILTINS.iter().map(|(a, _)| *a).collect();
+        v.extend(st.loopback_addresses.iter().map(IpNet::addr));
+        v.extend(st.ifaces.values().flat_map(|i| i.info.addresses.iter().map(IpNet::addr)));
+        v
+    }
 }
 
 impl Sandbox for FakeSandbox {
@@ -375,30 +478,22 @@ impl Sandbox for FakeSandbox {
 
     fn add_interface(&self, src_name: &str, dst_prefix: &str, opts: &IfaceOptions) -> Result<String> {
         let mut st = self.live()?;
-        validate::ifname(src_name)?;
-        validate::ifname_prefix(dst_prefix)?;
-        opts.check()?;
+        check::add_interface(src_name, dst_prefix, opts)?;
         let (kind, origin, mac) = if opts.bridge {
             (Kind::Bridge, None, None)
         } else {
-            let Some(mac) = st.host_links.get(src_name).copied() else {
-                return Err(Error::NotFound { kind: "link", name: src_name.to_owned() });
-            };
-            if src_name == LOOPBACK {
-                return Err(Error::InvalidArgument {
-                    op: "add interface",
-                    reason: "the loopback cannot change namespace".into(),
-                });
-            }
-            (Kind::Moved, Some(src_name.to_owned()), mac)
+            let found = st.host_links.get(src_name).copied();
+            check::movable(src_name, found.map(|_| src_name == LOOPBACK))?;
+            let link = found.ok_or_else(|| Error::NotFound { kind: "link", name: src_name.to_owned() })?;
+            (Kind::Moved { vxlan: link.vxlan }, Some(src_name.to_owned()), link.mac)
         };
-        let planned = st.plan("add interface", opts)?;
+        let planned = st.plan(opts)?;
         let name = st.free_name(dst_prefix)?;
         let mac = match opts.mac.or(mac) {
             Some(m) => m,
             None => st.next_mac(),
         };
-        if kind == Kind::Moved {
+        if matches!(kind, Kind::Moved { .. }) {
             st.host_links.remove(src_name);
         }
         st.insert(&name, kind, origin, Some(mac), opts, planned);
@@ -407,52 +502,75 @@ impl Sandbox for FakeSandbox {
 
     fn add_veth(&self, host_name: &str, dst_prefix: &str, opts: &IfaceOptions) -> Result<String> {
         let mut st = self.live()?;
-        validate::ifname(host_name)?;
-        validate::ifname_prefix(dst_prefix)?;
-        opts.check()?;
-        if opts.bridge {
-            return Err(Error::InvalidArgument { op: "add veth", reason: "a veth cannot be a bridge".into() });
+        check::add_veth(host_name, dst_prefix, opts)?;
+        let planned = st.plan(opts)?;
+        if let Some(br) = &opts.host_master {
+            match st.host_links.get(br) {
+                None => return Err(Error::NotFound { kind: "bridge", name: br.clone() }),
+                Some(l) if !l.bridge => {
+                    let kind = if br == LOOPBACK {
+                        "loopback"
+                    } else if l.vxlan {
+                        "vxlan"
+                    } else {
+                        "veth"
+                    };
+                    return Err(Error::NotABridge { name: br.clone(), kind: kind.into() });
+                }
+                Some(_) => {}
+            }
         }
         if st.host_links.contains_key(host_name) {
             return Err(Error::AlreadyExists { kind: "link", name: host_name.to_owned() });
         }
-        let planned = st.plan("add interface", opts)?;
         let name = st.free_name(dst_prefix)?;
         let mac = match opts.mac {
             Some(m) => m,
             None => st.next_mac(),
         };
         let host_mac = st.next_mac();
-        st.host_links.insert(host_name.to_owned(), Some(host_mac));
+        st.host_links.insert(host_name.to_owned(), HostLink { mac: Some(host_mac), vxlan: false, bridge: false });
         st.insert(&name, Kind::Veth { host: host_name.to_owned() }, None, Some(mac), opts, planned);
         Ok(name)
     }
 
     fn remove_interface(&self, name: &str) -> Result<()> {
         let mut st = self.live()?;
-        validate::ifname(name)?;
+        check::remove_interface(name)?;
         let Some(iface) = st.ifaces.get(name) else {
             return Err(Error::NotFound { kind: "interface", name: name.to_owned() });
         };
-        if iface.kind == Kind::Moved
-            && let Some(origin) = &iface.info.origin_name
-            && st.host_links.contains_key(origin)
-        {
-            return Err(Error::AlreadyExists { kind: "link", name: origin.clone() });
+        match (&iface.kind, &iface.info.origin_name) {
+            (Kind::Foreign, _) => {
+                return Err(Error::InvalidArgument {
+                    op: "remove interface",
+                    reason: format!("{name} was not added through netsandbox: its origin namespace is unknown"),
+                });
+            }
+            (Kind::Moved { .. }, Some(origin)) if st.origin_gone => {
+                return Err(Error::NotFound {
+                    kind: "origin namespace",
+                    name: format!("origin of {name} as {origin}"),
+                });
+            }
+            (Kind::Moved { .. }, Some(origin)) if st.host_links.contains_key(origin) => {
+                return Err(Error::AlreadyExists { kind: "link", name: origin.clone() });
+            }
+            _ => {}
         }
         let Some(iface) = st.take(name) else {
             return Err(Error::NotFound { kind: "interface", name: name.to_owned() });
         };
         match iface.kind {
-            Kind::Moved => {
+            Kind::Moved { vxlan } => {
                 if let Some(origin) = iface.info.origin_name {
-                    st.host_links.insert(origin, iface.info.mac);
+                    st.host_links.insert(origin, HostLink { mac: iface.info.mac, vxlan, bridge: false });
                 }
             }
             Kind::Veth { host } => {
                 st.host_links.remove(&host);
             }
-            Kind::Bridge | Kind::Vxlan => {}
+            Kind::Bridge | Kind::Vxlan | Kind::Foreign => {}
         }
         Ok(())
     }
@@ -464,13 +582,16 @@ impl Sandbox for FakeSandbox {
 
     fn statistics(&self, name: &str) -> Result<Statistics> {
         let st = self.live()?;
-        validate::ifname(name)?;
-        st.iface_exists(name)?;
+        check::ifname(name)?;
+        if name != LOOPBACK {
+            st.iface_exists(name)?;
+        }
         Ok(Statistics::default())
     }
 
     fn set_gateway(&self, gw: IpAddr) -> Result<()> {
         let mut st = self.live()?;
+        check::gateway(gw)?;
         let link = st.on_link(gw, None).ok_or_else(|| State::unreachable(gw))?;
         let taken = || Error::AlreadyExists { kind: "gateway", name: gw.to_string() };
         match gw {
@@ -492,6 +613,7 @@ impl Sandbox for FakeSandbox {
 
     fn unset_gateway(&self, gw: IpAddr) -> Result<()> {
         let mut st = self.live()?;
+        check::gateway(gw)?;
         let set = match gw {
             IpAddr::V4(v4) => st.gateway.as_ref().is_some_and(|(g, _)| *g == v4),
             IpAddr::V6(v6) => st.gateway6.as_ref().is_some_and(|(g, _)| *g == v6),
@@ -508,7 +630,7 @@ impl Sandbox for FakeSandbox {
 
     fn add_static_route(&self, route: &StaticRoute) -> Result<()> {
         let mut st = self.live()?;
-        route.check()?;
+        check::static_route(route)?;
         let route = normalized(route);
         let via_link = st.route_link(&route)?;
         let existing = st.routes();
@@ -527,7 +649,7 @@ impl Sandbox for FakeSandbox {
 
     fn remove_static_route(&self, route: &StaticRoute) -> Result<()> {
         let mut st = self.live()?;
-        route.check()?;
+        check::static_route(route)?;
         let route = normalized(route);
         let via_link = st.route_link(&route)?;
         let pos = st.static_routes.iter().position(|r| {
@@ -546,21 +668,17 @@ impl Sandbox for FakeSandbox {
 
     fn add_neighbor(&self, ip: IpAddr, mac: [u8; 6], force: bool, opts: &NeighOptions) -> Result<()> {
         let mut st = self.live()?;
-        validate::mac_bytes(&mac)?;
-        opts.check()?;
+        check::add_neighbor(&mac, opts)?;
         let link = match &opts.link_name {
             Some(l) => {
                 st.iface_exists(l)?;
+                if opts.family == NeighFamily::Bridge {
+                    check::fdb_device(l, st.ifaces.get(l).is_some_and(Iface::is_vxlan))?;
+                }
                 l.clone()
             }
             None => st.on_link(ip, None).ok_or_else(|| State::unreachable(ip))?,
         };
-        if opts.family == NeighFamily::Bridge && !st.ifaces.get(&link).is_some_and(Iface::is_vxlan) {
-            return Err(Error::InvalidArgument {
-                op: "add neighbor",
-                reason: format!("fdb entries need a VXLAN device; {link} is not one"),
-            });
-        }
         let info = NeighborInfo { ip, mac, link_name: link, family: opts.family };
         let existing = st
             .neighbors
@@ -569,11 +687,11 @@ impl Sandbox for FakeSandbox {
         match existing {
             Some(_) if !force => Err(Error::AlreadyExists { kind: "neighbor", name: ip.to_string() }),
             Some(p) => {
-                st.neighbors[p] = Neigh { info, tracked: true };
+                st.neighbors[p] = Neigh { info };
                 Ok(())
             }
             None => {
-                st.neighbors.push(Neigh { info, tracked: true });
+                st.neighbors.push(Neigh { info });
                 Ok(())
             }
         }
@@ -581,9 +699,9 @@ impl Sandbox for FakeSandbox {
 
     fn delete_neighbor(&self, ip: IpAddr, mac: [u8; 6], os_delete: bool) -> Result<()> {
         let mut st = self.live()?;
-        validate::mac_bytes(&mac)?;
+        check::delete_neighbor(&mac)?;
         let mut candidates: Vec<usize> = (0..st.neighbors.len())
-            .filter(|&i| st.neighbors[i].tracked && st.neighbors[i].info.ip == ip && st.neighbors[i].info.mac == mac)
+            .filter(|&i| st.neighbors[i].info.ip == ip && st.neighbors[i].info.mac == mac)
             .collect();
         candidates.sort_by(|&a, &b| st.neighbors[a].info.cmp(&st.neighbors[b].info));
         let Some(&p) = candidates.first() else {
@@ -591,44 +709,29 @@ impl Sandbox for FakeSandbox {
         };
         if os_delete {
             st.neighbors.remove(p);
-        } else {
-            st.neighbors[p].tracked = false;
         }
         Ok(())
     }
 
     fn add_alias_ip(&self, ifname: &str, cidr: IpNet) -> Result<()> {
         let mut st = self.live()?;
-        validate::ifname(ifname)?;
-        check_cidr(&cidr)?;
-        let same = |b: &IpNet| if cidr.addr().is_ipv4() { *b == cidr } else { b.addr() == cidr.addr() };
-        let dup = || Error::AlreadyExists { kind: "address", name: cidr.to_string() };
-        if ifname == LOOPBACK {
-            // 127.0.0.1/8 and ::1/128 are always there.
-            let builtin =
-                [IpNet::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 8), IpNet::new(IpAddr::V6(Ipv6Addr::LOCALHOST), 128)];
-            if st.loopback_addresses.iter().any(same) || builtin.iter().flatten().any(same) {
-                return Err(dup());
-            }
-            st.loopback_addresses.push(cidr);
-            st.loopback_addresses.sort();
-            return Ok(());
+        check::alias_ip(ifname, &cidr)?;
+        if ifname != LOOPBACK {
+            st.iface_exists(ifname)?;
         }
-        let Some(iface) = st.ifaces.get_mut(ifname) else {
-            return Err(Error::NotFound { kind: "interface", name: ifname.to_owned() });
+        check::alias_unique(&cidr, Self::all_addresses(&st))?;
+        let list = match st.ifaces.get_mut(ifname) {
+            Some(i) => &mut i.info.addresses,
+            None => &mut st.loopback_addresses,
         };
-        if iface.info.addresses.iter().any(same) {
-            return Err(dup());
-        }
-        iface.info.addresses.push(cidr);
-        iface.info.addresses.sort();
+        list.push(cidr);
+        list.sort();
         Ok(())
     }
 
     fn remove_alias_ip(&self, ifname: &str, cidr: IpNet) -> Result<()> {
         let mut st = self.live()?;
-        validate::ifname(ifname)?;
-        check_cidr(&cidr)?;
+        check::alias_ip(ifname, &cidr)?;
         let list = if ifname == LOOPBACK {
             &mut st.loopback_addresses
         } else {
@@ -648,7 +751,7 @@ impl Sandbox for FakeSandbox {
 
     fn disable_arp_for_vip(&self, ifname: &str) -> Result<()> {
         let st = self.live()?;
-        validate::ifname(ifname)?;
+        check::ifname(ifname)?;
         if ifname == LOOPBACK { Ok(()) } else { st.iface_exists(ifname) }
     }
 
@@ -656,7 +759,8 @@ impl Sandbox for FakeSandbox {
         let _st = self.live()?;
         let mut report = TweakReport::default();
         if !types.is_empty() {
-            report.missing = IPVS_KEYS.iter().map(|k| (*k).to_owned()).collect();
+            // Modelled on this project's kernel, which has no IPVS: every key is missing.
+            report.missing = check::LB_SYSCTLS.iter().map(|(k, _)| (*k).to_owned()).collect();
         }
         Ok(report)
     }
@@ -676,20 +780,15 @@ impl Sandbox for FakeSandbox {
     }
 
     fn restore(&self) -> Result<()> {
-        let mut st = self.live()?;
-        // The view is rebuilt from the "kernel": forgotten neighbor entries come back.
-        for n in &mut st.neighbors {
-            n.tracked = true;
-        }
-        Ok(())
+        // The view is the "kernel's": nothing to rebuild.
+        self.live().map(drop)
     }
 
     fn info(&self) -> Result<SandboxInfo> {
         let st = self.live()?;
         let mut static_routes: Vec<StaticRoute> = st.static_routes.iter().map(|r| r.route.clone()).collect();
         static_routes.sort();
-        let mut neighbors: Vec<NeighborInfo> =
-            st.neighbors.iter().filter(|n| n.tracked).map(|n| n.info.clone()).collect();
+        let mut neighbors: Vec<NeighborInfo> = st.neighbors.iter().map(|n| n.info.clone()).collect();
         neighbors.sort();
         Ok(SandboxInfo {
             key: self.key.clone(),
@@ -703,30 +802,6 @@ impl Sandbox for FakeSandbox {
     }
 
     fn destroy(&self) -> Result<()> {
-        let mut st = self.state.lock();
-        if st.destroyed {
-            return Ok(());
-        }
-        // As the real one: moved links go home under their origin name when it is free (else
-        // they are deleted), veths made here take their host ends with them.
-        let ifaces = std::mem::take(&mut st.ifaces);
-        for iface in ifaces.into_values() {
-            match iface.kind {
-                Kind::Moved => {
-                    if let Some(origin) = iface.info.origin_name
-                        && !st.host_links.contains_key(&origin)
-                    {
-                        st.host_links.insert(origin, iface.info.mac);
-                    }
-                }
-                Kind::Veth { host } => {
-                    st.host_links.remove(&host);
-                }
-                Kind::Bridge | Kind::Vxlan => {}
-            }
-        }
-        let host_links = std::mem::take(&mut st.host_links);
-        *st = State { destroyed: true, host_links, ..State::default() };
-        Ok(())
+        self.destroy_reporting().map(drop)
     }
 }

@@ -5,15 +5,16 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use ipnet::IpNet;
 
 use super::options::{NeighFamily, StaticRoute};
-use crate::netlink::view::LinkStats;
+use crate::netlink::LinkStats;
 
 /// One interface inside a sandbox.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct InterfaceInfo {
     /// Name inside the sandbox (prefix + index, e.g. `eth0`).
     pub name: String,
-    /// Name it had in its origin namespace, restored on removal; `None` for a bridge the sandbox
-    /// created or a link whose origin is unknown.
+    /// Name it had in its origin namespace, restored on removal (recorded on the link as an
+    /// altname, so any process reads it back); `None` for a link the sandbox created or one it
+    /// did not add (an adopted namespace's own).
     pub origin_name: Option<String>,
     /// True when the sandbox created this interface (a bridge, or a veth born inside).
     pub created: bool,

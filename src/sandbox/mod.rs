@@ -5,8 +5,10 @@
 //! Every method is synchronous and thread-safe; a sandbox can be shared as `Arc<dyn Sandbox>`.
 
 mod bridge;
+mod check;
 mod fake;
 mod info;
+mod inspect;
 mod key;
 mod netns;
 mod options;
@@ -14,9 +16,14 @@ mod options;
 pub use bridge::{BridgeOptions, HostBridge};
 pub use fake::FakeSandbox;
 pub use info::{InterfaceInfo, NeighborInfo, SandboxInfo, Statistics, TweakReport};
+pub use inspect::{
+    AddressDetail, Inspection, LinkDetail, LinkPeer, NeighborDetail, OperState, RouteDetail, protocol_name,
+    route_type_name, scope_name,
+};
 pub use key::{DEFAULT_ROOT, base_path, check_id, check_key, generate_key, set_base_path};
 pub use netns::{
-    CreateOptions, NetnsSandbox, REAP_GRACE, RTPROT_NETSANDBOX, RTPROT_NETSANDBOX_IFACE, Reaped, WarmPool,
+    CreateOptions, DestroyReport, NetnsSandbox, REAP_GRACE, RTPROT_NETSANDBOX, RTPROT_NETSANDBOX_IFACE, Reaped,
+    WarmPool,
 };
 pub use options::{IfaceOptions, NeighFamily, NeighOptions, SandboxType, StaticRoute};
 
@@ -29,18 +36,21 @@ use crate::error::Result;
 /// A network sandbox: a namespace with interfaces, routes and neighbors, as a container engine
 /// sees it. Object safe; generic helpers live in [`SandboxExt`].
 ///
-/// Every method validates its input first: an invalid argument is a typed error and leaves the
-/// sandbox unchanged. After [`destroy`](Sandbox::destroy), every method but `key` and `destroy`
-/// returns [`Error::Destroyed`](crate::Error::Destroyed).
+/// Every method validates its input first, through one validation path that every
+/// implementation shares: an invalid argument is a typed error and leaves the sandbox unchanged.
+/// After [`destroy`](Sandbox::destroy) — through this handle, another one, or another process —
+/// every method but `key` and `destroy` returns [`Error::Destroyed`](crate::Error::Destroyed).
 pub trait Sandbox: Send + Sync {
     /// The key (pin path) of this sandbox.
     fn key(&self) -> &str;
 
     /// Moves link `src_name` from the origin namespace into the sandbox, renames it to
     /// `dst_prefix` + the lowest free index, applies `opts`, brings it up and adds its routes.
-    /// With [`IfaceOptions::bridge`], creates a bridge inside instead. On failure nothing is
-    /// left half-done: the link is renamed back and returned to its origin. Returns the name
-    /// inside.
+    /// With [`IfaceOptions::bridge`], creates a bridge inside instead (`src_name` is then
+    /// ignored, and may be empty). An address whose subnet overlaps a route already in the
+    /// sandbox is refused, IPv4 and IPv6 alike (`InvalidArgument`). On failure nothing is left
+    /// half-done: a moved link goes back to its origin exactly as it was there (name, up state,
+    /// MAC, MTU, master, addresses and routes). Returns the name inside.
     fn add_interface(&self, src_name: &str, dst_prefix: &str, opts: &IfaceOptions) -> Result<String>;
 
     /// The fast path: creates a veth pair whose host end is `host_name` in the origin namespace
@@ -49,8 +59,13 @@ pub trait Sandbox: Send + Sync {
     /// Returns the name inside.
     fn add_veth(&self, host_name: &str, dst_prefix: &str, opts: &IfaceOptions) -> Result<String>;
 
-    /// Brings the interface down, renames it back and returns it to its origin namespace (a
-    /// bridge or veth the sandbox created is deleted). Removing twice is a `NotFound` error.
+    /// Returns a moved-in interface to the namespace it came from — found again from whatever
+    /// process and namespace calls this — under its original name, MAC and MTU (and up if it was
+    /// up); a bridge or veth the sandbox created is deleted. Removing twice is
+    /// `NotFound{kind:"interface"}`; an origin that no longer exists is
+    /// `NotFound{kind:"origin namespace"}` and an origin name taken there `AlreadyExists`
+    /// (the interface stays where it is); a link the sandbox neither made nor moved in (an
+    /// adopted namespace's own) is `InvalidArgument`: it is never sent anywhere.
     fn remove_interface(&self, name: &str) -> Result<()>;
 
     /// The interfaces, read back from the kernel.
@@ -75,11 +90,14 @@ pub trait Sandbox: Send + Sync {
     /// An existing entry is `AlreadyExists` unless `force`, which replaces it (also a learned one).
     fn add_neighbor(&self, ip: IpAddr, mac: [u8; 6], force: bool, opts: &NeighOptions) -> Result<()>;
 
-    /// Forgets a neighbor entry; with `os_delete`, also deletes it from the kernel.
-    /// An unknown entry is `NotFound`.
+    /// Deletes a permanent neighbor entry from the kernel when `os_delete`; without it only
+    /// checks that the entry exists (libnetwork's "already gone from the kernel" case: the view
+    /// is the kernel's, so there is nothing else to forget). An unknown entry is `NotFound`.
     fn delete_neighbor(&self, ip: IpAddr, mac: [u8; 6], os_delete: bool) -> Result<()>;
 
-    /// Adds an extra address (e.g. a VIP on the loopback).
+    /// Adds an extra address (e.g. a VIP on the loopback). An address already on any interface
+    /// of the sandbox, with any prefix (the loopback's own 127.0.0.1 and ::1 included), is
+    /// `AlreadyExists{kind:"address"}`.
     fn add_alias_ip(&self, ifname: &str, cidr: IpNet) -> Result<()>;
 
     /// Removes an address added with `add_alias_ip`.
@@ -95,7 +113,7 @@ pub trait Sandbox: Send + Sync {
 
     /// Name of the loopback interface.
     fn loopback_name(&self) -> &str {
-        "lo"
+        check::LOOPBACK
     }
 
     /// Runs `f` inside the sandbox's namespace on a dedicated thread. Prefer
@@ -109,11 +127,14 @@ pub trait Sandbox: Send + Sync {
     /// A plain-data snapshot of everything the sandbox holds.
     fn info(&self) -> Result<SandboxInfo>;
 
-    /// Deletes the sandbox and its pin and handles. Links moved in go back to their origin under
-    /// their origin name (when it is free there) before it returns; links the sandbox created
-    /// are deleted (a veth's host end with them) — for `NetnsSandbox` by the kernel when it
-    /// frees the namespace, with host-end names free at once (see
-    /// [`NetnsSandbox::destroy_detached`]). Idempotent.
+    /// Deletes the sandbox and its pin and handles. Links the sandbox created are deleted (a
+    /// veth's host end with them); links moved in go back to their origin as `remove_interface`
+    /// sends them, and when that cannot be (origin gone, name taken there) they are left in
+    /// place and logged ([`NetnsSandbox::destroy_reporting`] returns them). Other links are
+    /// deleted only in a namespace the sandbox made: an adopted one
+    /// ([`NetnsSandbox::from_external`]) keeps its owner's. Moved-in links are home when it
+    /// returns; what the sandbox made may be deleted by the kernel afterwards, when it frees
+    /// the namespace (see [`NetnsSandbox::destroy_detached`]). Idempotent.
     fn destroy(&self) -> Result<()>;
 }
 

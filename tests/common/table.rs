@@ -222,3 +222,163 @@ pub fn bad_input_table(sb: &dyn Sandbox, host_link: &str) -> Vec<(&'static str, 
     case("destroyed info", outcome(sb.info()));
     out
 }
+
+/// The starting point of a [`World`] for the fidelity cases.
+#[allow(dead_code)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scenario {
+    /// The sandbox holds "eth0" (198.18.0.2/16, 2001:db8::2/64), moved in from origin link "vm0".
+    Plain,
+    /// The sandbox adopted a namespace that already holds "ceth0" (a container's).
+    Adopted,
+    /// The sandbox holds "eth0", moved in from an origin namespace that no longer exists.
+    OriginGone,
+}
+
+/// One implementation's view of a sandbox and its surroundings, for [`fidelity_cases`].
+#[allow(dead_code)]
+pub trait World {
+    /// The sandbox.
+    fn sb(&self) -> &dyn Sandbox;
+    /// Another handle on the same sandbox (as a second `open` of its key).
+    fn other_handle(&self) -> Box<dyn Sandbox + '_>;
+    /// Makes a movable link `name` in the origin namespace.
+    fn host_link(&self, name: &str);
+    /// Makes a VXLAN device `name` in the origin namespace.
+    fn host_vxlan(&self, name: &str);
+    /// Whether the origin namespace holds link `name`.
+    fn host_has(&self, name: &str) -> bool;
+    /// Destroys the sandbox; returns the names inside of the links it reported left behind.
+    fn destroy_reporting(&self) -> Vec<String>;
+    /// After destroy: whether the (adopted) namespace still holds link `name`.
+    fn still_inside(&self, name: &str) -> bool;
+}
+
+/// What [`fidelity_cases`] must return for every implementation.
+#[allow(dead_code)]
+pub const FIDELITY_EXPECTED: &[(&str, &str)] = &[
+    ("v6 address conflicts with route", "InvalidArgument"),
+    ("veth v6 address conflicts with route", "InvalidArgument"),
+    ("v6 address in another subnet", "Ok"),
+    ("alias v4 on another interface", "AlreadyExists(address)"),
+    ("alias v6 on another interface", "AlreadyExists(address)"),
+    ("alias same address other prefix", "AlreadyExists(address)"),
+    ("alias loopback built-in", "AlreadyExists(address)"),
+    ("alias bad name before bad address", "InvalidName"),
+    ("bridge from empty source", "Ok"),
+    ("bridge listed as created", "true"),
+    ("veth cannot be a bridge", "InvalidArgument"),
+    ("host_master on add_interface", "InvalidArgument"),
+    ("host_master missing bridge", "NotFound(bridge)"),
+    ("remove loopback", "InvalidArgument"),
+    ("statistics of loopback", "Ok"),
+    ("gateway unspecified", "InvalidAddress"),
+    ("unset gateway multicast", "InvalidAddress"),
+    ("add neighbor", "Ok"),
+    ("delete neighbor without os_delete", "Ok"),
+    ("neighbor still listed", "1"),
+    ("delete neighbor zero MAC", "InvalidMac"),
+    ("delete neighbor with os_delete", "Ok"),
+    ("neighbor gone", "0"),
+    ("move in a vxlan", "Ok"),
+    ("fdb on a moved-in vxlan", "Ok"),
+    ("move in a non-vxlan named vx", "Ok"),
+    ("fdb on a non-vxlan named vx", "InvalidArgument"),
+    ("destroy through another handle", "Ok"),
+    ("stale handle info", "Destroyed"),
+    ("stale handle remove_interface", "Destroyed"),
+    ("stale handle add_veth", "Destroyed"),
+    ("stale handle destroy", "Ok"),
+    ("moved link home", "true"),
+    ("moved vxlan home", "true"),
+    ("adopted: remove the owner's link", "InvalidArgument"),
+    ("adopted: add veth", "Ok"),
+    ("adopted: destroy reports", ""),
+    ("adopted: owner's link stays", "true"),
+    ("adopted: created veth's host end gone", "false"),
+    ("origin gone: remove", "NotFound(origin namespace)"),
+    ("origin gone: still listed", "1"),
+    ("origin gone: destroy reports", "eth0"),
+];
+
+/// What [`fidelity_cases`] hands a world to, once made.
+pub type RunCases<'a> = dyn FnMut(&dyn World) + Send + 'a;
+
+/// Runs the fidelity cases against one world per [`Scenario`], made by `make`, which may wrap
+/// each in whatever isolation it needs and must pass the world to the closure it is given.
+#[allow(dead_code)]
+pub fn fidelity_cases(make: &dyn Fn(Scenario, &mut RunCases<'_>)) -> Vec<(&'static str, String)> {
+    let mut out: Vec<(&'static str, String)> = Vec::new();
+    make(Scenario::Plain, &mut |w| plain_cases(w, &mut out));
+    make(Scenario::Adopted, &mut |w| {
+        let sb = w.sb();
+        out.push(("adopted: remove the owner's link", outcome(sb.remove_interface("ceth0"))));
+        out.push(("adopted: add veth", outcome(sb.add_veth("vt-adopt", "eth", &IfaceOptions::new()))));
+        out.push(("adopted: destroy reports", w.destroy_reporting().join(",")));
+        out.push(("adopted: owner's link stays", w.still_inside("ceth0").to_string()));
+        out.push(("adopted: created veth's host end gone", w.host_has("vt-adopt").to_string()));
+    });
+    make(Scenario::OriginGone, &mut |w| {
+        let sb = w.sb();
+        out.push(("origin gone: remove", outcome(sb.remove_interface("eth0"))));
+        out.push(("origin gone: still listed", sb.interfaces().map(|i| i.len()).unwrap_or(99).to_string()));
+        out.push(("origin gone: destroy reports", w.destroy_reporting().join(",")));
+    });
+    out
+}
+
+fn plain_cases(w: &dyn World, out: &mut Vec<(&'static str, String)>) {
+    let sb = w.sb();
+    let o = IfaceOptions::new;
+    let mut case = |name: &'static str, r: String| out.push((name, r));
+    w.host_link("vt0");
+    case(
+        "v6 address conflicts with route",
+        outcome(sb.add_interface("vt0", "eth", &o().address_ipv6(net("2001:db8::44/64")))),
+    );
+    case(
+        "veth v6 address conflicts with route",
+        outcome(sb.add_veth("vt1", "eth", &o().address_ipv6(net("2001:db8::45/96")))),
+    );
+    case(
+        "v6 address in another subnet",
+        outcome(sb.add_interface("vt0", "eth", &o().address_ipv6(net("2001:db8:5::44/64")))),
+    );
+    case("alias v4 on another interface", outcome(sb.add_alias_ip("lo", net("198.18.0.2/32"))));
+    case("alias v6 on another interface", outcome(sb.add_alias_ip("lo", net("2001:db8::2/128"))));
+    case("alias same address other prefix", outcome(sb.add_alias_ip("eth0", net("198.18.0.2/24"))));
+    case("alias loopback built-in", outcome(sb.add_alias_ip("lo", net("127.0.0.1/32"))));
+    case("alias bad name before bad address", outcome(sb.add_alias_ip("a/b", net("0.0.0.0/32"))));
+    case("bridge from empty source", outcome(sb.add_interface("", "br", &o().bridge(true))));
+    let br_created = sb.interfaces().map(|i| i.iter().any(|i| i.name == "br0" && i.created)).unwrap_or(false);
+    case("bridge listed as created", br_created.to_string());
+    case("veth cannot be a bridge", outcome(sb.add_veth("vt2", "br", &o().bridge(true))));
+    case("host_master on add_interface", outcome(sb.add_interface("vt0", "eth", &o().host_master("br-host"))));
+    case("host_master missing bridge", outcome(sb.add_veth("vt2", "eth", &o().host_master("nobr0"))));
+    case("remove loopback", outcome(sb.remove_interface("lo")));
+    case("statistics of loopback", outcome(sb.statistics("lo")));
+    case("gateway unspecified", outcome(sb.set_gateway(ip("0.0.0.0"))));
+    case("unset gateway multicast", outcome(sb.unset_gateway(ip("ff02::1"))));
+    let n = ip("198.18.0.9");
+    case("add neighbor", outcome(sb.add_neighbor(n, GOOD_MAC, false, &NeighOptions::new())));
+    case("delete neighbor without os_delete", outcome(sb.delete_neighbor(n, GOOD_MAC, false)));
+    case("neighbor still listed", sb.info().map(|i| i.neighbors.len()).unwrap_or(99).to_string());
+    case("delete neighbor zero MAC", outcome(sb.delete_neighbor(n, [0; 6], true)));
+    case("delete neighbor with os_delete", outcome(sb.delete_neighbor(n, GOOD_MAC, true)));
+    case("neighbor gone", sb.info().map(|i| i.neighbors.len()).unwrap_or(99).to_string());
+    w.host_vxlan("vxh0");
+    case("move in a vxlan", outcome(sb.add_interface("vxh0", "ovl", &o())));
+    let fdb = |l: &str| NeighOptions::new().link_name(l).family(NeighFamily::Bridge);
+    case("fdb on a moved-in vxlan", outcome(sb.add_neighbor(ip("192.0.2.10"), GOOD_MAC, false, &fdb("ovl0"))));
+    w.host_link("vxfake");
+    case("move in a non-vxlan named vx", outcome(sb.add_interface("vxfake", "vxl", &o())));
+    case("fdb on a non-vxlan named vx", outcome(sb.add_neighbor(ip("192.0.2.11"), GOOD_MAC, false, &fdb("vxl0"))));
+    let other = w.other_handle();
+    case("destroy through another handle", outcome(other.destroy()));
+    case("stale handle info", outcome(sb.info()));
+    case("stale handle remove_interface", outcome(sb.remove_interface("eth0")));
+    case("stale handle add_veth", outcome(sb.add_veth("vt3", "eth", &o())));
+    case("stale handle destroy", outcome(sb.destroy()));
+    case("moved link home", w.host_has("vm0").to_string());
+    case("moved vxlan home", w.host_has("vxh0").to_string());
+}

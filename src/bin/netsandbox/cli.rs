@@ -12,9 +12,10 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 #[derive(Debug, Parser)]
 #[command(name = "netsandbox", version)]
 pub struct Cli {
-    /// Directory holding the sandbox pins.
-    #[arg(long, global = true, default_value = "/run/netsandbox", value_name = "DIR")]
-    pub base: PathBuf,
+    /// Directory holding the sandbox pins [default: /run/netsandbox]. The demo, given --base,
+    /// works in a fresh directory below it.
+    #[arg(long, global = true, value_name = "DIR")]
+    pub base: Option<PathBuf>,
 
     /// Print machine-readable JSON instead of text.
     #[arg(long, global = true)]
@@ -76,6 +77,18 @@ pub enum Command {
         /// per-interface IPv6 work in the origin namespace).
         #[arg(long)]
         no_host_link_local: bool,
+        /// Make the host end a port of this bridge in the origin namespace (see `bridge add`).
+        #[arg(long, value_name = "BRIDGE")]
+        host_master: Option<String>,
+        /// Hairpin mode on that bridge port (needs --host-master).
+        #[arg(long, requires = "host_master")]
+        host_hairpin: bool,
+    },
+    /// Create or delete a bridge in the origin namespace (the --netns-root namespace, else the
+    /// caller's), for `add-veth --host-master`.
+    Bridge {
+        #[command(subcommand)]
+        action: BridgeAction,
     },
     /// Return an interface to its origin namespace under its old name (a created one is deleted).
     RemoveInterface {
@@ -194,12 +207,36 @@ pub struct RouteArgs {
     pub key: String,
     /// Destination network, e.g. 203.0.113.0/24.
     pub cidr: String,
-    /// Next hop.
-    #[arg(long, value_name = "IP", conflicts_with = "dev", required_unless_present = "dev")]
+    /// Next hop (give exactly one of --via / --dev).
+    #[arg(long, value_name = "IP")]
     pub via: Option<String>,
-    /// Interface inside the sandbox (a directly connected route).
-    #[arg(long, value_name = "NAME", required_unless_present = "via")]
+    /// Interface inside the sandbox, for a directly connected route.
+    #[arg(long, value_name = "NAME")]
     pub dev: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum BridgeAction {
+    /// Create bridge NAME, up, with its addresses (IPv6 without DAD) and MTU.
+    Add {
+        /// Bridge name (an interface name, at most 15 bytes).
+        name: String,
+        /// An address with prefix length, IPv4 or IPv6 (repeatable), e.g. the sandboxes'
+        /// gateway 198.18.255.254/16.
+        #[arg(long = "address", value_name = "CIDR")]
+        addresses: Vec<String>,
+        /// MTU.
+        #[arg(long)]
+        mtu: Option<u32>,
+        /// Succeed if the bridge exists already (adding the addresses it lacks, setting the MTU).
+        #[arg(long)]
+        exist_ok: bool,
+    },
+    /// Delete bridge NAME (its ports stay, released). A link that is not a bridge is refused.
+    Del {
+        /// Bridge name.
+        name: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -227,4 +264,27 @@ pub enum Role {
     Ingress,
     /// Load-balancer sandbox.
     Lb,
+}
+
+impl Command {
+    /// The sandbox names this command takes, checked before anything else runs.
+    pub fn keys(&self) -> Vec<&str> {
+        match self {
+            Command::Create { key, .. }
+            | Command::Inspect { key }
+            | Command::AddInterface { key, .. }
+            | Command::AddVeth { key, .. }
+            | Command::RemoveInterface { key, .. }
+            | Command::SetGateway { key, .. }
+            | Command::UnsetGateway { key, .. }
+            | Command::AddNeighbor { key, .. }
+            | Command::DeleteNeighbor { key, .. }
+            | Command::Tweaks { key, .. }
+            | Command::Exec { key, .. } => vec![key],
+            Command::AddRoute(r) | Command::RemoveRoute(r) => vec![&r.key],
+            Command::Alias { action: AliasAction::Add(a) | AliasAction::Remove(a) } => vec![&a.key],
+            Command::Destroy { keys } => keys.iter().map(String::as_str).collect(),
+            Command::List | Command::Gc | Command::Demo | Command::Bridge { .. } => Vec::new(),
+        }
+    }
 }

@@ -3,21 +3,55 @@
 use std::path::{Path, PathBuf};
 use std::process::Command as Process;
 
+use std::net::IpAddr;
+
 use netsandbox::sandbox::{
-    CreateOptions, IfaceOptions, NeighFamily, NeighOptions, NetnsSandbox, Sandbox, SandboxExt, SandboxType,
-    StaticRoute, check_id, check_key,
+    BridgeOptions, CreateOptions, HostBridge, IfaceOptions, NeighFamily, NeighOptions, NetnsSandbox, Sandbox,
+    SandboxExt, SandboxType, StaticRoute, check_id, check_key,
 };
 use netsandbox::validate::{parse_cidr, parse_ip, parse_mac};
 use netsandbox::{Error, Result, netns};
 use serde_json::json;
 
-use crate::cli::{AliasAction, Cli, Command, IfaceArgs, Role, RouteArgs};
-use crate::output::{self, Out};
+use crate::cli::{AliasAction, BridgeAction, Cli, Command, IfaceArgs, Role, RouteArgs};
+use crate::output::{self, Failure, Out};
+
+/// Where pins live when `--base` is not given.
+pub const DEFAULT_BASE: &str = "/run/netsandbox";
+/// Longest file name the kernel takes (`NAME_MAX`).
+const NAME_MAX: usize = 255;
+/// Longest path the kernel takes, without the terminating NUL (`PATH_MAX - 1`).
+const PATH_MAX: usize = 4095;
+
+/// Checks what can be checked without a system call: sandbox names (one plain file name that
+/// fits the file system) and their paths under the base. Runs before the command does anything.
+pub fn precheck(cli: &Cli) -> Result<(), Failure> {
+    let base = cli.base.as_deref().unwrap_or(Path::new(DEFAULT_BASE));
+    for name in cli.command.keys() {
+        check_id(name)?;
+        if name.len() > NAME_MAX {
+            return Err(Failure::invalid(format!(
+                "invalid sandbox key {:.32}...: {} bytes, longer than a file name may be ({NAME_MAX})",
+                name,
+                name.len()
+            )));
+        }
+        let full = base.as_os_str().len() + 1 + name.len();
+        if full > PATH_MAX {
+            return Err(Failure::invalid(format!(
+                "invalid sandbox key {name:.32}...: its path under {} is {full} bytes, longer than a path may be \
+                 ({PATH_MAX})",
+                base.display()
+            )));
+        }
+    }
+    Ok(())
+}
 
 /// Runs the parsed command in the calling thread's namespace; returns the exit code.
-pub fn dispatch(cli: &Cli) -> Result<i32> {
+pub fn dispatch(cli: &Cli) -> Result<i32, Failure> {
     let out = Out { json: cli.json };
-    let base = base_dir(&cli.base)?;
+    let base = base_dir(cli.base.as_deref().unwrap_or(Path::new(DEFAULT_BASE)))?;
     let key = |name: &str| key_path(&base, name);
     match &cli.command {
         Command::Create { key: name, no_ipv6 } => {
@@ -32,12 +66,8 @@ pub fn dispatch(cli: &Cli) -> Result<i32> {
         }
         Command::Inspect { key: name } => {
             let sb = NetnsSandbox::open(&key(name)?)?;
-            let info = sb.info()?;
-            let mut stats = Vec::new();
-            for i in &info.interfaces {
-                stats.push(sb.statistics(&i.name)?);
-            }
-            out.value(output::inspect_json(name, &info, &stats), || output::inspect_text(name, &info, &stats));
+            let (info, kernel) = (sb.info()?, sb.inspect()?);
+            out.value(output::inspect_json(name, &info, &kernel), || output::inspect_text(name, &info, &kernel));
         }
         Command::AddInterface { key: name, src, iface, bridge } => {
             let opts = iface_options(iface)?.bridge(*bridge);
@@ -47,11 +77,30 @@ pub fn dispatch(cli: &Cli) -> Result<i32> {
             let inside = sb.add_interface(src, &iface.prefix, &opts)?;
             out.done(json!({ "name": inside }), &inside);
         }
-        Command::AddVeth { key: name, host_name, iface, no_host_link_local } => {
-            let opts = iface_options(iface)?.host_link_local(!no_host_link_local);
+        Command::AddVeth { key: name, host_name, iface, no_host_link_local, host_master, host_hairpin } => {
+            let mut opts = iface_options(iface)?.host_link_local(!no_host_link_local);
+            if let Some(br) = host_master {
+                opts = opts.host_master(br.as_str()).host_hairpin(*host_hairpin);
+            }
+            opts.check()?;
             let sb = NetnsSandbox::open(&key(name)?)?;
             let inside = sb.add_veth(host_name, &iface.prefix, &opts)?;
-            out.done(json!({ "name": inside, "host_name": host_name }), &inside);
+            out.done(json!({ "name": inside, "host_name": host_name, "host_master": host_master }), &inside);
+        }
+        Command::Bridge { action: BridgeAction::Add { name, addresses, mtu, exist_ok } } => {
+            let mut opts = BridgeOptions::new();
+            for a in addresses {
+                opts = opts.address(parse_cidr(a)?);
+            }
+            if let Some(m) = mtu {
+                opts = opts.mtu(*m);
+            }
+            let br = if *exist_ok { HostBridge::ensure(name, &opts)? } else { HostBridge::create(name, &opts)? };
+            out.done(json!({ "bridge": br.name(), "ifindex": br.index() }), &format!("bridge {}", br.name()));
+        }
+        Command::Bridge { action: BridgeAction::Del { name } } => {
+            HostBridge::delete(name)?;
+            out.done(json!({ "deleted": name }), &format!("deleted bridge {name}"));
         }
         Command::RemoveInterface { key: name, name: ifname } => {
             NetnsSandbox::open(&key(name)?)?.remove_interface(ifname)?;
@@ -59,7 +108,8 @@ pub fn dispatch(cli: &Cli) -> Result<i32> {
         }
         Command::SetGateway { key: name, ip } => {
             let gw = parse_ip(ip)?;
-            NetnsSandbox::open(&key(name)?)?.set_gateway(gw)?;
+            let sb = NetnsSandbox::open(&key(name)?)?;
+            sb.set_gateway(gw).map_err(|e| gateway_failure(&sb, name, gw, e))?;
             out.done(json!({ "gateway": gw.to_string() }), &format!("default via {gw}"));
         }
         Command::UnsetGateway { key: name, ip } => {
@@ -69,7 +119,11 @@ pub fn dispatch(cli: &Cli) -> Result<i32> {
         }
         Command::AddRoute(r) => {
             let route = static_route(r)?;
-            NetnsSandbox::open(&key(&r.key)?)?.add_static_route(&route)?;
+            let sb = NetnsSandbox::open(&key(&r.key)?)?;
+            sb.add_static_route(&route).map_err(|e| match route.gateway {
+                Some(gw) => unreachable_failure(&r.key, gw, e),
+                None => e.into(),
+            })?;
             out.done(output::route_json(&route), &format!("added {}", output::route_text(&route)));
         }
         Command::RemoveRoute(r) => {
@@ -83,7 +137,9 @@ pub fn dispatch(cli: &Cli) -> Result<i32> {
             if let Some(l) = link {
                 opts = opts.link_name(l.as_str());
             }
-            NetnsSandbox::open(&key(name)?)?.add_neighbor(ip, mac, *force, &opts)?;
+            NetnsSandbox::open(&key(name)?)?
+                .add_neighbor(ip, mac, *force, &opts)
+                .map_err(|e| unreachable_failure(name, ip, e))?;
             let mac = netsandbox::validate::format_mac(&mac);
             out.done(json!({ "ip": ip.to_string(), "mac": mac }), &format!("added neighbor {ip} lladdr {mac}"));
         }
@@ -125,12 +181,15 @@ pub fn dispatch(cli: &Cli) -> Result<i32> {
             // Every name is opened first, so a missing one changes nothing.
             let sbs = keys.iter().map(|name| NetnsSandbox::open(&key(name)?)).collect::<Result<Vec<_>>>()?;
             match sbs.as_slice() {
+                // This process is gone right after: wait for the kernel to free what destroy
+                // left to it (bounded by the reaper's grace period), so the command's effect
+                // is complete when it returns.
                 [one] => {
-                    one.destroy()?;
+                    reaped(one.destroy_detached()?);
                     out.done(json!({ "destroyed": keys[0] }), &format!("destroyed {}", keys[0]));
                 }
                 many => {
-                    NetnsSandbox::destroy_many(&many.iter().collect::<Vec<_>>())?;
+                    reaped(NetnsSandbox::destroy_many_detached(&many.iter().collect::<Vec<_>>())?);
                     out.done(json!({ "destroyed": keys }), &format!("destroyed {}", keys.join(" ")));
                 }
             }
@@ -141,9 +200,40 @@ pub fn dispatch(cli: &Cli) -> Result<i32> {
             let names: Vec<String> = removed.iter().map(|p| p.display().to_string()).collect();
             out.done(json!({ "removed": names }), &format!("removed {} stale file(s)", names.len()));
         }
-        Command::Demo => return crate::demo::run(out),
+        Command::Demo => return Ok(crate::demo::run(out, cli.base.as_deref())?),
     }
     Ok(0)
+}
+
+/// A refused gateway, said in the CLI's terms: an existing default route names the gateway it
+/// has; an unreachable one says which sandbox no interface of reaches it.
+fn gateway_failure(sb: &NetnsSandbox, name: &str, gw: IpAddr, e: Error) -> Failure {
+    if !e.is_already_exists() {
+        return unreachable_failure(name, gw, e);
+    }
+    let existing =
+        sb.info().ok().and_then(|i| if gw.is_ipv4() { i.gateway.map(IpAddr::V4) } else { i.gateway6.map(IpAddr::V6) });
+    let message = match existing {
+        Some(g) if g == gw => format!("sandbox {name} already has default gateway {g}"),
+        Some(g) => {
+            format!("sandbox {name} already has default gateway {g}; unset-gateway {name} {g} before setting {gw}")
+        }
+        None => format!("sandbox {name} already has a default route of that family (not via a gateway); {gw} not set"),
+    };
+    Failure { code: 4, message }
+}
+
+/// The library's "no route to" as a sentence about the sandbox.
+fn unreachable_failure(name: &str, ip: IpAddr, e: Error) -> Failure {
+    match e {
+        Error::NotFound { kind: "route to", .. } => Failure {
+            code: 3,
+            message: format!(
+                "{ip} is unreachable in sandbox {name}: no interface there reaches it (add an interface with an address in its subnet first)"
+            ),
+        },
+        e => e.into(),
+    }
 }
 
 /// `--base` as an absolute path, so keys built from it pass `check_key`.
@@ -180,14 +270,22 @@ fn list(base: &Path) -> Result<Vec<String>> {
     Ok(names)
 }
 
-fn iface_options(a: &IfaceArgs) -> Result<IfaceOptions> {
+fn iface_options(a: &IfaceArgs) -> Result<IfaceOptions, Failure> {
     netsandbox::validate::ifname_prefix(&a.prefix)?;
     let mut o = IfaceOptions::new();
     if let Some(c) = &a.address {
-        o = o.address(parse_cidr(c)?);
+        let net = parse_cidr(c)?;
+        if net.addr().is_ipv6() {
+            return Err(Failure::invalid(format!("--address {c} is IPv6: give IPv6 addresses with --address6")));
+        }
+        o = o.address(net);
     }
     if let Some(c) = &a.address6 {
-        o = o.address_ipv6(parse_cidr(c)?);
+        let net = parse_cidr(c)?;
+        if net.addr().is_ipv4() {
+            return Err(Failure::invalid(format!("--address6 {c} is IPv4: give IPv4 addresses with --address")));
+        }
+        o = o.address_ipv6(net);
     }
     if let Some(m) = &a.mac {
         o = o.mac(parse_mac(m)?);
@@ -203,14 +301,15 @@ fn iface_options(a: &IfaceArgs) -> Result<IfaceOptions> {
     Ok(o)
 }
 
-fn static_route(r: &RouteArgs) -> Result<StaticRoute> {
-    let dst = parse_cidr(&r.cidr)?;
+fn static_route(r: &RouteArgs) -> Result<StaticRoute, Failure> {
     let route = match (&r.via, &r.dev) {
-        (Some(via), _) => StaticRoute::via(dst, parse_ip(via)?),
-        (None, Some(dev)) => StaticRoute::dev(dst, dev.as_str()),
-        // clap's argument group makes exactly one of them required.
-        (None, None) => {
-            return Err(Error::InvalidArgument { op: "route", reason: "give --via IP or --dev NAME".into() });
+        (Some(via), None) => StaticRoute::via(parse_cidr(&r.cidr)?, parse_ip(via)?),
+        (None, Some(dev)) => StaticRoute::dev(parse_cidr(&r.cidr)?, dev.as_str()),
+        _ => {
+            return Err(Failure::invalid(format!(
+                "route {}: give exactly one of --via / --dev (a next hop, or an interface for a directly connected route)",
+                r.cidr
+            )));
         }
     };
     route.check()?;
@@ -219,10 +318,10 @@ fn static_route(r: &RouteArgs) -> Result<StaticRoute> {
 
 /// Runs `command` inside the sandbox and returns its exit code (128+signal when killed, as
 /// shells do; 127/126 when it cannot be started).
-fn exec(key: &str, command: &[std::ffi::OsString]) -> Result<i32> {
+fn exec(key: &str, command: &[std::ffi::OsString]) -> Result<i32, Failure> {
     use std::os::unix::process::ExitStatusExt;
     let Some((program, args)) = command.split_first() else {
-        return Err(Error::InvalidArgument { op: "exec", reason: "no command given".into() });
+        return Err(Failure::invalid("exec: no command given"));
     };
     let sb = NetnsSandbox::open(key)?;
     // A child inherits the network namespace of the thread that spawns it, so spawning from the
@@ -234,5 +333,14 @@ fn exec(key: &str, command: &[std::ffi::OsString]) -> Result<i32> {
             eprintln!("netsandbox: run {}: {e}", program.to_string_lossy());
             Ok(if e.kind() == std::io::ErrorKind::NotFound { 127 } else { 126 })
         }
+    }
+}
+
+/// Waits for the kernel to free what a destroy left to it; a namespace held elsewhere still
+/// has its host ends deleted after the reaper's grace period.
+fn reaped(r: netsandbox::sandbox::Reaped) {
+    let limit = netsandbox::sandbox::REAP_GRACE + std::time::Duration::from_secs(30);
+    if !r.wait(limit) {
+        log::warn!("the kernel has not freed the destroyed sandboxes' namespaces after {limit:?}");
     }
 }

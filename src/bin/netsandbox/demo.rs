@@ -6,8 +6,8 @@ use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use netsandbox::netlink::LinkKind;
 use netsandbox::netlink::Socket;
-use netsandbox::netlink::view::LinkKind;
 use netsandbox::sandbox::{
     BridgeOptions, CreateOptions, HostBridge, IfaceOptions, NeighOptions, NetnsSandbox, Sandbox, SandboxExt,
 };
@@ -15,7 +15,7 @@ use netsandbox::validate::{format_mac, parse_cidr, parse_ip};
 use netsandbox::{Error, Result, netns};
 use serde_json::json;
 
-use crate::output::Out;
+use crate::output::{self, Out};
 
 const BRIDGE: &str = "nsbx-br0";
 const IO_TIMEOUT: Duration = Duration::from_secs(10);
@@ -61,8 +61,14 @@ impl Cleanup<'_> {
     fn run(&mut self) -> Result<()> {
         let mut first = None;
         for sb in self.sandboxes.drain(..) {
-            if let Err(e) = sb.destroy() {
-                first.get_or_insert(e);
+            // The clean-up check that follows wants the host ends gone: wait for the kernel.
+            match sb.destroy_detached() {
+                Ok(r) => {
+                    r.wait(netsandbox::sandbox::REAP_GRACE + std::time::Duration::from_secs(30));
+                }
+                Err(e) => {
+                    first.get_or_insert(e);
+                }
             }
         }
         if let Err(e) = netns::release_base(self.base) {
@@ -85,8 +91,23 @@ impl Drop for Cleanup<'_> {
     }
 }
 
-pub fn run(out: Out) -> Result<i32> {
-    let base = std::env::temp_dir().join(format!("netsandbox-demo-{}", std::process::id()));
+/// Runs the demo. Its pins go under a fresh directory: below `base` when given (`--base`),
+/// else below the temporary directory; that directory, and `base` if the demo made it, are gone
+/// afterwards.
+pub fn run(out: Out, base: Option<&Path>) -> Result<i32> {
+    let dir = format!("netsandbox-demo-{}", std::process::id());
+    let made_parent = base.filter(|b| !b.exists());
+    let base = base.map_or_else(std::env::temp_dir, Path::to_path_buf).join(dir);
+    let result = run_in(out, &base);
+    if let Some(parent) = made_parent {
+        // Only if empty: something else may have been put there meanwhile.
+        let _ = std::fs::remove_dir(parent);
+    }
+    result
+}
+
+fn run_in(out: Out, base: &Path) -> Result<i32> {
+    let base = base.to_path_buf();
     let mut steps = Steps { out, done: Vec::new() };
     // A private host namespace: the bridge and host veth ends live there, and it vanishes with
     // its last handle, so the machine's own network is never touched.
@@ -98,9 +119,12 @@ pub fn run(out: Out) -> Result<i32> {
     }
     let total: f64 = steps.done.iter().map(|(_, ms)| ms).sum();
     if out.json {
-        let s: Vec<_> = steps.done.iter().map(|(w, ms)| json!({ "step": w, "ms": ms })).collect();
-        let t: Vec<_> = trips.iter().map(|r| json!({ "from": r.from, "to": r.to.to_string(), "ms": r.ms })).collect();
-        println!("{}", json!({ "steps": s, "round_trips": t, "total_ms": total, "ok": true }));
+        let ms = |ms: f64| output::ms(ms / 1e3);
+        let s: Vec<_> = steps.done.iter().map(|(w, t)| json!({ "step": w, "ms": ms(*t) })).collect();
+        let t: Vec<_> =
+            trips.iter().map(|r| json!({ "from": r.from, "to": r.to.to_string(), "ms": ms(r.ms) })).collect();
+        let base = base.display().to_string();
+        println!("{}", json!({ "base": base, "steps": s, "round_trips": t, "total_ms": ms(total), "ok": true }));
     } else {
         println!();
         println!("{:<58} {:>10}", "step", "ms");

@@ -1,9 +1,73 @@
 //! Text and JSON renderings. JSON is built here with `json!` so the library's types stay free of
 //! serde.
 
-use netsandbox::sandbox::{NeighFamily, SandboxInfo, StaticRoute, Statistics, TweakReport};
+use netsandbox::Error;
+use std::net::IpAddr;
+
+use netsandbox::sandbox::{
+    AddressDetail, Inspection, InterfaceInfo, LinkDetail, RouteDetail, SandboxInfo, StaticRoute, Statistics,
+    TweakReport, protocol_name, route_type_name, scope_name,
+};
 use netsandbox::validate::format_mac;
 use serde_json::{Value, json};
+
+/// A failed command: its exit code and one line saying what went wrong.
+#[derive(Debug)]
+pub struct Failure {
+    pub code: i32,
+    pub message: String,
+}
+
+impl Failure {
+    /// Bad input (exit 2) with a message of our own.
+    pub fn invalid(message: impl Into<String>) -> Failure {
+        Failure { code: 2, message: message.into() }
+    }
+
+    /// Prints the message on stderr (and, with `--json`, a JSON object on stdout, so a script
+    /// reading stdout always gets JSON) and returns the exit code.
+    pub fn report(&self, json: bool) -> i32 {
+        eprintln!("netsandbox: {}", self.message);
+        if json {
+            let kind = match self.code {
+                2 => "invalid_input",
+                3 => "not_found",
+                4 => "already_exists",
+                _ => "failed",
+            };
+            println!(
+                "{}",
+                json!({ "ok": false, "error": { "code": self.code, "kind": kind, "message": self.message } })
+            );
+        }
+        self.code
+    }
+}
+
+impl From<Error> for Failure {
+    fn from(e: Error) -> Failure {
+        Failure { code: exit_code(&e), message: e.to_string() }
+    }
+}
+
+/// Distinct exit codes so scripts can tell bad input from a missing or duplicate sandbox.
+pub fn exit_code(e: &Error) -> i32 {
+    if e.is_invalid_input() {
+        2
+    } else if e.is_not_found() {
+        3
+    } else if e.is_already_exists() {
+        4
+    } else {
+        1
+    }
+}
+
+/// Milliseconds from seconds, rounded to microseconds, as a JSON number (no float noise).
+pub fn ms(seconds: f64) -> Value {
+    let ms = (seconds * 1e6).round() / 1e3;
+    serde_json::Number::from_f64(ms).map_or(Value::Null, Value::Number)
+}
 
 /// Where results go: text for people, or one JSON document on stdout.
 #[derive(Debug, Clone, Copy)]
@@ -66,73 +130,126 @@ pub fn route_text(r: &StaticRoute) -> String {
     s
 }
 
-/// `stats[i]` are the counters of `info.interfaces[i]`.
-pub fn inspect_json(name: &str, info: &SandboxInfo, stats: &[Statistics]) -> Value {
-    let interfaces: Vec<Value> = info
-        .interfaces
-        .iter()
-        .zip(stats)
-        .map(|(i, s)| {
-            json!({
-                "name": i.name,
-                "origin_name": i.origin_name,
-                "created": i.created,
-                "mac": mac(&i.mac),
-                "mtu": i.mtu,
-                "master": i.master,
-                "addresses": strings(&i.addresses),
-                "routes": strings(&i.routes),
-                "statistics": stats_json(s),
-            })
-        })
-        .collect();
-    let neighbors: Vec<Value> = info
+fn family(ip: &IpAddr) -> &'static str {
+    if ip.is_ipv4() { "inet" } else { "inet6" }
+}
+
+fn address_json(a: &AddressDetail) -> Value {
+    json!({
+        "address": a.addr.to_string(),
+        "local": a.addr.addr().to_string(),
+        "prefixlen": a.addr.prefix_len(),
+        "family": family(&a.addr.addr()),
+        "scope": scope_name(a.scope),
+        "link_local": a.link_local,
+        "kernel_made": a.kernel_made,
+        "nodad": a.nodad(),
+        "tentative": a.tentative(),
+    })
+}
+
+pub fn table_route_json(r: &RouteDetail) -> Value {
+    json!({
+        "destination": r.dst.to_string(),
+        "family": family(&r.dst.addr()),
+        "default": r.dst.prefix_len() == 0,
+        "via": r.gateway.map(|g| g.to_string()),
+        "dev": r.dev,
+        "metric": r.metric,
+        // As iproute2 prints it (a name, or the number), and the number itself.
+        "protocol": protocol_name(r.protocol).map_or_else(|| r.protocol.to_string(), str::to_owned),
+        "protocol_id": r.protocol,
+        "scope": scope_name(r.scope),
+        "type": route_type_name(r.kind),
+        "prefsrc": r.prefsrc.map(|p| p.to_string()),
+    })
+}
+
+fn link_json(l: &LinkDetail, info: Option<&InterfaceInfo>, routes: &[RouteDetail]) -> Value {
+    json!({
+        "name": l.name,
+        "ifindex": l.index,
+        "kind": l.kind,
+        "up": l.up,
+        "lower_up": l.lower_up,
+        "oper_state": l.oper_state.name(),
+        "mac": mac(&l.mac),
+        "mtu": l.mtu,
+        "master": l.master,
+        "peer": l.peer.map(|p| json!({ "ifindex": p.index, "netnsid": p.netnsid })),
+        "vxlan_id": l.vxlan_id,
+        "origin_name": info.and_then(|i| i.origin_name.clone()),
+        "created": info.is_some_and(|i| i.created),
+        // What was configured (global addresses); every address, link-local ones flagged, below.
+        "addresses": info.map(|i| strings(&i.addresses)).unwrap_or_default(),
+        "all_addresses": l.addresses.iter().map(address_json).collect::<Vec<_>>(),
+        "routes": routes.iter().filter(|r| r.dev.as_deref() == Some(l.name.as_str())).map(table_route_json).collect::<Vec<_>>(),
+        "statistics": stats_json(&l.stats),
+    })
+}
+
+/// The engine's view (`info`) and the kernel's (`inspect`) of one sandbox, as one document.
+pub fn inspect_json(name: &str, info: &SandboxInfo, k: &Inspection) -> Value {
+    let by_name = |n: &str| info.interfaces.iter().find(|i| i.name == n);
+    let mut interfaces: Vec<&LinkDetail> = k.links.iter().filter(|l| l.kind != "loopback").collect();
+    interfaces.sort_by(|a, b| a.name.cmp(&b.name));
+    let neighbors: Vec<Value> = k
         .neighbors
         .iter()
         .map(|n| {
             json!({
-                "ip": n.ip.to_string(),
-                "mac": format_mac(&n.mac),
-                "link": n.link_name,
-                "family": match n.family { NeighFamily::Ip => "ip", NeighFamily::Bridge => "fdb" },
+                "ip": n.ip.map(|i| i.to_string()),
+                "mac": mac(&n.mac),
+                "link": n.dev,
+                "family": n.family,
+                "state": n.state_names(),
+                "permanent": n.state & 0x80 != 0,
             })
         })
         .collect();
     json!({
         "name": name,
         "key": info.key,
-        "interfaces": interfaces,
+        "interfaces": interfaces.iter().map(|l| link_json(l, by_name(&l.name), &k.routes)).collect::<Vec<_>>(),
+        "loopback": k.links.iter().find(|l| l.kind == "loopback").map(|l| link_json(l, None, &k.routes)),
         "gateway": info.gateway.map(|g| g.to_string()),
         "gateway6": info.gateway6.map(|g| g.to_string()),
-        "routes": info.static_routes.iter().map(route_json).collect::<Vec<_>>(),
+        "routes": k.routes.iter().map(table_route_json).collect::<Vec<_>>(),
+        "static_routes": info.static_routes.iter().map(route_json).collect::<Vec<_>>(),
         "neighbors": neighbors,
         "loopback_addresses": strings(&info.loopback_addresses),
     })
 }
 
-pub fn inspect_text(name: &str, info: &SandboxInfo, stats: &[Statistics]) -> String {
+pub fn inspect_text(name: &str, info: &SandboxInfo, k: &Inspection) -> String {
     let mut s = format!("sandbox {name} ({})\n", info.key);
-    for (i, st) in info.interfaces.iter().zip(stats) {
-        s += &format!("  interface {}", i.name);
-        if let Some(o) = &i.origin_name {
+    for l in &k.links {
+        s += &format!("  {}: {} {} {}", l.index, l.name, l.kind, if l.up { "up" } else { "down" });
+        s += &format!(" state {}", l.oper_state.name());
+        if let Some(o) = info.interfaces.iter().find(|i| i.name == l.name).and_then(|i| i.origin_name.as_deref()) {
             s += &format!(" (from {o})");
         }
-        if let Some(m) = &i.mac {
+        if let Some(m) = &l.mac {
             s += &format!(" mac {}", format_mac(m));
         }
-        if let Some(m) = i.mtu {
+        if let Some(m) = l.mtu {
             s += &format!(" mtu {m}");
         }
-        if let Some(m) = &i.master {
+        if let Some(m) = &l.master {
             s += &format!(" master {m}");
         }
+        if let Some(p) = &l.peer {
+            s += &format!(" peer ifindex {}", p.index);
+            if let Some(id) = p.netnsid {
+                s += &format!(" netnsid {id}");
+            }
+        }
         s += "\n";
-        for a in &i.addresses {
-            s += &format!("    address {a}\n");
+        for a in &l.addresses {
+            let ll = if a.link_local { " link-local" } else { "" };
+            s += &format!("    address {} scope {}{ll}\n", a.addr, scope_name(a.scope));
         }
-        for r in &i.routes {
-            s += &format!("    route {r} scope link\n");
-        }
+        let st = &l.stats;
         s += &format!(
             "    rx {} packets {} bytes, tx {} packets {} bytes, errors {}/{}, dropped {}/{}\n",
             st.rx_packets,
@@ -151,15 +268,25 @@ pub fn inspect_text(name: &str, info: &SandboxInfo, stats: &[Statistics]) -> Str
     if let Some(g) = info.gateway6 {
         s += &format!("  gateway6 {g}\n");
     }
-    for r in &info.static_routes {
-        s += &format!("  route {}\n", route_text(r));
+    for r in &k.routes {
+        s += &format!("  route {}", r.dst);
+        if let Some(g) = r.gateway {
+            s += &format!(" via {g}");
+        }
+        if let Some(d) = &r.dev {
+            s += &format!(" dev {d}");
+        }
+        let proto = protocol_name(r.protocol).map_or_else(|| r.protocol.to_string(), str::to_owned);
+        s += &format!(" proto {proto} scope {}", scope_name(r.scope));
+        if let Some(m) = r.metric {
+            s += &format!(" metric {m}");
+        }
+        s += "\n";
     }
-    for n in &info.neighbors {
-        let fdb = if n.family == NeighFamily::Bridge { " fdb" } else { "" };
-        s += &format!("  neighbor {} lladdr {} dev {}{fdb}\n", n.ip, format_mac(&n.mac), n.link_name);
-    }
-    for a in &info.loopback_addresses {
-        s += &format!("  loopback address {a}\n");
+    for n in &k.neighbors {
+        let ip = n.ip.map_or_else(|| "-".to_owned(), |i| i.to_string());
+        let lladdr = n.mac.map_or_else(String::new, |m| format!(" lladdr {}", format_mac(&m)));
+        s += &format!("  neighbor {ip}{lladdr} dev {} {} {}\n", n.dev, n.family, n.state_names().join(","));
     }
     s.trim_end().to_owned()
 }

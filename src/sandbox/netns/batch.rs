@@ -11,11 +11,11 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use log::{debug, warn};
 
 use super::host::Host;
-use super::iface::CREATED;
+use super::mark;
 use super::{Live, NetnsSandbox, Reaped};
 use crate::error::{Error, Result};
+use crate::netlink::LinkKind;
 use crate::netlink::link::{self, LinkChange, LinkRef};
-use crate::netlink::view::LinkKind;
 use crate::netlink::{BatchMode, Request};
 
 /// Device groups for batch deletions: high in the `u32` range, away from the small numbers
@@ -37,11 +37,11 @@ impl NetnsSandbox {
     /// cheaper. Sandboxes already destroyed (or listed twice) are skipped. Returns the first
     /// error after trying every sandbox.
     ///
-    /// Sandboxes whose namespace the handle made take the short path of
+    /// Sandboxes whose namespace the sandbox made take the short path of
     /// [`destroy_detached`](Self::destroy_detached) instead (nothing deleted on the caller's
-    /// path; ~0.2 ms each against ~1 ms each for the group deletion), so for them the host
-    /// ends are parked, not gone, on return: use
-    /// [`destroy_many_detached`](Self::destroy_many_detached) to wait for the kernel.
+    /// path, and the kernel frees all their namespaces in one batch), so for them the host ends
+    /// may still exist on return: use [`destroy_many_detached`](Self::destroy_many_detached)
+    /// to wait for the kernel. The group deletion remains for adopted namespaces.
     pub fn destroy_many(sandboxes: &[&NetnsSandbox]) -> Result<()> {
         Self::destroy_many_detached(sandboxes).map(drop)
     }
@@ -53,27 +53,33 @@ impl NetnsSandbox {
         let mut first_error = None;
         let mut slow = Vec::new();
         for sb in sandboxes {
-            if !sb.owned {
-                slow.push(*sb);
+            let taken = sb.live.write().take();
+            let Some(live) = taken else { continue };
+            if !sb.pinned_here(&live) {
                 continue;
             }
-            match sb.destroy_detached() {
-                Ok(r) => reaped.merge(r),
-                Err(e) => {
-                    first_error.get_or_insert(e);
-                }
+            // A namespace the sandbox made takes the short path; adopted ones are grouped.
+            match live.sock.links() {
+                Ok(links) if super::owned(&links) => match super::reap::teardown(sb, live, links) {
+                    Ok((report, r)) => {
+                        log_left_behind(sb, report);
+                        reaped.merge(r);
+                    }
+                    Err(e) => {
+                        first_error.get_or_insert(e);
+                    }
+                },
+                _ => slow.push((*sb, live)),
             }
         }
-        if let Err(e) = Self::destroy_many_grouped(&slow) {
+        if let Err(e) = Self::destroy_many_grouped(slow) {
             first_error.get_or_insert(e);
         }
         first_error.map_or(Ok(reaped), Err)
     }
 
     /// The synchronous batch: host ends grouped and deleted with one request.
-    fn destroy_many_grouped(sandboxes: &[&NetnsSandbox]) -> Result<()> {
-        let lives: Vec<(&NetnsSandbox, Live)> =
-            sandboxes.iter().filter_map(|sb| sb.live.write().take().map(|live| (*sb, live))).collect();
+    fn destroy_many_grouped(lives: Vec<(&NetnsSandbox, Live)>) -> Result<()> {
         let mut by_origin: Vec<(Arc<Host>, Vec<u32>)> = Vec::new();
         for (sb, live) in &lives {
             let ends = match host_ends(sb, live) {
@@ -95,11 +101,20 @@ impl NetnsSandbox {
         }
         let mut first_error = None;
         for (sb, live) in lives {
-            if let Err(e) = sb.empty_and_unpin(live) {
-                first_error.get_or_insert(e);
+            match sb.empty_and_unpin(live) {
+                Ok(report) => log_left_behind(sb, report),
+                Err(e) => {
+                    first_error.get_or_insert(e);
+                }
             }
         }
         first_error.map_or(Ok(()), Err)
+    }
+}
+
+fn log_left_behind(sb: &NetnsSandbox, report: super::DestroyReport) {
+    for (name, why) in report.left_behind {
+        warn!("sandbox {}: {name} left in the namespace: {why}", sb.key);
     }
 }
 
@@ -107,12 +122,8 @@ impl NetnsSandbox {
 /// peer of the link inside: a veth whose peer has the inside link's index, in the namespace the
 /// origin knows as this sandbox's.
 fn host_ends(sb: &NetnsSandbox, live: &Live) -> Result<Vec<u32>> {
-    let made: Vec<_> = live
-        .sock
-        .links()?
-        .into_iter()
-        .filter(|l| l.kind == LinkKind::Veth && l.alias.as_deref() == Some(CREATED))
-        .collect();
+    let made: Vec<_> =
+        live.sock.links()?.into_iter().filter(|l| l.kind == LinkKind::Veth && mark::is_created(&l.altnames)).collect();
     if made.is_empty() {
         return Ok(Vec::new());
     }

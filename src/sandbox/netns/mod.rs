@@ -1,13 +1,16 @@
 //! [`NetnsSandbox`]: a sandbox that is a network namespace pinned by a bind mount at its key.
 //!
 //! State lives in the kernel, not in this struct: interfaces, addresses, routes and neighbors
-//! are read back on demand, and what the kernel cannot tell (a moved link's original name) is
-//! recorded on the link itself as its alias. So any process can reopen a key and see exactly
-//! what another built ([`NetnsSandbox::open`], [`Sandbox::restore`]).
+//! are read back on demand, and what the kernel cannot tell (a moved link's origin, that the
+//! sandbox made a link or the namespace) is recorded in the kernel as alternative interface
+//! names (see `mark`), never in the user's interface alias. So any process can reopen a key and
+//! see exactly what another built ([`NetnsSandbox::open`], [`Sandbox::restore`]).
 
 mod batch;
 mod host;
 mod iface;
+mod inspect;
+mod mark;
 mod pool;
 mod read;
 mod reap;
@@ -22,6 +25,7 @@ use nix::errno::Errno;
 use parking_lot::{Mutex, RwLock};
 
 use super::Sandbox;
+use super::check;
 use super::info::{InterfaceInfo, SandboxInfo, Statistics, TweakReport};
 use super::key::check_key;
 use super::options::{IfaceOptions, NeighFamily, NeighOptions, SandboxType, StaticRoute};
@@ -29,9 +33,9 @@ use crate::error::{Error, Result};
 use crate::netlink::link::{LinkChange, LinkRef};
 use crate::netlink::neigh::NeighSpec;
 use crate::netlink::route::RouteSpec;
-use crate::netlink::view::{Link, LinkKind};
+use crate::netlink::{Link, LinkKind};
 use crate::netlink::{Socket, addr};
-use crate::netns::{self, NetNs};
+use crate::netns::{self, NetNs, NsInode};
 use crate::sysctl::{self, Outcome};
 use crate::validate;
 use host::Host;
@@ -53,19 +57,26 @@ pub struct CreateOptions {
     pub ipv6: Option<bool>,
 }
 
-/// The IPVS keys libnetwork sets for ingress and load-balancer sandboxes.
-const LB_TWEAKS: [(&str, &str); 3] = [
-    ("net.ipv4.vs.conn_reuse_mode", "0"),
-    ("net.ipv4.vs.expire_nodest_conn", "1"),
-    ("net.ipv4.vs.expire_quiescent_template", "1"),
-];
+/// What [`NetnsSandbox::destroy_reporting`] could not do.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DestroyReport {
+    /// Links moved in that stayed in the namespace, by name inside, with the reason: their
+    /// origin namespace no longer exists, their origin name is taken there, or the kernel refused
+    /// the move. They were not deleted (the sandbox did not make them); when the namespace is
+    /// freed the kernel deals with them (a physical device goes to the initial namespace, a
+    /// virtual one is deleted).
+    pub left_behind: Vec<(String, String)>,
+}
 
 /// A sandbox backed by a bind-mounted network namespace.
 ///
 /// Guarantees: every method is safe to call from many threads; interface additions and removals
 /// are serialized so index allocation never races; a failed `add_interface` leaves neither the
-/// sandbox nor the origin namespace changed; `destroy` is idempotent and leaves no mount, pin
-/// file, fd, or host-side veth of a link inside the sandbox.
+/// sandbox nor the origin namespace changed (a moved link goes back exactly as it was); links
+/// moved in carry their origin with them, so any process sends them home; `destroy` is
+/// idempotent and leaves no pin, fd, or host-side veth of a link the sandbox made, and never
+/// deletes a link of an adopted namespace's owner; a handle whose sandbox was destroyed
+/// elsewhere answers [`Error::Destroyed`].
 pub struct NetnsSandbox {
     key: String,
     path: PathBuf,
@@ -73,9 +84,6 @@ pub struct NetnsSandbox {
     live: RwLock<Option<Live>>,
     /// Serializes changes to the set of interfaces (name allocation, move, rollback).
     ifaces: Mutex<()>,
-    /// This handle made the namespace (`create`, a pool take): destroy may leave what the
-    /// sandbox made inside to the kernel's namespace clean-up (see `reap`).
-    owned: bool,
 }
 
 /// What an open sandbox holds: one netlink socket bound to its namespace. The namespace itself
@@ -83,12 +91,15 @@ pub struct NetnsSandbox {
 struct Live {
     sock: Socket,
     label: String,
+    /// The namespace's nsfs device and inode: the pin at the key must still be this namespace,
+    /// or the sandbox was destroyed (by another handle or process) and perhaps made anew.
+    inode: NsInode,
 }
 
 impl Live {
     /// A handle on the sandbox's namespace, for work that needs one (moves, threads, sysctls).
     fn ns(&self) -> Result<NetNs> {
-        self.sock.netns(&self.label)
+        NetNs::of_socket(&self.sock, &self.label)
     }
 }
 
@@ -109,7 +120,7 @@ impl NetnsSandbox {
         let host = Host::current()?;
         let (ns, sock) = netns::create_pinned_from(&host.ns, &path, || prepare_inside(opts, key))?;
         debug!("created sandbox {key}");
-        Ok(Self::assemble(key, path, host, ns, sock).owning())
+        Self::assemble(key, path, host, ns, sock)
     }
 
     /// Attaches to an existing pin at `key` (made by this or another process). Nothing in the
@@ -123,12 +134,14 @@ impl NetnsSandbox {
         })?;
         let host = Host::current()?;
         let sock = host.socket_in(&ns)?;
-        Ok(Self::assemble(key, path, host, ns, sock))
+        Self::assemble(key, path, host, ns, sock)
     }
 
     /// Makes a sandbox of an existing namespace (a container's, given by handle — see
     /// [`NetNs::from_pid`] and [`NetNs::from_path`]) by pinning it at `key`, as libnetwork's
-    /// external-key sandboxes do.
+    /// external-key sandboxes do. The namespace stays its owner's: [`destroy`](Sandbox::destroy)
+    /// removes only what the sandbox added (links it created go, links it moved in go home) and
+    /// its own pin and handles; the owner's links stay.
     pub fn from_external(key: &str, ns: &NetNs) -> Result<NetnsSandbox> {
         let path = check_key(key)?;
         netns::pin_existing(ns, &path)?;
@@ -137,7 +150,9 @@ impl NetnsSandbox {
             Ok((host.socket_in(&ns)?, ns, host))
         });
         match opened {
-            Ok((sock, ns, host)) => Ok(Self::assemble(key, path, host, ns, sock)),
+            Ok((sock, ns, host)) => Self::assemble(key, path.clone(), host, ns, sock).inspect_err(|_| {
+                let _ = netns::unpin(&path);
+            }),
             Err(e) => {
                 let _ = netns::unpin(&path);
                 Err(e)
@@ -145,55 +160,42 @@ impl NetnsSandbox {
         }
     }
 
-    fn assemble(key: &str, path: PathBuf, host: Arc<Host>, ns: NetNs, sock: Socket) -> NetnsSandbox {
+    fn assemble(key: &str, path: PathBuf, host: Arc<Host>, ns: NetNs, sock: Socket) -> Result<NetnsSandbox> {
+        let inode = ns.nsfs_inode()?;
         // The socket keeps the namespace reachable (`Live::ns`): the separate handle can go, so
         // an idle sandbox holds one fd.
         drop(ns);
-        let live = Live { sock, label: key.to_owned() };
-        NetnsSandbox {
-            key: key.to_owned(),
-            path,
-            host,
-            live: RwLock::new(Some(live)),
-            ifaces: Mutex::new(()),
-            owned: false,
-        }
+        let live = Live { sock, label: key.to_owned(), inode };
+        Ok(NetnsSandbox { key: key.to_owned(), path, host, live: RwLock::new(Some(live)), ifaces: Mutex::new(()) })
     }
 
-    /// Marks a sandbox whose namespace this handle made.
-    fn owning(mut self) -> NetnsSandbox {
-        self.owned = true;
-        self
+    /// True while the pin at the key is still this sandbox's namespace. Once another handle or
+    /// process destroyed it, the key is gone (or pins a new namespace), while this handle's
+    /// socket alone keeps the old, emptied namespace alive.
+    fn pinned_here(&self, live: &Live) -> bool {
+        nix::sys::stat::stat(&self.path).is_ok_and(|st| st.st_dev == live.inode.dev && st.st_ino == live.inode.ino)
     }
 
     /// [`Sandbox::destroy`] with a handle on what is left for the kernel to free.
     ///
-    /// For a namespace this handle made ([`create`](Self::create), [`WarmPool::take`]) the
-    /// caller's path is short: links moved in still go back to their origin before it returns,
-    /// but the veth pairs made by `add_veth` are not deleted (the kernel waits ~32 ms for RCU
-    /// per deletion): their host ends are taken down and renamed to a unique parked name
-    /// (`nsp…`) in one request batch, so the engine's host-end name is free at once, and the
-    /// kernel deletes the pairs when it frees the namespace. [`Reaped::wait`] blocks until it
-    /// has; a process-wide reaper deletes parked ends itself if the namespace is still held
-    /// elsewhere (a process still inside) after [`REAP_GRACE`]. Other sandboxes (opened,
-    /// adopted with `from_external`) are emptied synchronously as before and return an
-    /// already-reaped handle.
+    /// For a namespace the sandbox made ([`create`](Self::create), [`WarmPool::take`], also
+    /// when reopened later) the caller's path is short: links moved in still go back to their
+    /// origin before it returns, but the veth pairs made by `add_veth` (and bridges made
+    /// inside) are not deleted — the kernel waits ~32 ms for RCU per deletion — they go when
+    /// the kernel frees the namespace, which it does for many namespaces in one batch. Until
+    /// then a pair's host end keeps its name; a new `add_veth` in this process that wants the
+    /// name moves it out of the way first (down and renamed `nsp…` in one batch), so the name
+    /// can be reused at once. [`Reaped::wait`] blocks until the kernel has freed everything; a
+    /// process-wide reaper deletes the host ends itself if the namespace is still held
+    /// elsewhere (a process still inside, an fd) after [`REAP_GRACE`]. An adopted namespace
+    /// ([`from_external`](Self::from_external)) is emptied synchronously as before and gives an
+    /// already-reaped handle. Links that could not go home are logged, as by `destroy`.
     pub fn destroy_detached(&self) -> Result<Reaped> {
-        // Every other operation holds the read lock for its whole run, so the write lock waits
-        // for them to finish. (Taking `ifaces` here too would invert the lock order with
-        // add_interface and could deadlock.)
-        let taken = self.live.write().take();
-        let Some(live) = taken else { return Ok(Reaped::default()) };
-        if !self.owned {
-            return self.empty_and_unpin(live).map(|()| Reaped::default());
+        let (report, reaped) = self.teardown()?;
+        for (name, why) in report.left_behind {
+            warn!("sandbox {}: {name} left in the namespace: {why}", self.key);
         }
-        match live.sock.links() {
-            Ok(links) => reap::teardown(self, live, links),
-            Err(e) => {
-                debug!("{}: cannot list links ({e}); they go with the namespace", self.key);
-                reap::teardown(self, live, Vec::new())
-            }
-        }
+        Ok(reaped)
     }
 
     /// Waits until the kernel has freed what every destroy in this process left to it (see
@@ -203,10 +205,32 @@ impl NetnsSandbox {
         reap::wait_all(timeout)
     }
 
+    /// The one teardown behind `destroy`, `destroy_reporting` and `destroy_detached`.
+    fn teardown(&self) -> Result<(DestroyReport, Reaped)> {
+        // Every other operation holds the read lock for its whole run, so the write lock waits
+        // for them to finish. (Taking `ifaces` here too would invert the lock order with
+        // add_interface and could deadlock.)
+        let taken = self.live.write().take();
+        let Some(live) = taken else { return Ok(Default::default()) };
+        self.teardown_live(live)
+    }
+
+    /// [`teardown`](Self::teardown) once `live` is taken: the short path of `reap` for a
+    /// namespace the sandbox made, [`empty_and_unpin`](Self::empty_and_unpin) otherwise.
+    fn teardown_live(&self, live: Live) -> Result<(DestroyReport, Reaped)> {
+        if !self.pinned_here(&live) {
+            debug!("sandbox {} was destroyed elsewhere; handle released", self.key);
+            return Ok(Default::default());
+        }
+        match live.sock.links() {
+            Ok(links) if owned(&links) => reap::teardown(self, live, links),
+            _ => Ok((self.empty_and_unpin(live)?, Reaped::default())),
+        }
+    }
+
     /// The namespace handle (for callers that need to run their own code or sockets inside).
     pub fn with_netns<T>(&self, f: impl FnOnce(&NetNs) -> T) -> Result<T> {
-        let live = self.live()?;
-        Ok(f(&live.as_ref().ok_or_else(|| self.destroyed())?.ns()?))
+        self.with(|live| Ok(f(&live.ns()?)))
     }
 
     fn destroyed(&self) -> Error {
@@ -221,33 +245,69 @@ impl NetnsSandbox {
         Ok(g)
     }
 
-    /// Runs `f` with the live sandbox, or returns [`Error::Destroyed`].
+    /// Runs `f` with the live sandbox, or returns [`Error::Destroyed`] — also when another
+    /// handle or process destroyed it (this handle then lets go of its socket).
     fn with<T>(&self, f: impl FnOnce(&Live) -> Result<T>) -> Result<T> {
-        let g = self.live()?;
-        match g.as_ref() {
-            Some(l) => f(l),
-            None => Err(self.destroyed()),
+        {
+            let g = self.live()?;
+            match g.as_ref() {
+                Some(l) if self.pinned_here(l) => return f(l),
+                Some(_) => {}
+                None => return Err(self.destroyed()),
+            }
+        }
+        self.let_go_if_stale();
+        Err(self.destroyed())
+    }
+
+    /// Drops this handle's hold on a namespace that is no longer pinned at the key.
+    fn let_go_if_stale(&self) {
+        let mut g = self.live.write();
+        if g.as_ref().is_some_and(|l| !self.pinned_here(l)) {
+            debug!("sandbox {} was destroyed elsewhere; handle released", self.key);
+            *g = None;
         }
     }
 
     /// The end of [`Sandbox::destroy`], once `live` is taken. Empties the namespace before
-    /// unpinning, so nothing lingers until the kernel gets round to freeing it: links moved in go
-    /// home (as `remove_interface` would), the rest are deleted, which removes a veth's host end
-    /// at once.
-    fn empty_and_unpin(&self, live: Live) -> Result<()> {
-        if let Ok(links) = live.sock.links() {
-            iface::evacuate(self, &live, &links);
+    /// unpinning, so nothing lingers until the kernel gets round to freeing it: links the sandbox
+    /// made are deleted (which removes a veth's host end at once), links moved in go home (as
+    /// `remove_interface` would); other links are deleted only in a namespace the sandbox made.
+    /// A handle whose sandbox was destroyed elsewhere only lets go of its socket: the key may
+    /// pin someone else's namespace by now.
+    fn empty_and_unpin(&self, live: Live) -> Result<DestroyReport> {
+        if !self.pinned_here(&live) {
+            debug!("sandbox {} was destroyed elsewhere; handle released", self.key);
+            return Ok(DestroyReport::default());
         }
+        let report = match live.sock.links() {
+            Ok(links) => iface::evacuate(self, &live, &links, owned(&links)),
+            Err(e) => {
+                warn!("sandbox {}: cannot list its links ({e}); they go with the namespace", self.key);
+                DestroyReport::default()
+            }
+        };
         drop(live);
         netns::unpin(&self.path)?;
         debug!("destroyed sandbox {}", self.key);
-        Ok(())
+        Ok(report)
+    }
+
+    /// [`Sandbox::destroy`], telling what it could not do: the links moved in that could not go
+    /// home (see [`DestroyReport`]). `destroy` logs them instead.
+    pub fn destroy_reporting(&self) -> Result<DestroyReport> {
+        self.teardown().map(|(report, _)| report)
     }
 
     /// Removes stale entries under `base` after a crash: files that are not a pinned network
     /// namespace (a create that died half-way) are deleted; pins for which `keep` says false are
-    /// destroyed like [`Sandbox::destroy`] (moved-in links go home, the rest are deleted, then it is unpinned). Returns the
-    /// paths removed.
+    /// destroyed like [`Sandbox::destroy`] (moved-in links go home, links the sandbox made are
+    /// deleted, then it is unpinned). Returns the paths removed.
+    ///
+    /// When no pin is left under `base` afterwards, the shared bind mount that `create` made of
+    /// `base` onto itself is released too ([`netns::release_base_if_unused`]), so nothing of
+    /// netsandbox stays mounted. Do not run it while another process creates sandboxes in
+    /// `base`.
     pub fn gc(base: &Path, keep: &dyn Fn(&Path) -> bool) -> Result<Vec<PathBuf>> {
         /// Stale sandboxes destroyed together (each holds a socket until then).
         const GC_BATCH: usize = 256;
@@ -278,13 +338,15 @@ impl NetnsSandbox {
                 _ => netns::unpin(&path)?,
             }
             if stale.len() == GC_BATCH {
-                NetnsSandbox::destroy_many(&stale.iter().collect::<Vec<_>>())?;
+                gc_destroy(&stale)?;
                 stale.clear();
             }
             debug!("gc removes {}", path.display());
             removed.push(path);
         }
-        NetnsSandbox::destroy_many(&stale.iter().collect::<Vec<_>>())?;
+        gc_destroy(&stale)?;
+        drop(stale);
+        netns::release_base_if_unused(base)?;
         Ok(removed)
     }
 
@@ -320,7 +382,7 @@ impl NetnsSandbox {
     }
 
     fn static_route(&self, live: &Live, route: &StaticRoute) -> Result<RouteSpec> {
-        route.check()?;
+        check::static_route(route)?;
         let oif = match (&route.interface, route.gateway) {
             (Some(name), _) => Some(self.link(live, name)?.index),
             (None, Some(gw)) => self.gateway_oif(live, gw)?,
@@ -337,11 +399,8 @@ impl NetnsSandbox {
         let index = match &opts.link_name {
             Some(n) => {
                 let l = self.link(live, n)?;
-                if opts.family == NeighFamily::Bridge && l.kind != LinkKind::Vxlan {
-                    return Err(Error::InvalidArgument {
-                        op: "add neighbor",
-                        reason: format!("fdb entries go on a vxlan device; {n} is {:?}", l.kind),
-                    });
+                if opts.family == NeighFamily::Bridge {
+                    check::fdb_device(n, l.kind == LinkKind::Vxlan)?;
                 }
                 l.index
             }
@@ -354,11 +413,29 @@ impl NetnsSandbox {
     }
 }
 
+/// `gc`'s batch: destroyed together, and waited for, so that what gc removes is gone when it
+/// returns (it is a clean-up tool, not a hot path).
+fn gc_destroy(stale: &[NetnsSandbox]) -> Result<()> {
+    let reaped = NetnsSandbox::destroy_many_detached(&stale.iter().collect::<Vec<_>>())?;
+    if !reaped.wait(reap::GRACE + std::time::Duration::from_secs(30)) {
+        warn!("gc: the kernel has not freed {} destroyed namespaces yet", stale.len());
+    }
+    Ok(())
+}
+
+/// True when the loopback in `links` carries the mark of a namespace the sandbox made.
+fn owned(links: &[Link]) -> bool {
+    links.iter().any(|l| l.index == 1 && l.altnames.iter().any(|a| a == mark::OWNED))
+}
+
 /// Set-up of a fresh namespace, run on a thread that is inside it: the socket binds here and
 /// sysctls follow the thread that opens them. Brings the loopback up, applies the IPv6 policy.
 fn prepare_inside(opts: &CreateOptions, label: &str) -> Result<Socket> {
     let sock = Socket::open()?.labelled(label);
-    sock.set_link(LinkRef::Index(1), &LinkChange::new().up(true))?;
+    // The loopback comes up and records that the sandbox made this namespace (see `mark`).
+    let lo = LinkRef::Index(1);
+    let reqs = [LinkChange::new().up(true).request(lo)?, crate::netlink::link::add_altname(lo, mark::OWNED)?];
+    sock.batch(&reqs, crate::netlink::BatchMode::StopAtFirstError)?.into_result()?;
     if let Some(on) = opts.ipv6 {
         let v = if on { "0" } else { "1" };
         for k in ["net.ipv6.conf.all.disable_ipv6", "net.ipv6.conf.default.disable_ipv6"] {
@@ -412,11 +489,15 @@ impl Sandbox for NetnsSandbox {
     }
 
     fn statistics(&self, name: &str) -> Result<Statistics> {
-        self.with(|live| Ok(self.link(live, name)?.stats.unwrap_or_default()))
+        self.with(|live| {
+            check::ifname(name)?;
+            Ok(self.link(live, name)?.stats.unwrap_or_default())
+        })
     }
 
     fn set_gateway(&self, gw: IpAddr) -> Result<()> {
         self.with(|live| {
+            check::gateway(gw)?;
             let oif = self.gateway_oif(live, gw)?;
             live.sock.add_route(&Self::default_route(gw, oif)).map_err(|e| typed(unreachable_gw(e, gw), "gateway", gw))
         })
@@ -424,6 +505,7 @@ impl Sandbox for NetnsSandbox {
 
     fn unset_gateway(&self, gw: IpAddr) -> Result<()> {
         self.with(|live| {
+            check::gateway(gw)?;
             let any = if gw.is_ipv4() { IpNet::V4(Default::default()) } else { IpNet::V6(Default::default()) };
             let mut r = RouteSpec::new(any).via(gw);
             r.oif = None;
@@ -443,7 +525,7 @@ impl Sandbox for NetnsSandbox {
 
     fn remove_static_route(&self, route: &StaticRoute) -> Result<()> {
         self.with(|live| {
-            route.check()?;
+            check::static_route(route)?;
             let mut r = RouteSpec::new(route.dst);
             r.gateway = route.gateway;
             if let Some(n) = &route.interface {
@@ -455,8 +537,7 @@ impl Sandbox for NetnsSandbox {
 
     fn add_neighbor(&self, ip: IpAddr, mac: [u8; 6], force: bool, opts: &NeighOptions) -> Result<()> {
         self.with(|live| {
-            validate::mac_bytes(&mac)?;
-            opts.check()?;
+            check::add_neighbor(&mac, opts)?;
             let spec = self.neigh_spec(live, ip, mac, opts)?;
             let name = format!("{ip} lladdr {}", validate::format_mac(&mac));
             live.sock.add_neighbor(&spec, force).map_err(|e| typed(e, "neighbor", name))
@@ -465,6 +546,7 @@ impl Sandbox for NetnsSandbox {
 
     fn delete_neighbor(&self, ip: IpAddr, mac: [u8; 6], os_delete: bool) -> Result<()> {
         self.with(|live| {
+            check::delete_neighbor(&mac)?;
             let name = format!("{ip} lladdr {}", validate::format_mac(&mac));
             let found = read::neighbors(live)?
                 .into_iter()
@@ -479,16 +561,18 @@ impl Sandbox for NetnsSandbox {
 
     fn add_alias_ip(&self, ifname: &str, cidr: IpNet) -> Result<()> {
         self.with(|live| {
-            validate::host_cidr(&cidr)?;
+            check::alias_ip(ifname, &cidr)?;
             let l = self.link(live, ifname)?;
-            let opts = addr::AddrOptions { nodad: cidr.addr().is_ipv6(), ..Default::default() };
+            let v6 = cidr.addr().is_ipv6();
+            check::alias_unique(&cidr, live.sock.addresses(Some(v6), None)?.iter().map(|a| a.addr.addr()))?;
+            let opts = addr::AddrOptions { nodad: v6, ..Default::default() };
             live.sock.add_address(l.index, &cidr, opts).map_err(|e| typed(e, "address", cidr))
         })
     }
 
     fn remove_alias_ip(&self, ifname: &str, cidr: IpNet) -> Result<()> {
         self.with(|live| {
-            validate::host_cidr(&cidr)?;
+            check::alias_ip(ifname, &cidr)?;
             let l = self.link(live, ifname)?;
             live.sock.delete_address(l.index, &cidr).map_err(|e| typed(e, "address", cidr))
         })
@@ -496,6 +580,7 @@ impl Sandbox for NetnsSandbox {
 
     fn disable_arp_for_vip(&self, ifname: &str) -> Result<()> {
         self.with(|live| {
+            check::ifname(ifname)?;
             self.link(live, ifname)?;
             let a = format!("net/ipv4/conf/{ifname}/arp_ignore");
             let b = format!("net/ipv4/conf/{ifname}/arp_announce");
@@ -509,7 +594,7 @@ impl Sandbox for NetnsSandbox {
             if types.is_empty() {
                 return Ok(report);
             }
-            for (k, o) in sysctl::apply(Some(&live.ns()?), &LB_TWEAKS)? {
+            for (k, o) in sysctl::apply(Some(&live.ns()?), &check::LB_SYSCTLS)? {
                 match o {
                     Outcome::Written { .. } => report.written.push(k),
                     Outcome::Unchanged => report.unchanged.push(k),

@@ -141,7 +141,7 @@ impl WarmPool {
         };
         // On failure `ns` and `sock` are dropped: the namespace is freed, nothing is pinned.
         netns::pin_existing(&ns, &path)?;
-        Ok(NetnsSandbox::assemble(key, path, Arc::clone(&self.host), ns, sock.labelled(key)).owning())
+        NetnsSandbox::assemble(key, path, Arc::clone(&self.host), ns, sock.labelled(key))
     }
 
     /// Stops refilling and releases every pooled namespace. Idempotent; also done on drop.

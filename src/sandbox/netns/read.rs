@@ -1,24 +1,20 @@
 //! Reading a sandbox back from the kernel: what `info`, `interfaces` and `restore` return.
 //!
-//! Pure kernel state plus the origin names recorded in link aliases, so two processes reading
-//! the same namespace get equal snapshots.
+//! Pure kernel state plus the bookkeeping recorded in altnames (`mark`), so two processes
+//! reading the same namespace get equal snapshots.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
 
-use super::iface::{CREATED, ORIGIN_PREFIX, is_default_loopback, is_kernel_route};
+use super::iface::{is_default_loopback, is_kernel_address, is_kernel_route};
+use super::mark::{self, Origin};
 use super::{Live, RTPROT_NETSANDBOX_IFACE};
 use crate::error::Result;
 use crate::netlink::consts::{NTF_SELF, NUD_NOARP, NUD_PERMANENT, RT_TABLE_MAIN, RTN_UNICAST};
 use crate::netlink::neigh::NeighSpec;
-use crate::netlink::view::{self, LinkKind};
+use crate::netlink::{self as view, LinkKind};
 use crate::sandbox::info::{InterfaceInfo, NeighborInfo, SandboxInfo};
 use crate::sandbox::options::{NeighFamily, StaticRoute};
-
-/// Kernel-made addresses (`IFA_PROTO` kernel loopback / RA / link-local).
-fn is_kernel_address(a: &view::Address) -> bool {
-    matches!(a.protocol, Some(1..=3))
-}
 
 pub(super) fn snapshot(live: &Live, key: &str) -> Result<SandboxInfo> {
     let links = live.sock.links()?;
@@ -39,7 +35,7 @@ pub(super) fn snapshot(live: &Live, key: &str) -> Result<SandboxInfo> {
     };
     for l in &links {
         let mine = |a: &&view::Address| a.index == l.index && !is_kernel_address(a);
-        if l.kind == LinkKind::Loopback || l.name == "lo" {
+        if l.kind == LinkKind::Loopback || l.name == crate::sandbox::check::LOOPBACK {
             info.loopback_addresses =
                 addrs.iter().filter(mine).map(|a| a.addr).filter(|a| !is_default_loopback(a)).collect();
             info.loopback_addresses.sort();
@@ -55,8 +51,8 @@ pub(super) fn snapshot(live: &Live, key: &str) -> Result<SandboxInfo> {
         iroutes.sort();
         info.interfaces.push(InterfaceInfo {
             name: l.name.clone(),
-            origin_name: l.alias.as_deref().and_then(|a| a.strip_prefix(ORIGIN_PREFIX)).map(str::to_owned),
-            created: l.alias.as_deref() == Some(CREATED),
+            origin_name: Origin::find(&l.altnames).map(|(o, _)| o.name),
+            created: mark::is_created(&l.altnames),
             mac: l.mac,
             mtu: l.mtu,
             master: l.master.and_then(|m| names.get(&m)).map(|s| (*s).to_owned()),

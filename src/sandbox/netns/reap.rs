@@ -28,12 +28,11 @@ use once_cell::sync::Lazy;
 use parking_lot::{Condvar, Mutex};
 
 use super::host::Host;
-use super::iface::CREATED;
-use super::{Live, NetnsSandbox};
+use super::{DestroyReport, Live, NetnsSandbox, mark};
 use crate::error::{Error, Result};
 use crate::netlink::link::{LinkChange, LinkRef};
-use crate::netlink::view::{Link, LinkKind};
 use crate::netlink::{BatchMode, Request, Socket};
+use crate::netlink::{Link, LinkKind};
 use crate::netns::NsFileHandle;
 
 /// How long a destroyed sandbox's namespace may stay referenced elsewhere before the reaper
@@ -264,7 +263,7 @@ fn reap_loop() {
             let i = match socks.iter().position(|(h, _)| Arc::ptr_eq(h, &p.host)) {
                 Some(i) => i,
                 None => {
-                    let own = Socket::open_in_from(&p.host.ns, &p.host.ns).ok();
+                    let own = crate::netns::socket_in(&p.host.ns).ok();
                     socks.push((Arc::clone(&p.host), own));
                     socks.len() - 1
                 }
@@ -306,17 +305,16 @@ pub fn wait_all(timeout: Duration) -> bool {
 /// The fast teardown of a namespace the sandbox made: notes the host ends of the veths it
 /// made, returns the links moved in, leaves everything else it made to the kernel, closes and
 /// unpins. `links` is the sandbox's link table.
-pub(super) fn teardown(sb: &NetnsSandbox, live: Live, links: Vec<Link>) -> Result<Reaped> {
+pub(super) fn teardown(sb: &NetnsSandbox, live: Live, links: Vec<Link>) -> Result<(DestroyReport, Reaped)> {
     let (ends, rest) = split(sb, &live, links);
-    if !rest.is_empty() {
-        super::iface::evacuate(sb, &live, &rest);
-    }
+    let report =
+        if rest.is_empty() { DestroyReport::default() } else { super::iface::evacuate(sb, &live, &rest, true) };
     let ns = NsFileHandle::of_path(&sb.path);
     drop(live);
     crate::netns::unpin(&sb.path)?;
     debug!("destroyed sandbox {} ({} host ends left to the kernel)", sb.key, ends.len());
     if ends.is_empty() && ns.is_none() {
-        return Ok(Reaped::default());
+        return Ok((report, Reaped::default()));
     }
     let p = Arc::new(Pending {
         key: sb.key.clone(),
@@ -328,7 +326,7 @@ pub(super) fn teardown(sb: &NetnsSandbox, live: Live, links: Vec<Link>) -> Resul
         done: Condvar::new(),
     });
     register(&p);
-    Ok(Reaped { pending: vec![p] })
+    Ok((report, Reaped { pending: vec![p] }))
 }
 
 /// Splits the sandbox's links into the origin-side indexes of veths it made whose peer is in
@@ -340,7 +338,7 @@ fn split(sb: &NetnsSandbox, live: &Live, links: Vec<Link>) -> (Vec<u32>, Vec<Lin
     // The id under which the sandbox knows its origin: a veth whose peer is there names it.
     let mut origin_id = None;
     for l in links.into_iter().filter(|l| l.kind != LinkKind::Loopback && l.name != "lo") {
-        let created = l.alias.as_deref() == Some(CREATED);
+        let created = mark::is_created(&l.altnames);
         match (created, &l.kind, l.link, l.netnsid) {
             (true, LinkKind::Veth, Some(peer), Some(id)) => {
                 let origin = *origin_id.get_or_insert_with(|| live.sock.nsid_of(&sb.host.ns).ok().flatten());
