@@ -165,3 +165,55 @@ fn parked_host_ends_of_a_namespace_held_elsewhere_are_deleted_after_the_grace_pe
         common::wait_reaped();
     });
 }
+
+#[test]
+fn prewired_pool_take_renames_the_host_end_and_configures_both_ends() {
+    use netsandbox::sandbox::WarmPool;
+    let _serial = SERIAL.lock();
+    in_private_netns(|| {
+        let base = TempBase::new("prewired");
+        let pool = WarmPool::prewired(2, CreateOptions::default()).unwrap();
+        assert!(pool.wait_full(Duration::from_secs(30)));
+        let parked: Vec<(String, bool)> = host_links().into_iter().filter(|(n, _)| n.starts_with("nsw")).collect();
+        assert_eq!(parked.len(), 2, "two pairs waiting, host ends under temporary names: {parked:?}");
+        assert!(parked.iter().all(|(_, up)| !up), "and down: {parked:?}");
+
+        let sb = pool.take(&key(&base, "p")).unwrap();
+        let mac = [0x02, 0x42, 0xc6, 0x12, 0x00, 0x07];
+        let opts = IfaceOptions::new()
+            .address(net("198.18.0.7/16"))
+            .address_ipv6(net("2001:db8::7/64"))
+            .mac(mac)
+            .host_link_local(false);
+        assert_eq!(sb.add_veth("vh7", "eth", &opts).unwrap(), "eth0");
+        let links = host_links();
+        assert!(links.iter().any(|(n, up)| n == "vh7" && *up), "host end renamed and up: {links:?}");
+        assert_eq!(links.iter().filter(|(n, _)| n.starts_with("nsw")).count(), 1, "one pair used: {links:?}");
+        let vh7: serde_json::Value = serde_json::from_str(&ip(&["-j", "-d", "link", "show", "vh7"])).unwrap();
+        assert_eq!(vh7[0]["inet6_addr_gen_mode"], "none", "{vh7}");
+        let inside: serde_json::Value =
+            serde_json::from_str(&sb.invoke(|| ip(&["-j", "addr", "show", "eth0"])).unwrap()).unwrap();
+        let eth0 = &inside[0];
+        assert_eq!(eth0["address"], "02:42:c6:12:00:07", "{eth0}");
+        assert!(eth0["flags"].as_array().unwrap().iter().any(|f| f == "UP"), "{eth0}");
+        let addrs: Vec<&str> =
+            eth0["addr_info"].as_array().unwrap().iter().filter_map(|a| a["local"].as_str()).collect();
+        assert!(addrs.contains(&"198.18.0.7") && addrs.contains(&"2001:db8::7"), "{addrs:?}");
+        assert!(sb.interfaces().unwrap()[0].created, "known as made by the sandbox");
+        // The peer of vh7 is this sandbox's eth0.
+        let eth0_index = sb.invoke(|| Socket::open().unwrap().link(LinkRef::Name("eth0")).unwrap().index).unwrap();
+        assert_eq!(Socket::open().unwrap().link(LinkRef::Name("vh7")).unwrap().link, Some(eth0_index));
+        // A second add_veth makes a new pair as usual.
+        assert_eq!(sb.add_veth("vh8", "eth", &IfaceOptions::new()).unwrap(), "eth1");
+
+        // A taken sandbox whose pair was never used leaves nothing either.
+        let unused = pool.take(&key(&base, "u")).unwrap();
+        let r1 = sb.destroy_detached().unwrap();
+        let r2 = unused.destroy_detached().unwrap();
+        pool.shutdown();
+        assert!(r1.wait(Duration::from_secs(60)) && r2.wait(Duration::from_secs(60)));
+        common::wait_reaped();
+        assert_eq!(host_links().len(), 1, "only lo left: {:?}", host_links());
+        assert_eq!(common::nsfs_mounts_under(base.path()), 0);
+    });
+}

@@ -58,6 +58,27 @@ impl NsFileHandle {
         (r == 0).then_some(NsFileHandle(h))
     }
 
+    /// The handle of the namespace behind an open nsfs fd; `None` as for [`of_path`](Self::of_path).
+    pub fn of_fd(fd: impl std::os::fd::AsFd) -> Option<NsFileHandle> {
+        use std::os::fd::AsRawFd;
+        let mut h = RawHandle { handle_bytes: HANDLE_MAX as u32, handle_type: 0, f_handle: [0; HANDLE_MAX] };
+        let mut mount_id: i32 = 0;
+        let empty = c"";
+        // SAFETY: as in `of_path`; the fd is kept open by the borrow, the path is empty with
+        // AT_EMPTY_PATH so the fd itself is named.
+        let r = unsafe {
+            libc::syscall(
+                libc::SYS_name_to_handle_at,
+                fd.as_fd().as_raw_fd(),
+                empty.as_ptr(),
+                &mut h as *mut RawHandle,
+                &mut mount_id as *mut i32,
+                libc::AT_EMPTY_PATH,
+            )
+        };
+        (r == 0).then_some(NsFileHandle(h))
+    }
+
     /// `Some(true)` while the namespace is referenced by anything (a process, fd, mount),
     /// `Some(false)` once it is not (freed or being freed by the kernel), `None` if the kernel
     /// cannot tell.

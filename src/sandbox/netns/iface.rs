@@ -9,6 +9,7 @@ use log::{debug, warn};
 
 use super::host::Host;
 use super::mark::{self, Origin};
+use super::prewire;
 use super::{DestroyReport, Live, NetnsSandbox, RTPROT_NETSANDBOX_IFACE};
 use crate::error::{Error, Result};
 use crate::netlink::addr::{self, AddrOptions};
@@ -86,10 +87,30 @@ pub(super) fn add(
         Some(br) => Some(crate::sandbox::bridge::bridge_link(&sb.host.sock, br)?.index),
         None => None,
     };
-    let name = free_name(live, prefix)?;
+    // A pre-wired pool's pair is used for the first add_veth whose name it has inside.
+    let prewired = match src {
+        Source::Veth(_) if !opts.bridge && format!("{prefix}0") == prewire::INSIDE_NAME => sb.prewired.lock().take(),
+        _ => None,
+    };
+    let name = match prewired {
+        Some(_) => prewire::INSIDE_NAME.to_owned(),
+        None => free_name(live, prefix)?,
+    };
 
     // Bring the link in: create it inside, or move it (renamed on the way, in one request).
     let (index, before) = match (src, source) {
+        (Source::Veth(host_name), _) if prewired.is_some() => {
+            let p = prewired
+                .clone()
+                .ok_or_else(|| Error::Protocol { op: "add veth", detail: "pre-wired pair vanished".into() })?;
+            match prewire::adopt(sb, &p, host_name, opts, host_master) {
+                Ok(i) => (i, None),
+                Err(e) => {
+                    *sb.prewired.lock() = Some(p);
+                    return Err(e);
+                }
+            }
+        }
         _ if opts.bridge => {
             live.sock.execute(link::create_bridge(&name)?)?;
             (live.sock.link(LinkRef::Name(&name))?.index, None)
@@ -104,7 +125,7 @@ pub(super) fn add(
 
     // A veth peer is born with its MAC and MTU: setting them again is kernel work (address
     // change notifiers) for nothing.
-    let born_configured = matches!(src, Source::Veth(_));
+    let born_configured = matches!(src, Source::Veth(_)) && prewired.is_none();
     match configure(live, index, master, opts, &name, before.is_none(), born_configured) {
         Ok(()) => {
             debug!("{}: added {name}", sb.key);

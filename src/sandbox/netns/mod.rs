@@ -12,6 +12,7 @@ mod iface;
 mod inspect;
 mod mark;
 mod pool;
+mod prewire;
 mod read;
 mod reap;
 
@@ -84,6 +85,8 @@ pub struct NetnsSandbox {
     live: RwLock<Option<Live>>,
     /// Serializes changes to the set of interfaces (name allocation, move, rollback).
     ifaces: Mutex<()>,
+    /// A veth pair made ahead by a pre-wired [`WarmPool`], for the first `add_veth`.
+    prewired: Mutex<Option<prewire::Prewired>>,
 }
 
 /// What an open sandbox holds: one netlink socket bound to its namespace. The namespace itself
@@ -166,7 +169,14 @@ impl NetnsSandbox {
         // an idle sandbox holds one fd.
         drop(ns);
         let live = Live { sock, label: key.to_owned(), inode };
-        Ok(NetnsSandbox { key: key.to_owned(), path, host, live: RwLock::new(Some(live)), ifaces: Mutex::new(()) })
+        Ok(NetnsSandbox {
+            key: key.to_owned(),
+            path,
+            host,
+            live: RwLock::new(Some(live)),
+            ifaces: Mutex::new(()),
+            prewired: Mutex::new(None),
+        })
     }
 
     /// True while the pin at the key is still this sandbox's namespace. Once another handle or

@@ -306,7 +306,11 @@ pub fn wait_all(timeout: Duration) -> bool {
 /// made, returns the links moved in, leaves everything else it made to the kernel, closes and
 /// unpins. `links` is the sandbox's link table.
 pub(super) fn teardown(sb: &NetnsSandbox, live: Live, links: Vec<Link>) -> Result<(DestroyReport, Reaped)> {
-    let (ends, rest) = split(sb, &live, links);
+    // A pre-wired pool's pair that was never used goes with the namespace like one add_veth made.
+    let unused = sb.prewired.lock().take();
+    let links = links.into_iter().filter(|l| unused.as_ref().is_none_or(|p| p.inside_index != l.index)).collect();
+    let (mut ends, rest) = split(sb, &live, links);
+    ends.extend(unused.map(|p| p.host_index));
     let report =
         if rest.is_empty() { DestroyReport::default() } else { super::iface::evacuate(sb, &live, &rest, true) };
     let ns = NsFileHandle::of_path(&sb.path);
@@ -316,9 +320,15 @@ pub(super) fn teardown(sb: &NetnsSandbox, live: Live, links: Vec<Link>) -> Resul
     if ends.is_empty() && ns.is_none() {
         return Ok((report, Reaped::default()));
     }
+    Ok((report, watch(&sb.key, &sb.host, ends, ns)))
+}
+
+/// Hands a namespace no longer referenced by this process, and the origin-side host ends that
+/// go with it, to the reaper.
+pub(super) fn watch(label: &str, host: &Arc<Host>, ends: Vec<u32>, ns: Option<NsFileHandle>) -> Reaped {
     let p = Arc::new(Pending {
-        key: sb.key.clone(),
-        host: Arc::clone(&sb.host),
+        key: label.to_owned(),
+        host: Arc::clone(host),
         ends: ends.into_iter().map(|index| HostEnd { index, parked: Mutex::new(None) }).collect(),
         ns,
         since: Instant::now(),
@@ -326,7 +336,7 @@ pub(super) fn teardown(sb: &NetnsSandbox, live: Live, links: Vec<Link>) -> Resul
         done: Condvar::new(),
     });
     register(&p);
-    Ok((report, Reaped { pending: vec![p] }))
+    Reaped { pending: vec![p] }
 }
 
 /// Splits the sandbox's links into the origin-side indexes of veths it made whose peer is in
