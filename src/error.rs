@@ -169,6 +169,9 @@ pub enum Error {
         /// The key or id as given.
         key: String,
     },
+    /// A namespace reference (name, file, process, thread, container) could not be resolved.
+    #[error(transparent)]
+    Reference(#[from] crate::netns::ReferenceError),
     /// A kernel feature this operation needs is missing (module not built or not loaded).
     #[error("{feature} is not supported by this kernel: {detail}")]
     Unsupported {
@@ -209,6 +212,7 @@ impl Error {
     /// True when the error says the object does not exist.
     pub fn is_not_found(&self) -> bool {
         matches!(self, Error::NotFound { .. })
+            || matches!(self, Error::Reference(r) if r.is_not_found())
             || matches!(self.errno(), Some(Errno::ENOENT | Errno::ENODEV | Errno::ESRCH | Errno::EADDRNOTAVAIL))
     }
 

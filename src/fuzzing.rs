@@ -150,6 +150,8 @@ pub fn views(data: &[u8]) {
     for frame in frames(data).flatten() {
         let _ = decode_route(&frame.header, frame.payload);
     }
+    // The same bytes as a multicast datagram (the event watcher's receive path).
+    let _ = crate::netlink::monitor::decode(data, Some(1), &mut Vec::new());
 }
 
 /// Every user-input check over one string (the `user_input` target's strings go through here).

@@ -310,10 +310,19 @@ fn demo_runs_and_leaves_nothing_behind() {
     // The demo's temporary base goes under TMPDIR; point it at our directory to check it.
     let tmp = env.dir.path().join("tmp");
     std::fs::create_dir_all(&tmp).expect("tmp");
-    let out = env.cmd(&["demo"]).env("TMPDIR", &tmp).output().expect("demo");
+    // Without --base (which the demo would honour instead).
+    let out = Command::new(env!("CARGO_BIN_EXE_netsandbox"))
+        .arg("--netns-root")
+        .arg(&env.pin)
+        .arg("demo")
+        .env("TMPDIR", &tmp)
+        .output()
+        .expect("demo");
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
     assert!(stdout.contains("TCP round trip") && stdout.contains("demo ok"), "{stdout}");
+    let base = stdout.lines().find_map(|l| l.strip_prefix("demo base: ")).expect("demo names its base");
+    assert!(base.starts_with(&tmp.display().to_string()), "{base} not under TMPDIR");
     assert_eq!(common::nsfs_mounts_under(&tmp), 0);
     assert_eq!(std::fs::read_dir(&tmp).map(Iterator::count).ok(), Some(0), "demo base removed");
     // The demo ran in its own namespace: the test's host namespace has only its loopback.

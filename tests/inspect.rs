@@ -81,6 +81,26 @@ fn opt(v: &Value) -> String {
     v.to_string()
 }
 
+/// What iproute2 shows inside the sandbox.
+struct Kernel {
+    links: Value,
+    state: Vec<(Value, Value)>,
+    addrs: Value,
+    routes4: Value,
+    routes6: Value,
+    neigh: Value,
+}
+
+impl Kernel {
+    fn same(&self, other: &Kernel) -> bool {
+        self.state == other.state
+            && self.addrs == other.addrs
+            && self.routes4 == other.routes4
+            && self.routes6 == other.routes6
+            && self.neigh == other.neigh
+    }
+}
+
 #[test]
 fn inspect_json_matches_iproute2() {
     let env = Env::new("inspect-vs-ip");
@@ -130,23 +150,35 @@ fn inspect_json_matches_iproute2() {
         "stale",
     ]);
 
-    // Carrier and operational state settle asynchronously (the kernel's linkwatch): take our
-    // inspection between two equal iproute2 snapshots of the links, polling with a bound.
-    let state = |v: &Value| -> Vec<(Value, Value)> {
-        v.as_array().unwrap().iter().map(|l| (l["operstate"].clone(), l["flags"].clone())).collect()
+    // Carrier, operational state, IPv6 link-local addresses, their routes and DAD settle
+    // asynchronously: take our inspection between two equal iproute2 snapshots of everything
+    // compared, polling with a bound. (Bridge port timers in `ip -d link` tick: links are
+    // compared by state and flags only.)
+    let snapshot = || -> Kernel {
+        let links = env.ip("s", &["-d", "link"]);
+        let state = links.as_array().unwrap().iter().map(|l| (l["operstate"].clone(), l["flags"].clone())).collect();
+        Kernel {
+            links,
+            state,
+            addrs: env.ip("s", &["addr"]),
+            routes4: env.ip("s", &["route"]),
+            routes6: env.ip("s", &["-6", "route"]),
+            neigh: env.ip("s", &["neigh"]),
+        }
     };
     let mut attempts = 0;
-    let (ours, ip_links) = loop {
-        let before = env.ip("s", &["-d", "link"]);
+    let (ours, k) = loop {
+        let before = snapshot();
         let ours = env.json(&["inspect", "s"]);
-        let after = env.ip("s", &["-d", "link"]);
-        if state(&before) == state(&after) {
+        let after = snapshot();
+        if before.same(&after) {
             break (ours, after);
         }
         attempts += 1;
-        assert!(attempts < 100, "link state never settled: {after}");
-        std::thread::sleep(std::time::Duration::from_millis(20));
+        assert!(attempts < 100, "kernel state never settled: {:?}", after.addrs);
+        std::thread::sleep(std::time::Duration::from_millis(50));
     };
+    let ip_links = k.links.clone();
     let mut links: Vec<Value> = ours["interfaces"].as_array().unwrap().clone();
     links.push(ours["loopback"].clone());
     assert!(!ours["loopback"].is_null(), "loopback listed: {ours}");
@@ -182,7 +214,7 @@ fn inspect_json_matches_iproute2() {
     assert_eq!(kinds, BTreeSet::from(["bridge", "loopback", "veth", "vxlan"]));
 
     // Addresses: every one ip lists, link-local ones included and flagged.
-    let ip_addrs = env.ip("s", &["addr"]);
+    let ip_addrs = k.addrs.clone();
     let mut saw_link_local = false;
     for il in ip_addrs.as_array().unwrap() {
         let name = il["ifname"].as_str().unwrap();
@@ -208,8 +240,8 @@ fn inspect_json_matches_iproute2() {
 
     // Routes: the main table of both families, with dev, metric, protocol and scope.
     let mut theirs = BTreeSet::new();
-    for (v6, args) in [(false, &["route"][..]), (true, &["-6", "route"])] {
-        for r in env.ip("s", args).as_array().unwrap() {
+    for (v6, table) in [(false, &k.routes4), (true, &k.routes6)] {
+        for r in table.as_array().unwrap() {
             theirs.insert((
                 cidr(r["dst"].as_str().unwrap(), v6),
                 opt(&r["gateway"]),
@@ -253,8 +285,8 @@ fn inspect_json_matches_iproute2() {
     assert!(eth0_routes.iter().any(|r| r["destination"] == "192.0.2.0/24" && r["via"] == "198.18.0.1"));
 
     // Neighbors: family and state.
-    let theirs: BTreeSet<_> = env
-        .ip("s", &["neigh"])
+    let theirs: BTreeSet<_> = k
+        .neigh
         .as_array()
         .unwrap()
         .iter()

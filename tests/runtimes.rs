@@ -22,10 +22,10 @@ const BUSYBOX: &str = "/bin/busybox";
 const PORT: u16 = 8080;
 const TIMEOUT: Duration = Duration::from_secs(30);
 
-/// The `crun` on PATH, if any.
-fn find_crun() -> Option<PathBuf> {
+/// `program` on PATH, if any.
+fn find(program: &str) -> Option<PathBuf> {
     let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path).map(|d| d.join("crun")).find(|p| p.is_file())
+    std::env::split_paths(&path).map(|d| d.join(program)).find(|p| p.is_file())
 }
 
 /// The private host namespace, the CLI's base, and crun's state; torn down in reverse on drop.
@@ -78,15 +78,31 @@ impl World {
         self.base.join(sandbox)
     }
 
-    /// crun with our state root and cgroups disabled, in a child with a private mount namespace
-    /// whose cgroup2 mount is gone (crun refuses hybrid hierarchies otherwise).
-    fn crun(&self, args: &[&str]) -> Command {
+    /// `program` in a child with a private mount namespace whose cgroup2 mount is gone (crun
+    /// refuses hybrid hierarchies otherwise); the machine's mounts are untouched.
+    fn without_cgroup2(program: &Path) -> Command {
         let mut c = Command::new("unshare");
         c.args(["--mount", "--propagation", "private", "sh", "-c"]);
         c.arg(
             "if mountpoint -q /sys/fs/cgroup/unified; then umount /sys/fs/cgroup/unified || exit 125; fi; exec \"$@\"",
         );
-        c.arg("sh").arg(&self.crun).arg("--root").arg(&self.crun_root).arg("--cgroup-manager=disabled").args(args);
+        c.arg("sh").arg(program);
+        c
+    }
+
+    /// crun with our state root and cgroups disabled.
+    fn crun(&self, args: &[&str]) -> Command {
+        let mut c = Self::without_cgroup2(&self.crun);
+        c.arg("--root").arg(&self.crun_root).arg("--cgroup-manager=disabled").args(args);
+        c
+    }
+
+    /// podman with its storage under our directory, no cgroups, events in a file.
+    fn podman(&self, podman: &Path, args: &[&str]) -> Command {
+        let mut c = Self::without_cgroup2(podman);
+        let dir = self.dir.path().join("podman");
+        c.arg("--root").arg(dir.join("storage")).arg("--runroot").arg(dir.join("run"));
+        c.args(["--cgroup-manager=cgroupfs", "--events-backend=file"]).args(args);
         c
     }
 
@@ -172,11 +188,18 @@ impl World {
     }
 }
 
-impl Drop for World {
-    fn drop(&mut self) {
+impl World {
+    /// `crun delete --force` of every container started, newest first.
+    fn delete_containers(&mut self) {
         for id in std::mem::take(&mut self.containers).into_iter().rev() {
             let _ = self.crun(&["delete", "--force", &id]).stdout(Stdio::null()).stderr(Stdio::null()).status();
         }
+    }
+}
+
+impl Drop for World {
+    fn drop(&mut self) {
+        self.delete_containers();
         let cli = |args: &[&str]| {
             let _ = Command::new(env!("CARGO_BIN_EXE_netsandbox"))
                 .arg("--base")
@@ -245,16 +268,8 @@ fn netns_inode(path: &Path) -> u64 {
     std::fs::metadata(path).unwrap_or_else(|e| panic!("stat {}: {e}", path.display())).ino()
 }
 
-#[test]
-fn crun_containers_talk_tcp_through_cli_sandboxes() {
-    let Some(crun) = find_crun() else {
-        eprintln!("SKIP crun_containers_talk_tcp_through_cli_sandboxes: crun not found on PATH (apt-get install crun)");
-        return;
-    };
-    assert!(Path::new(BUSYBOX).is_file(), "{BUSYBOX} missing: apt-get install busybox-static");
-    let mut w = World::new(crun);
-
-    // The host side, from the shell: a bridge holding the gateways, two sandboxes on it.
+/// The host side, from the shell: a bridge holding the gateways, sandboxes c1 and c2 on it.
+fn layout(w: &mut World) {
     w.bridges.push("nsbr0".into());
     w.cli(&["bridge", "add", "nsbr0", "--address", "198.18.255.254/16", "--address", "2001:db8::ffff/64"]);
     for (sb, v4, v6) in [("c1", "198.18.0.2/16", "2001:db8::2/64"), ("c2", "198.18.0.3/16", "2001:db8::3/64")] {
@@ -265,25 +280,100 @@ fn crun_containers_talk_tcp_through_cli_sandboxes() {
         w.cli(&["set-gateway", sb, "198.18.255.254"]);
         w.cli(&["set-gateway", sb, "2001:db8::ffff"]);
     }
+}
 
-    // c2 serves: every connection, on IPv4 or IPv6, gets its lines back prefixed.
+/// A crun container in c2 that answers every connection, on IPv4 or IPv6, with its lines
+/// prefixed; returns once it listens.
+fn serve_in_c2(w: &mut World) {
     let server = w.bundle("srv", &w.pin("c2"), &format!("exec nc -ll -p {PORT} -e sed s/^/pong:/"));
     w.start("nsbx-srv", &server);
     // The container's process is in the sandbox's namespace, as the kernel sees it.
     let pid = w.pid("nsbx-srv");
     assert_eq!(netns_inode(&PathBuf::from(format!("/proc/{pid}/ns/net"))), netns_inode(&w.pin("c2")));
     wait_listening(&w.pin("c2"), PORT);
+}
 
-    // c1 is the client, over both families.
-    let script = format!("echo ping4 | nc -w 10 198.18.0.3 {PORT} && echo ping6 | nc -w 10 2001:db8::3 {PORT}");
-    let client = w.bundle("cli", &w.pin("c1"), &script);
-    let out = w.run("nsbx-cli", &client);
+/// What a client in c1 runs: one exchange over each family.
+fn client_script() -> String {
+    format!("echo ping4 | nc -w 10 198.18.0.3 {PORT} && echo ping6 | nc -w 10 2001:db8::3 {PORT}")
+}
+
+fn assert_answered(out: &Output, who: &str) {
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "client: {stdout}\n{}", String::from_utf8_lossy(&out.stderr));
-    assert_eq!(stdout.lines().collect::<Vec<_>>(), ["pong:ping4", "pong:ping6"], "{stdout}");
+    assert!(out.status.success(), "{who}: {stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(stdout.lines().collect::<Vec<_>>(), ["pong:ping4", "pong:ping6"], "{who}: {stdout}");
+}
+
+#[test]
+fn crun_containers_talk_tcp_through_cli_sandboxes() {
+    let Some(crun) = find("crun") else {
+        eprintln!("SKIP crun_containers_talk_tcp_through_cli_sandboxes: crun not found on PATH (apt-get install crun)");
+        return;
+    };
+    assert!(Path::new(BUSYBOX).is_file(), "{BUSYBOX} missing: apt-get install busybox-static");
+    let mut w = World::new(crun);
+    layout(&mut w);
+    serve_in_c2(&mut w);
+
+    let client = w.bundle("cli", &w.pin("c1"), &client_script());
+    let out = w.run("nsbx-cli", &client);
+    assert_answered(&out, "crun client");
 
     // And the sandboxes saw the traffic: their counters, read by the CLI.
     let info = w.cli(&["inspect", "c1"]);
     let tx = info["interfaces"][0]["statistics"]["tx_packets"].as_u64().unwrap_or(0);
     assert!(tx > 0, "{info}");
+
+    // Tear down as the README says: containers, sandboxes, then gc releases the base's mount.
+    w.delete_containers();
+    w.cli(&["destroy", "c1", "c2"]);
+    w.sandboxes.clear();
+    let base = w.base.display().to_string();
+    let base_mounted = || {
+        let mounts = std::fs::read_to_string("/proc/self/mountinfo").expect("mountinfo");
+        mounts.lines().any(|l| l.split(' ').nth(4) == Some(base.as_str()))
+    };
+    assert!(base_mounted(), "the base is a shared bind mount of itself until released");
+    w.cli(&["gc"]);
+    assert!(!base_mounted(), "{base} still mounted after gc");
+    w.cli(&["bridge", "del", "nsbr0"]);
+    w.bridges.clear();
+}
+
+#[test]
+fn podman_container_joins_a_cli_sandbox() {
+    let (Some(crun), Some(podman)) = (find("crun"), find("podman")) else {
+        eprintln!("SKIP podman_container_joins_a_cli_sandbox: crun or podman not found on PATH");
+        return;
+    };
+    assert!(Path::new(BUSYBOX).is_file(), "{BUSYBOX} missing: apt-get install busybox-static");
+    let mut w = World::new(crun);
+    layout(&mut w);
+    serve_in_c2(&mut w);
+
+    // No image: podman runs a busybox root file system as it is (`--rootfs`), so nothing is
+    // pulled, imported or cached outside our directory.
+    let rootfs = w.bundle("img", &w.pin("c1"), "true").join("rootfs");
+    let rootfs = rootfs.display().to_string();
+    let pin = format!("ns:{}", w.pin("c1").display());
+    // This host's hard fd and process limits are above what podman passes on by default.
+    let args = [
+        "run",
+        "--rm",
+        "--cgroups=disabled",
+        "--ulimit",
+        "nofile=1024:1024",
+        "--ulimit",
+        "nproc=4096:4096",
+        "--network",
+        &pin,
+        "--rootfs",
+        &rootfs,
+        "/bin/sh",
+        "-c",
+        &client_script(),
+    ];
+    let child = w.podman(&podman, &args).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn();
+    let out = wait_bounded(child.expect("podman run"), TIMEOUT, "podman run");
+    assert_answered(&out, "podman client");
 }

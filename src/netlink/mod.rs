@@ -3,6 +3,7 @@
 //! - [`wire`]: framing and control messages (ERROR/DONE/extended ACK), pure and fuzzable;
 //! - `recv`: the receive path over one datagram, pure (no socket) and fuzzable;
 //! - [`socket`]: the one place that sends requests and reads replies (ACKs, dumps, batches);
+//! - [`monitor`]: the multicast receive path (notifications from every namespace with an id);
 //! - [`link`], [`addr`], [`route`], [`neigh`], [`nsid`]: typed requests, thin over the socket,
 //!   each with its checked, plain-data view of what the kernel returns ([`Link`], [`Address`],
 //!   [`Route`], [`Neighbor`]) in a `view` file beside it; [`view`] holds what the views share.
@@ -13,6 +14,7 @@
 pub mod addr;
 pub mod consts;
 pub mod link;
+pub mod monitor;
 pub mod neigh;
 pub mod nsid;
 pub(crate) mod recv;

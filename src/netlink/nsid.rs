@@ -40,3 +40,13 @@ impl Socket {
         }
     }
 }
+
+/// `RTM_NEWNSID` asking the kernel to give the namespace behind the fd `ns` an id of its choice
+/// in the socket's namespace (`ip netns set NAME auto`). Fails with `EEXIST` when it has one.
+/// The caller keeps `ns` open until the request is sent.
+pub fn assign(ns: std::os::fd::BorrowedFd<'_>) -> Request {
+    let mut m = NsidMessage::default();
+    m.attributes.push(NsidAttribute::Fd(ns.as_raw_fd() as u32));
+    m.attributes.push(NsidAttribute::Id(-1));
+    Request::new("assign namespace id", format!("namespace fd {}", ns.as_raw_fd()), 0, RouteNetlinkMessage::NewNsId(m))
+}

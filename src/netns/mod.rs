@@ -1,5 +1,7 @@
 //! Network namespaces: handles, pins, and running code inside.
 //!
+//! - [`NetNsRef`]: a namespace named by name, file, process, thread or container id (through
+//!   the container runtime's state, [`ContainerResolver`]), resolved to a [`NetNs`] on demand.
 //! - [`NetNs`]: an owned, close-on-exec handle (current thread's, by path, by name, by pid, new).
 //! - [`create_pinned`] / [`unpin`] / [`is_pinned`]: namespaces that outlive their handles, pinned
 //!   by a bind mount under a base directory made shared by [`ensure_shared_base`].
@@ -18,6 +20,7 @@ mod handle;
 mod locate;
 mod mountinfo;
 mod pin;
+mod reference;
 mod socket;
 mod sys;
 
@@ -31,5 +34,6 @@ pub use pin::{
     create_pinned, create_pinned_with, ensure_shared_base, is_pinned, pin_existing, release_base,
     release_base_if_unused, unpin,
 };
+pub use reference::{ContainerResolver, ContainerState, NetNsRef, OciRuntime, Podman, ReferenceError};
 pub use socket::socket_in;
 pub(crate) use socket::socket_in_from;

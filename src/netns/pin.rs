@@ -125,8 +125,8 @@ fn containing_mount<'m>(mounts: &'m [Mount], dir: &Path, skip: Option<usize>) ->
 /// mount of the directory onto itself (what [`ensure_shared_base`] makes, in this process or
 /// another); a base that is a mount of its own (a tmpfs, someone else's bind elsewhere) is left
 /// alone. Returns whether it was released. [`NetnsSandbox::gc`](crate::sandbox::NetnsSandbox::gc)
-/// calls it. Not for use while another process may be creating pins in `dir`: a pin made on a
-/// base being released would be detached with it.
+/// calls it. Not for use while another process or thread may be creating pins in `dir`: a pin
+/// made on a base being released would be detached with it.
 pub fn release_base_if_unused(dir: &Path) -> Result<bool> {
     let mut ours = OUR_BASES.lock();
     let Ok(canonical) = std::fs::canonicalize(dir) else { return Ok(false) };

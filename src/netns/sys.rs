@@ -90,3 +90,16 @@ pub(crate) fn socket_net_ns(sock: BorrowedFd<'_>) -> Result<OwnedFd, Errno> {
     // SAFETY: a non-negative return is a new fd that nothing else owns.
     Ok(unsafe { OwnedFd::from_raw_fd(r) })
 }
+
+/// `PIDFD_THREAD` (= `O_EXCL`, Linux 6.9+): `pidfd_open` on a thread id, not a process.
+const PIDFD_THREAD: u32 = libc::O_EXCL as u32;
+
+/// `pidfd_open(tid, PIDFD_THREAD)`: a pidfd naming one thread; close-on-exec.
+pub(crate) fn pidfd_open_thread(tid: i32) -> Result<OwnedFd, Errno> {
+    // SAFETY: plain syscall with integer arguments; no memory is passed.
+    let r = unsafe { libc::syscall(libc::SYS_pidfd_open, tid, PIDFD_THREAD) };
+    let fd = Errno::result(r)?;
+    let fd = i32::try_from(fd).map_err(|_| Errno::EBADF)?;
+    // SAFETY: the kernel just returned this fd to us and nobody else owns it.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}

@@ -6,6 +6,8 @@
 
 mod bridge;
 mod check;
+pub mod drift;
+mod events;
 mod fake;
 mod info;
 mod inspect;
@@ -14,6 +16,7 @@ mod netns;
 mod options;
 
 pub use bridge::{BridgeOptions, HostBridge};
+pub use events::{Change, Event, Mirror, Object, Source, WatchOptions, WatchStats, Watcher};
 pub use fake::FakeSandbox;
 pub use info::{InterfaceInfo, NeighborInfo, SandboxInfo, Statistics, TweakReport};
 pub use inspect::{

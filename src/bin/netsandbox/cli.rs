@@ -172,6 +172,16 @@ pub enum Command {
     },
     /// Remove stale files under --base that are not pinned namespaces (left by a crash).
     Gc,
+    /// Stream link, address, route and neighbor changes in sandboxes (all under --base when no
+    /// KEY is given) as lines, or JSON lines with --json, until SIGINT/SIGTERM. One netlink
+    /// socket watches them all; lost events are re-read and reported as "reconcile".
+    Events {
+        /// Sandbox names (default: every sandbox under --base when the command starts).
+        keys: Vec<String>,
+        /// Exit (status 0) once no event has come for MS milliseconds.
+        #[arg(long, value_name = "MS")]
+        until_quiet: Option<u64>,
+    },
     /// Build two sandboxes on a bridge in a private namespace, check TCP between them over IPv4
     /// and IPv6, print each step with its time, and tear everything down.
     Demo,
@@ -283,7 +293,7 @@ impl Command {
             | Command::Exec { key, .. } => vec![key],
             Command::AddRoute(r) | Command::RemoveRoute(r) => vec![&r.key],
             Command::Alias { action: AliasAction::Add(a) | AliasAction::Remove(a) } => vec![&a.key],
-            Command::Destroy { keys } => keys.iter().map(String::as_str).collect(),
+            Command::Destroy { keys } | Command::Events { keys, .. } => keys.iter().map(String::as_str).collect(),
             Command::List | Command::Gc | Command::Demo | Command::Bridge { .. } => Vec::new(),
         }
     }

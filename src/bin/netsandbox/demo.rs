@@ -138,6 +138,7 @@ fn run_in(out: Out, base: &Path) -> Result<i32> {
         for r in &trips {
             println!("TCP round trip {} -> {:<12} ok in {:.3} ms", r.from, r.to.to_string(), r.ms);
         }
+        println!("demo base: {}", base.display());
         println!("demo ok: everything torn down, nothing left behind");
     }
     Ok(0)

@@ -306,3 +306,25 @@ pub fn tweaks_text(r: &TweakReport) -> String {
     }
     s.trim_end().to_owned()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_are_milliseconds_with_three_decimals() {
+        assert_eq!(ms(0.000_770_834_999_999_999_9).to_string(), "0.771");
+        assert_eq!(ms(1.5).to_string(), "1500.0");
+        assert_eq!(ms(0.012_345_6).to_string(), "12.346");
+        assert_eq!(ms(f64::NAN), Value::Null);
+    }
+
+    #[test]
+    fn failures_keep_the_exit_codes() {
+        let f = Failure::from(Error::NotFound { kind: "sandbox", name: "x".into() });
+        assert_eq!((f.code, f.message.as_str()), (3, "sandbox \"x\" not found"));
+        assert_eq!(Failure::from(Error::AlreadyExists { kind: "link", name: "a".into() }).code, 4);
+        assert_eq!(Failure::from(Error::NotABridge { name: "v".into(), kind: "veth".into() }).code, 2);
+        assert_eq!(Failure::invalid("bad").code, 2);
+    }
+}

@@ -316,8 +316,8 @@ impl NetnsSandbox {
     ///
     /// When no pin is left under `base` afterwards, the shared bind mount that `create` made of
     /// `base` onto itself is released too ([`netns::release_base_if_unused`]), so nothing of
-    /// netsandbox stays mounted. Do not run it while another process creates sandboxes in
-    /// `base`.
+    /// netsandbox stays mounted. Do not run it while another process or thread creates sandboxes
+    /// in `base`.
     pub fn gc(base: &Path, keep: &dyn Fn(&Path) -> bool) -> Result<Vec<PathBuf>> {
         /// Stale sandboxes destroyed together (each holds a socket until then).
         const GC_BATCH: usize = 256;
