@@ -188,7 +188,8 @@ fn prewired_pool_take_renames_the_host_end_and_configures_both_ends() {
         assert_eq!(sb.add_veth("vh7", "eth", &opts).unwrap(), "eth0");
         let links = host_links();
         assert!(links.iter().any(|(n, up)| n == "vh7" && *up), "host end renamed and up: {links:?}");
-        assert_eq!(links.iter().filter(|(n, _)| n.starts_with("nsw")).count(), 1, "one pair used: {links:?}");
+        let left = parked.iter().filter(|(p, _)| links.iter().any(|(n, _)| n == p)).count();
+        assert_eq!(left, 1, "one waiting pair was used: {parked:?} then {links:?}");
         let vh7: serde_json::Value = serde_json::from_str(&ip(&["-j", "-d", "link", "show", "vh7"])).unwrap();
         assert_eq!(vh7[0]["inet6_addr_gen_mode"], "none", "{vh7}");
         let inside: serde_json::Value =
@@ -215,5 +216,92 @@ fn prewired_pool_take_renames_the_host_end_and_configures_both_ends() {
         common::wait_reaped();
         assert_eq!(host_links().len(), 1, "only lo left: {:?}", host_links());
         assert_eq!(common::nsfs_mounts_under(base.path()), 0);
+    });
+}
+
+/// Our RSS in KiB.
+fn rss_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:").and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok()))
+        .unwrap_or(0)
+}
+
+/// Scale: 5 000 live SW sandboxes with the default options. Asserts the resource bounds (≤ 1 fd
+/// and < 64 KiB of our memory per idle sandbox, everything reaped within a bound) and prints the
+/// set-up growth (first vs last 10 %), which is a measurement, not an assertion. Long: run with
+/// `cargo test --release --test lifecycle -- --ignored five_thousand --nocapture`.
+#[test]
+#[ignore = "long: 5 000 live sandboxes"]
+fn five_thousand_live_sandboxes() {
+    use netsandbox::sandbox::{NeighOptions, StaticRoute};
+    let _serial = SERIAL.lock();
+    // One socket per live sandbox: raise the soft fd limit to the hard one.
+    let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: `lim` is a valid rlimit for both calls.
+    unsafe {
+        assert_eq!(libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim), 0);
+        lim.rlim_cur = lim.rlim_max;
+        assert_eq!(libc::setrlimit(libc::RLIMIT_NOFILE, &lim), 0);
+    }
+    const N: usize = 5000;
+    in_private_netns(|| {
+        let base = TempBase::new("scale");
+        // On a real host pins live on /run (tmpfs); on ext4 pin-file creation slows with churn.
+        nix::mount::mount(Some("tmpfs"), base.path(), Some("tmpfs"), nix::mount::MsFlags::empty(), Some("mode=0700"))
+            .unwrap();
+        let warm = NetnsSandbox::create(&key(&base, "warm"), &CreateOptions::default()).unwrap();
+        common::wait_reaped();
+        let (fds, rss) = (common::fd_count(), rss_kib());
+        let gw = common::addr("198.18.255.254");
+        let mut times = Vec::with_capacity(N);
+        let mut all = Vec::with_capacity(N);
+        for i in 0..N {
+            let t = Instant::now();
+            let sb = NetnsSandbox::create(&key(&base, &format!("s{i}")), &CreateOptions::default()).unwrap();
+            let j = i + 1;
+            let opts = IfaceOptions::new()
+                .address(net(&format!("198.18.{}.{}/16", j >> 8, j & 0xff)))
+                .address_ipv6(net(&format!("2001:db8::{j:x}/64")))
+                .mac([0x02, 0x42, 0xc6, 0x12, (j >> 8) as u8, j as u8]);
+            sb.add_veth(&format!("vh{i}"), "eth", &opts).unwrap();
+            sb.set_gateway(gw).unwrap();
+            sb.add_static_route(&StaticRoute::via(net(&format!("198.19.{}.0/24", i % 250)), gw)).unwrap();
+            sb.add_neighbor(gw, [0x02, 0x42, 0xc6, 0x12, 0xff, 0xfe], false, &NeighOptions::new()).unwrap();
+            times.push(t.elapsed().as_secs_f64() * 1e3);
+            all.push(sb);
+        }
+        let fd_per = (common::fd_count() - fds) as f64 / N as f64;
+        let kib_per = (rss_kib().saturating_sub(rss)) as f64 / N as f64;
+        let k = N / 10;
+        let med = |v: &[f64]| {
+            let mut s = v.to_vec();
+            s.sort_by(f64::total_cmp);
+            s[s.len() / 2]
+        };
+        let (first, last) = (med(&times[..k]), med(&times[N - k..]));
+        println!(
+            "{N} live: {fd_per:.2} fds and {kib_per:.1} KiB per sandbox; set-up first 10% {first:.3} ms, last 10% \
+             {last:.3} ms ({:+.0}%)",
+            (last / first - 1.0) * 100.0
+        );
+        assert!(fd_per <= 1.0, "{fd_per} fds per idle sandbox");
+        assert!(kib_per < 64.0, "{kib_per} KiB per idle sandbox");
+        let t = Instant::now();
+        let reaped = NetnsSandbox::destroy_many_detached(&all.iter().collect::<Vec<_>>()).unwrap();
+        let on_path = t.elapsed();
+        assert!(reaped.wait(Duration::from_secs(600)), "all {N} reaped within 600 s");
+        println!(
+            "teardown of {N}: {:.3} ms per sandbox on the caller's path, all reaped {:.1} s after it began",
+            on_path.as_secs_f64() * 1e3 / N as f64,
+            t.elapsed().as_secs_f64()
+        );
+        drop(all);
+        common::wait_reaped();
+        assert_eq!(host_links().len(), 1, "only lo left");
+        warm.destroy().unwrap();
+        common::wait_reaped();
+        nix::mount::umount2(base.path(), nix::mount::MntFlags::MNT_DETACH).unwrap();
     });
 }

@@ -747,12 +747,12 @@ fn host_end_without_link_local_address() {
     in_private_netns(|| {
         let base = TempBase::new("sbx-hostll");
         let sb = NetnsSandbox::create(&key(&base, "h"), &CreateOptions::default()).unwrap();
-        sb.add_veth("vh0", "eth", &IfaceOptions::new()).unwrap();
-        sb.add_veth("vh1", "eth", &IfaceOptions::new().host_link_local(false)).unwrap();
+        sb.add_veth("vh0", "eth", &IfaceOptions::new().host_link_local(true)).unwrap();
+        sb.add_veth("vh1", "eth", &IfaceOptions::new()).unwrap(); // the default: none
         // The kernel adds the link-local address (tentative) as the link comes up, so its
         // absence right after add_veth returns is final.
         let with = ip(&["-6", "addr", "show", "dev", "vh0"]);
-        assert!(with.contains("inet6 fe80::"), "default host end has a link-local address: {with}");
+        assert!(with.contains("inet6 fe80::"), "host_link_local(true) gives the kernel's link-local address: {with}");
         let without = ip(&["-6", "addr", "show", "dev", "vh1"]);
         assert!(!without.contains("inet6"), "no IPv6 address on the host end: {without}");
         let details = ip(&["-d", "link", "show", "vh1"]);

@@ -174,7 +174,7 @@ fn add_veth_pair(
         netns: Some(ns.as_fd()),
         // The host end can be born up (only the peer cannot): saves a request. Not when it
         // must never get a link-local address: that mode can only be set once it exists.
-        host_up: !opts.no_host_link_local,
+        host_up: opts.host_link_local,
         // Joins the bridge in the creating request: no window in which it is loose.
         host_master,
         ..Default::default()
@@ -194,7 +194,7 @@ fn add_veth_pair(
     })?;
     let host_end = echoed.iter().filter_map(Link::from_reply).filter_map(|r| r.ok()).find(|l| l.name == host_name);
     let peer_index = host_end.as_ref().and_then(|l| l.link);
-    let ready = host_end_without_link_local(sb, host_name, opts.no_host_link_local)
+    let ready = host_end_without_link_local(sb, host_name, !opts.host_link_local)
         .and_then(|()| host_end_hairpin(sb, host_name, opts.host_hairpin))
         .and_then(|()| peer_index.map_or_else(|| live.sock.link(LinkRef::Name(name)).map(|l| l.index), Ok));
     ready.inspect_err(|_| {

@@ -86,7 +86,7 @@ pub(super) fn adopt(
         change = change.master(m);
     }
     let mut reqs: Vec<Request> = vec![change.request(at)?];
-    if opts.no_host_link_local {
+    if !opts.host_link_local {
         reqs.push(LinkChange::new().ipv6_link_local(false).request(at)?);
     }
     reqs.push(LinkChange::new().up(true).request(at)?);
