@@ -145,6 +145,15 @@ fn real_main() -> R<()> {
             );
         }
     }
+    // Pools let their namespaces (and a pre-wired pool its pairs) go; the kernel frees them.
+    for c in &ctxs {
+        if let Some(pool) = &c.pool {
+            pool.shutdown();
+        }
+    }
+    if !netsandbox::sandbox::NetnsSandbox::wait_all_reaped(Duration::from_secs(120)) {
+        eprintln!("warning: not everything was reaped within 120 s");
+    }
     verify(&ctxs, &base)?;
     for c in &ctxs {
         let _ = netns::release_base(&c.dir);
