@@ -301,19 +301,9 @@ struct BaseGuard(PathBuf);
 
 impl Drop for BaseGuard {
     fn drop(&mut self) {
-        let mut points = nsfs_and_binds_under(&self.0);
-        points.sort_by_key(|p| std::cmp::Reverse(p.len()));
-        for p in points {
-            let _ = nix::mount::umount2(p.as_str(), nix::mount::MntFlags::MNT_DETACH);
-        }
+        let _ = netns::mountinfo::detach_all_under(&self.0);
         let _ = std::fs::remove_dir_all(&self.0);
     }
-}
-
-fn nsfs_and_binds_under(dir: &Path) -> Vec<String> {
-    let prefix = dir.display().to_string();
-    let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
-    info.lines().filter_map(|l| l.split(' ').nth(4)).filter(|p| p.starts_with(&prefix)).map(str::to_owned).collect()
 }
 
 fn main() {
@@ -346,11 +336,7 @@ fn main() {
 
 /// No pins or links left behind.
 fn verify() {
-    let nsfs = std::fs::read_to_string("/proc/self/mountinfo")
-        .unwrap_or_default()
-        .lines()
-        .filter(|l| l.contains(" nsfs ") && l.contains(&base().display().to_string()))
-        .count();
+    let nsfs = netns::mountinfo::mounts_under(&base()).unwrap_or_default().iter().filter(|m| m.is_nsfs()).count();
     let links = Socket::open().and_then(|s| s.links()).map(|l| l.len()).unwrap_or(usize::MAX);
     assert_eq!(nsfs, 0, "nsfs mounts left under the bench directory");
     assert_eq!(links, 1, "links left in the private namespace besides lo");

@@ -23,11 +23,12 @@ fn step<T>(what: &str, f: impl FnOnce() -> netsandbox::Result<T>) -> netsandbox:
 }
 
 fn run() -> netsandbox::Result<()> {
-    let base = std::env::temp_dir().join(format!("netsandbox-demo-{}", std::process::id()));
-    std::fs::create_dir_all(&base).map_err(|e| netsandbox::Error::Os {
-        op: "create",
-        object: base.display().to_string(),
-        source: e,
+    // A fresh, private (0700, unpredictable name) directory, never a reused path.
+    let template = std::env::temp_dir().join("netsandbox-demo-XXXXXX");
+    let base = nix::unistd::mkdtemp(&template).map_err(|e| netsandbox::Error::Os {
+        op: "create private directory",
+        object: template.display().to_string(),
+        source: e.into(),
     })?;
     let pin = base.join("sbx0");
     // The private host namespace lives as long as this scoped thread.

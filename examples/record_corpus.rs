@@ -76,12 +76,12 @@ fn record() -> BoxResult<Vec<Recording>> {
         out.push(Recording { name: name.to_owned(), requests, dump_mask, datagrams });
     };
     // Dumps: multipart datagrams ended by NLMSG_DONE.
-    rec("dump-links", 1, 1, &|s| drop(s.dump(link::list())));
-    rec("dump-addrs", 1, 1, &|s| drop(s.dump(addr::list(None, None))));
-    rec("dump-addrs-v6-a", 1, 1, &|s| drop(s.dump(addr::list(Some(true), Some(a)))));
-    rec("dump-routes-v4", 1, 1, &|s| drop(s.dump(route::list(false))));
-    rec("dump-routes-v6", 1, 1, &|s| drop(s.dump(route::list(true))));
-    rec("dump-neigh", 1, 1, &|s| drop(s.dump(neigh::list(None, None))));
+    rec("dump-links", 1, 1, &|s| drop(netsandbox::fuzzing::dump(s, link::list())));
+    rec("dump-addrs", 1, 1, &|s| drop(netsandbox::fuzzing::dump(s, addr::list(None, None))));
+    rec("dump-addrs-v6-a", 1, 1, &|s| drop(netsandbox::fuzzing::dump(s, addr::list(Some(true), Some(a)))));
+    rec("dump-routes-v4", 1, 1, &|s| drop(netsandbox::fuzzing::dump(s, route::list(false))));
+    rec("dump-routes-v6", 1, 1, &|s| drop(netsandbox::fuzzing::dump(s, route::list(true))));
+    rec("dump-neigh", 1, 1, &|s| drop(netsandbox::fuzzing::dump(s, neigh::list(None, None))));
     // Queries: one reply then the ACK.
     rec("get-link-a", 1, 0, &|s| drop(s.link(LinkRef::Name("fz-a"))));
     rec("get-link-br", 1, 0, &|s| drop(s.link(LinkRef::Index(br))));

@@ -65,6 +65,24 @@ pub enum Error {
         /// Why it was rejected.
         reason: &'static str,
     },
+    /// A sysctl key that is empty, starts with `/`, contains `..`, an empty or `.` component, or
+    /// a character other than letters, digits, `_`, `.`, `/` and `-` (so it could leave
+    /// `/proc/sys`).
+    #[error("invalid sysctl key {key:?}: {reason}")]
+    InvalidSysctlKey {
+        /// The key as given.
+        key: String,
+        /// Why it was rejected.
+        reason: &'static str,
+    },
+    /// A namespace name (as under `/run/netns`) that is empty, `.`/`..`, or contains `/` or NUL.
+    #[error("invalid namespace name {name:?}: {reason}")]
+    InvalidNamespaceName {
+        /// The name as given.
+        name: String,
+        /// Why it was rejected.
+        reason: &'static str,
+    },
     /// A CIDR or IP address that does not parse or has a prefix out of range.
     #[error("invalid address {input:?}: {reason}")]
     InvalidAddress {
@@ -222,6 +240,8 @@ impl Error {
             self,
             Error::InvalidName { .. }
                 | Error::InvalidKey { .. }
+                | Error::InvalidSysctlKey { .. }
+                | Error::InvalidNamespaceName { .. }
                 | Error::InvalidAddress { .. }
                 | Error::InvalidMac { .. }
                 | Error::InvalidArgument { .. }

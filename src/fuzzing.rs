@@ -11,7 +11,7 @@ pub use crate::netlink::link::view::parse_link;
 pub use crate::netlink::neigh::view::parse_neighbor;
 pub use crate::netlink::route::view::parse_route;
 pub use crate::netlink::wire::{
-    ExtAck, Frame, Header, Status, WireError, decode_done, decode_error, decode_route, frames, parse_ext_ack,
+    ExtAck, Frame, Header, Status, WireError, decode_done, decode_error, frames, parse_ext_ack,
 };
 pub use crate::sandbox::{IfaceOptions, NeighFamily, NeighOptions, StaticRoute, check_key, generate_key};
 pub use crate::validate::{host_cidr, ifname, ifname_prefix, mac_bytes, parse_cidr, parse_ip, parse_mac};
@@ -19,6 +19,7 @@ pub use crate::validate::{host_cidr, ifname, ifname_prefix, mac_bytes, parse_cid
 use crate::netlink::recv::{Pending, TxError, process_datagram};
 use crate::netlink::socket::Request;
 use crate::netlink::wire::NLM_F_DUMP;
+use crate::netlink::wire::decode_route;
 
 /// Most requests one `recv_path` input describes.
 pub const RECV_MAX_REQUESTS: usize = 8;
@@ -141,7 +142,7 @@ pub fn ext_ack(data: &[u8]) {
 }
 
 /// The `views` target: the bytes as the body of each kind of message, plus framing and
-/// [`decode_route`] over them as a datagram.
+/// `decode_route` over them as a datagram.
 pub fn views(data: &[u8]) {
     let _ = parse_link(data);
     let _ = parse_address(data);
@@ -187,6 +188,12 @@ impl Rng {
     pub fn bytes(&mut self, n: usize) -> Vec<u8> {
         (0..n).map(|_| self.next_u64() as u8).collect()
     }
+}
+
+/// Dumps a table and discards the answer (for the corpus recorder: what matters is the raw
+/// datagrams [`Socket::record_datagrams`](crate::netlink::Socket::record_datagrams) keeps).
+pub fn dump(sock: &crate::netlink::Socket, req: Request) -> crate::Result<()> {
+    sock.dump(req).map(drop)
 }
 
 #[cfg(test)]

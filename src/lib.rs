@@ -4,6 +4,8 @@
 //! - [`netlink`]: our synchronous rtnetlink client (socket, request/ACK, dumps, batches, typed ops).
 //! - [`netns`]: namespace handles, pinning by bind mount, running code inside a namespace.
 //! - [`sysctl`]: `/proc/sys` keys read and written inside a namespace.
+//! - [`cni`] (feature `cni`): CNI configuration, results, errors and IPAM, for the
+//!   `netsandbox-cni` plugin and for users of CNI results.
 //! - [`sandbox`]: the [`Sandbox`](sandbox::Sandbox) trait, its options, the bind-mounted netns
 //!   implementation and an in-memory fake.
 //!
@@ -46,7 +48,10 @@
 //! ```
 
 #![warn(missing_docs)]
+#![deny(clippy::undocumented_unsafe_blocks)]
 
+#[cfg(feature = "cni")]
+pub mod cni;
 pub mod error;
 pub mod netlink;
 pub mod netns;

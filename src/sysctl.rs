@@ -38,7 +38,7 @@ pub enum Outcome {
 /// Reads `key` and returns its value without the trailing newline.
 ///
 /// A key this kernel does not have gives [`Error::SysctlMissing`]; a malformed key gives
-/// [`Error::InvalidKey`] before anything is opened.
+/// [`Error::InvalidSysctlKey`] before anything is opened.
 pub fn read(ns: Option<&NetNs>, key: &str) -> Result<String> {
     let path = key_path(key)?;
     hop(ns, || read_path(key, &path))
@@ -56,7 +56,7 @@ pub fn write(ns: Option<&NetNs>, key: &str, value: &str) -> Result<bool> {
 
 /// Applies all `settings` in one hop into the namespace, in order.
 ///
-/// Every key is validated before anything is written ([`Error::InvalidKey`] means nothing
+/// Every key is validated before anything is written ([`Error::InvalidSysctlKey`] means nothing
 /// changed). A missing or read-only key is reported as [`Outcome::Missing`] / [`Outcome::ReadOnly`]
 /// and the others are still applied. Any other failure stops at that key and is returned as an
 /// error; keys before it stay written.
@@ -101,7 +101,7 @@ fn hop<T: Send>(ns: Option<&NetNs>, f: impl FnOnce() -> Result<T> + Send) -> Res
 
 /// Validates a key and maps it to its file under `/proc/sys`.
 fn key_path(key: &str) -> Result<PathBuf> {
-    let bad = |reason| Error::InvalidKey { key: key.to_owned(), reason };
+    let bad = |reason| Error::InvalidSysctlKey { key: key.to_owned(), reason };
     if key.is_empty() {
         return Err(bad("empty"));
     }
@@ -171,7 +171,7 @@ mod tests {
             PathBuf::from("/proc/sys/net/ipv4/conf/eth0.100/arp_ignore")
         );
         for bad in ["", "../x", "/etc/passwd", "net..ipv4", "net/ipv4/", "net.ipv4 x", "net/./x", "a\0b", "net.ipv4."] {
-            assert!(matches!(key_path(bad), Err(Error::InvalidKey { .. })), "{bad:?}");
+            assert!(matches!(key_path(bad), Err(Error::InvalidSysctlKey { .. })), "{bad:?}");
         }
     }
 }

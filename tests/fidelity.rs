@@ -504,3 +504,21 @@ fn fidelity_table_matches_the_fake() {
     let got: Vec<(&str, &str)> = got.iter().map(|(c, o)| (*c, o.as_str())).collect();
     assert_eq!(got, FIDELITY_EXPECTED, "the netns sandbox and the fake disagree");
 }
+
+#[test]
+fn an_origin_marker_left_by_a_crashed_add_is_replaced() {
+    in_private_netns(|| {
+        let base = TempBase::new("fid-stalemark");
+        let sb = NetnsSandbox::create(&key(&base, "m"), &CreateOptions::default()).unwrap();
+        host_veth("vc0", "vh0");
+        // As if an engine died after marking vc0 but before moving it.
+        ip(&["link", "property", "add", "dev", "vc0", "altname", "nsbx.o.1.2.3.-.-.u.vc0"]);
+        sb.add_interface("vc0", "eth", &IfaceOptions::new()).unwrap();
+        let inside = &ipj_sb(&sb, &["-d", "link", "show", "eth0"])[0];
+        let alt: Vec<&str> = inside["altnames"].as_array().unwrap().iter().map(|a| a.as_str().unwrap()).collect();
+        assert!(alt.len() == 1 && alt[0] != "nsbx.o.1.2.3.-.-.u.vc0", "{alt:?}");
+        sb.remove_interface("eth0").unwrap();
+        assert!(ipj(&["-d", "link", "show", "vc0"])[0].get("altnames").is_none());
+        sb.destroy().unwrap();
+    });
+}

@@ -212,7 +212,7 @@ fn neighbors_arp_ndp_and_fdb() {
         s.add_neighbor(&NeighSpec::fdb(vxi, mac, Some(vtep)), false).unwrap();
         let fdb = bridge(&["fdb", "show", "dev", "vx0"]);
         assert!(fdb.contains("02:42:c6:12:ff:fe dst 192.0.2.2 self permanent"), "{fdb}");
-        let listed = s.neighbors(Some(netlink_packet_route::AddressFamily::Bridge), Some(vxi)).unwrap();
+        let listed = s.neighbors(Some(netsandbox::netlink::Family::Bridge), Some(vxi)).unwrap();
         assert!(listed.iter().any(|x| x.mac == Some(mac) && x.ip == Some(vtep)), "{listed:?}");
         s.delete_neighbor(&NeighSpec::fdb(vxi, mac, Some(vtep))).unwrap();
         assert!(!bridge(&["fdb", "show", "dev", "vx0"]).contains("192.0.2.2"));

@@ -31,10 +31,10 @@ impl Drop for ChildGuard {
     }
 }
 
-fn mountinfo_line(dir: &Path) -> Option<String> {
+/// The topmost mount exactly at `dir`.
+fn mount_at(dir: &Path) -> Option<netns::mountinfo::Mount> {
     let dir = std::fs::canonicalize(dir).ok()?;
-    let info = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
-    info.lines().rfind(|l| l.split(' ').nth(4) == Some(dir.to_str().unwrap())).map(str::to_owned)
+    netns::mountinfo::mounts().unwrap().into_iter().rfind(|m| m.mount_point == dir)
 }
 
 #[test]
@@ -208,7 +208,7 @@ fn from_path_rejects_regular_file_and_other_namespaces() {
 fn from_name_validates_and_reports_not_found() {
     let _serial = serial();
     for bad in ["", ".", "..", "a/b", "../etc", "a\0b"] {
-        assert!(matches!(NetNs::from_name(bad), Err(Error::InvalidKey { .. })), "{bad:?}");
+        assert!(matches!(NetNs::from_name(bad), Err(Error::InvalidNamespaceName { .. })), "{bad:?}");
     }
     let name = format!("netsandbox-test-missing-{}", std::process::id());
     assert!(NetNs::from_name(&name).unwrap_err().is_not_found());
@@ -317,14 +317,11 @@ fn base_becomes_shared_mount_and_release_is_idempotent() {
         let base = TempBase::new("shared");
         let dir = base.path().join("pins");
         netns::ensure_shared_base(&dir).unwrap();
-        let line = mountinfo_line(&dir).expect("base is a mount point");
-        assert!(line.contains(" shared:"), "{line}");
+        let m = mount_at(&dir).expect("base is a mount point");
+        assert!(m.is_shared(), "{m:?}");
         // Second call does not stack another mount.
         // Count only our mounts: other processes on the machine may mount meanwhile.
-        let ours = || {
-            let p = base.path().to_string_lossy().into_owned();
-            std::fs::read_to_string("/proc/self/mountinfo").unwrap().lines().filter(|l| l.contains(p.as_str())).count()
-        };
+        let ours = || netns::mountinfo::mounts_under(base.path()).unwrap().len();
         let before = ours();
         netns::ensure_shared_base(&dir).unwrap();
         let after = ours();
@@ -336,7 +333,7 @@ fn base_becomes_shared_mount_and_release_is_idempotent() {
         netns::unpin(&pin).unwrap();
 
         netns::release_base(&dir).unwrap();
-        assert!(mountinfo_line(&dir).is_none());
+        assert!(mount_at(&dir).is_none());
         netns::release_base(&dir).unwrap();
     });
 }
@@ -438,7 +435,7 @@ fn unpin_never_detaches_other_mounts() {
         // A self-bind mount point that is not a pin.
         netns::ensure_shared_base(&dir).unwrap();
         assert!(netns::unpin(&dir).is_err());
-        assert!(mountinfo_line(&dir).is_some(), "unpin must not detach a non-namespace mount");
+        assert!(mount_at(&dir).is_some(), "unpin must not detach a non-namespace mount");
         netns::release_base(&dir).unwrap();
     });
 }

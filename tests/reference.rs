@@ -293,3 +293,111 @@ fn crun_unknown_container_is_typed() {
         other => panic!("{other:?}"),
     }
 }
+
+// ---- podman ----
+
+/// podman with its storage under `dir` (vfs: no overlay mounts left behind), no cgroups.
+fn podman_args(dir: &Path) -> Vec<String> {
+    vec![
+        "--root".into(),
+        dir.join("storage").display().to_string(),
+        "--runroot".into(),
+        dir.join("run").display().to_string(),
+        "--storage-driver=vfs".into(),
+        "--cgroup-manager=cgroupfs".into(),
+        "--events-backend=file".into(),
+    ]
+}
+
+/// Runs podman like [`crun`]: private mount namespace without the cgroup2 mount, output in a file.
+fn podman(dir: &Path, args: &[&str]) -> (bool, String) {
+    let log = dir.join(format!("podman-{}.log", args[0]));
+    let file = std::fs::File::create(&log).unwrap();
+    let status = Command::new("unshare")
+        .args(["-m", "--propagation", "private", "sh", "-c"])
+        .arg(r#"umount -l /sys/fs/cgroup/unified 2>/dev/null; exec podman "$@""#)
+        .arg("sh")
+        .args(podman_args(dir))
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(file)
+        .status()
+        .expect("run podman");
+    (status.success(), std::fs::read_to_string(&log).unwrap_or_default())
+}
+
+struct PodmanContainer<'a> {
+    dir: &'a Path,
+    name: &'a str,
+}
+impl Drop for PodmanContainer<'_> {
+    fn drop(&mut self) {
+        let _ = podman(self.dir, &["rm", "-f", "-t", "0", self.name]);
+    }
+}
+
+#[test]
+fn podman_container_reference_resolves_to_its_sandbox_namespace() {
+    if !have("podman") || !Path::new("/bin/busybox").exists() {
+        eprintln!("skipping: podman or busybox-static not installed");
+        return;
+    }
+    in_private_netns(|| {
+        let base = TempBase::new("ref-podman");
+        let pin = base.path().join("sandbox");
+        let sandbox = netns::create_pinned(&pin).unwrap();
+        let bundle = busybox_bundle(base.path(), &pin);
+        let rootfs = bundle.join("rootfs").display().to_string();
+        let name = format!("nsref-podman-{}", std::process::id());
+        let _c = PodmanContainer { dir: base.path(), name: &name };
+        let network = format!("ns:{}", pin.display());
+        let (ok, err) = podman(
+            base.path(),
+            &[
+                "run",
+                "-d",
+                "--name",
+                &name,
+                "--cgroups=disabled",
+                "--ulimit",
+                "nofile=1024:1024",
+                "--ulimit",
+                "nproc=4096:4096",
+                "--network",
+                &network,
+                "--rootfs",
+                &rootfs,
+                "/bin/busybox",
+                "sleep",
+                "600",
+            ],
+        );
+        assert!(ok, "podman run: {err}");
+
+        let mut resolver = netsandbox::netns::Podman::new();
+        for a in podman_args(base.path()) {
+            resolver = resolver.arg(a);
+        }
+        let resolver: Arc<dyn ContainerResolver> = Arc::new(resolver);
+        let r = NetNsRef::container(&name, resolver.clone());
+        assert_eq!(r.open().unwrap().inode().unwrap(), sandbox.inode().unwrap());
+
+        let (ok, err) = podman(base.path(), &["kill", &name]);
+        assert!(ok, "podman kill: {err}");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while resolver.state(&name).unwrap() != ContainerState::Stopped {
+            assert!(Instant::now() < deadline, "container did not stop within 20 s");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        assert!(matches!(reference_error(r.open().unwrap_err()), ReferenceError::ContainerExited { .. }));
+        let (ok, err) = podman(base.path(), &["rm", "-f", &name]);
+        assert!(ok, "podman rm: {err}");
+        match reference_error(r.open().unwrap_err()) {
+            ReferenceError::UnknownContainer { runtime, .. } => assert_eq!(runtime, "podman"),
+            other => panic!("{other:?}"),
+        }
+        drop(sandbox);
+        netns::unpin(&pin).unwrap();
+    });
+}

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use common::{TempBase, addr, in_private_netns, key, net};
 use ipnet::IpNet;
 use netsandbox::netlink::link::{self, LinkRef, VethPeer};
-use netsandbox::netlink::{BatchMode, Socket};
+use netsandbox::netlink::{BatchMode, Dump, Socket};
 use netsandbox::sandbox::{CreateOptions, IfaceOptions, NeighOptions, NetnsSandbox, Sandbox, SandboxExt, StaticRoute};
 use netsandbox::{Error, netns};
 use parking_lot::Mutex;
@@ -152,7 +152,7 @@ fn dumps_race_link_changes() {
             }
             // The best-effort variant answers during the churn too, flagging what may be stale.
             for _ in 0..5 {
-                let (msgs, consistent) = s.dump_allow_interrupted(link::list()).expect("best-effort dump");
+                let Dump { entries: msgs, consistent } = s.links_allow_interrupted().expect("best-effort dump");
                 assert!(!msgs.is_empty());
                 lenient_flagged += usize::from(!consistent);
             }
@@ -166,7 +166,7 @@ fn dumps_race_link_changes() {
         // Under steady churn a consistent dump may never be possible: every answer was either
         // complete or the typed error, and once the churn stops a dump is complete again.
         assert_eq!(ok + interrupted, 30);
-        let (msgs, consistent) = s.dump_allow_interrupted(link::list()).expect("best-effort dump");
+        let Dump { entries: msgs, consistent } = s.links_allow_interrupted().expect("best-effort dump");
         assert!(consistent && msgs.len() == 1001, "quiet table: a consistent pass");
         let after = s.links().expect("a quiet table dumps completely");
         assert_eq!(after.len(), 1001, "lo and the 1000 veth ends; the churned pairs were deleted");

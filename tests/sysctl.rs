@@ -84,12 +84,12 @@ fn invalid_keys_rejected_before_anything_changes() {
     in_private_netns(|| {
         let ns = NetNs::new_unpinned().unwrap();
         for bad in ["../x", "/etc/passwd", "", "net..ipv4", "net/ipv4/../../x", "net.ipv4.ip forward", "net/./x"] {
-            assert!(matches!(sysctl::read(Some(&ns), bad), Err(Error::InvalidKey { .. })), "{bad:?}");
-            assert!(matches!(sysctl::write(None, bad, "1"), Err(Error::InvalidKey { .. })), "{bad:?}");
+            assert!(matches!(sysctl::read(Some(&ns), bad), Err(Error::InvalidSysctlKey { .. })), "{bad:?}");
+            assert!(matches!(sysctl::write(None, bad, "1"), Err(Error::InvalidSysctlKey { .. })), "{bad:?}");
         }
         // One bad key anywhere: nothing is applied.
         let err = sysctl::apply(Some(&ns), &[("net.ipv4.ip_forward", "1"), ("../x", "1")]).unwrap_err();
-        assert!(matches!(err, Error::InvalidKey { .. }));
+        assert!(matches!(err, Error::InvalidSysctlKey { .. }));
         assert_eq!(sysctl::read(Some(&ns), "net.ipv4.ip_forward").unwrap(), "0");
     });
 }

@@ -16,8 +16,9 @@ use netlink_packet_route::link::{
     InfoPortKind, InfoVeth, InfoVxlan, LinkAttribute, LinkFlags, LinkInfo, LinkMessage, MacVlanMode, Prop,
 };
 
-use super::socket::{Request, Socket};
-use super::wire::{NLM_F_CREATE, NLM_F_EXCL};
+use super::socket::{Dump, Request, Socket};
+use super::view::FromReply;
+use super::wire::{NLM_F_CREATE, NLM_F_ECHO, NLM_F_EXCL};
 use crate::error::{Error, Result};
 use crate::validate;
 
@@ -350,6 +351,36 @@ pub fn create_bridge(name: &str) -> Result<Request> {
     Ok(Request::new("create bridge", name, NLM_F_CREATE | NLM_F_EXCL, RouteNetlinkMessage::NewLink(m)))
 }
 
+/// What a bridge can be given in its creating request ([`create_bridge_with`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct BridgeCreate {
+    /// MTU (`IFLA_MTU`); the kernel's default when `None`.
+    pub mtu: Option<u32>,
+    /// Born up (`IFF_UP`).
+    pub up: bool,
+    /// Promiscuous mode (`IFF_PROMISC`) set on or off; left as the kernel makes it when `None`.
+    pub promisc: Option<bool>,
+}
+
+/// `RTM_NEWLINK` for a bridge with its MTU and flags set at creation (no window in which it
+/// exists without them).
+pub fn create_bridge_with(name: &str, opts: BridgeCreate) -> Result<Request> {
+    validate::ifname(name)?;
+    let mut m = new_link(name, InfoKind::Bridge, None);
+    if let Some(mtu) = opts.mtu {
+        m.attributes.push(LinkAttribute::Mtu(mtu));
+    }
+    for (flag, on) in [(LinkFlags::Up, Some(opts.up)), (LinkFlags::Promisc, opts.promisc)] {
+        if let Some(on) = on {
+            m.header.change_mask |= flag;
+            if on {
+                m.header.flags |= flag;
+            }
+        }
+    }
+    Ok(Request::new("create bridge", name, NLM_F_CREATE | NLM_F_EXCL, RouteNetlinkMessage::NewLink(m)))
+}
+
 /// `RTM_NEWLINK` for a macvlan in bridge mode on `parent`.
 pub fn create_macvlan(name: &str, parent: u32) -> Result<Request> {
     validate::ifname(name)?;
@@ -420,6 +451,39 @@ impl Socket {
     /// Every link in this socket's namespace.
     pub fn links(&self) -> Result<Vec<Link>> {
         self.dump_views(list())
+    }
+
+    /// Every link with its operational state (`IFLA_OPERSTATE`, RFC 2863: 0 unknown when absent),
+    /// which the [`Link`] view leaves out; from one dump.
+    pub(crate) fn links_with_oper_state(&self) -> Result<Vec<(Link, u8)>> {
+        let mut out = Vec::new();
+        for m in self.dump(list())? {
+            let RouteNetlinkMessage::NewLink(m) = m else { continue };
+            let l = Link::from_message(&m).map_err(Error::from)?;
+            let oper = m.attributes.iter().rev().find_map(|a| match a {
+                LinkAttribute::OperState(s) => Some(u8::from(*s)),
+                _ => None,
+            });
+            out.push((l, oper.unwrap_or(0)));
+        }
+        Ok(out)
+    }
+
+    /// Every link, best effort: when the table kept changing during every attempt, the last
+    /// full pass flagged not [`consistent`](Dump::consistent) instead of
+    /// [`Error::DumpInterrupted`].
+    pub fn links_allow_interrupted(&self) -> Result<Dump<Link>> {
+        self.dump_views_allow_interrupted(list())
+    }
+
+    /// Creates a veth pair ([`create_veth`]) and returns the new host end as the kernel echoes
+    /// it back (`NLM_F_ECHO`), or `None` when it sent no such echo. Its [`Link::link`] is the
+    /// peer's index in the peer's namespace, which saves a lookup there.
+    pub fn create_veth_echoed(&self, name: &str, mtu: Option<u32>, peer: &VethPeer<'_>) -> Result<Option<Link>> {
+        let mut req = create_veth(name, mtu, peer)?;
+        req.flags |= NLM_F_ECHO;
+        let echoed = self.query(req)?;
+        Ok(echoed.iter().filter_map(Link::from_reply).filter_map(|r| r.ok()).find(|l| l.name == name))
     }
 
     /// Applies a [`LinkChange`].

@@ -25,7 +25,7 @@ pub mod wire;
 
 pub use addr::Address;
 pub use link::{Link, LinkKind, LinkStats};
-pub use neigh::{NeighFamily, Neighbor};
+pub use neigh::Neighbor;
 pub use route::Route;
-pub use socket::{BatchMode, BatchOutcome, BatchReport, Request, Socket};
-pub use view::ViewError;
+pub use socket::{BatchMode, BatchOutcome, BatchReport, Dump, Request, Socket};
+pub use view::{Family, ViewError};

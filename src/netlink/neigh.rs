@@ -2,7 +2,7 @@
 
 pub(crate) mod view;
 
-pub use view::{NeighFamily, Neighbor};
+pub use view::Neighbor;
 
 use std::net::IpAddr;
 
@@ -13,6 +13,7 @@ use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
 
 use super::consts::NUD_PERMANENT;
 use super::socket::{Request, Socket};
+use super::view::Family;
 use super::wire::{NLM_F_CREATE, NLM_F_EXCL, NLM_F_REPLACE};
 use crate::error::{Error, Result};
 
@@ -92,9 +93,9 @@ pub fn delete(spec: &NeighSpec) -> Result<Request> {
 }
 
 /// `RTM_GETNEIGH` dump of one family (`bridge` = AF_BRIDGE fdb), optionally of one interface.
-pub fn list(family: Option<AddressFamily>, index: Option<u32>) -> Request {
+pub fn list(family: Option<Family>, index: Option<u32>) -> Request {
     let mut m = NeighbourMessage::default();
-    m.header.family = family.unwrap_or(AddressFamily::Unspec);
+    m.header.family = family.map_or(AddressFamily::Unspec, |f| AddressFamily::from(u8::from(f)));
     if let Some(i) = index {
         m.attributes.push(NeighbourAttribute::IfIndex(i));
     }
@@ -118,7 +119,7 @@ impl Socket {
     }
 
     /// Lists neighbor entries of a family (`None` = all families) and optionally one interface.
-    pub fn neighbors(&self, family: Option<AddressFamily>, index: Option<u32>) -> Result<Vec<Neighbor>> {
+    pub fn neighbors(&self, family: Option<Family>, index: Option<u32>) -> Result<Vec<Neighbor>> {
         let mut out: Vec<Neighbor> = self.dump_views(list(family, index))?;
         out.retain(|n| index.is_none_or(|i| i == n.index));
         Ok(out)

@@ -31,29 +31,51 @@ const RX_INITIAL: usize = 32 << 10;
 /// Largest chunk of requests written with one `send` in a batch.
 const TX_CHUNK: usize = 64 << 10;
 
-/// One request: the message, its `NLM_F_*` flags (REQUEST and ACK are added), and what it is
-/// about, for error messages.
+/// One request, built by the typed builders of [`link`](super::link), [`addr`](super::addr),
+/// [`route`](super::route), [`neigh`](super::neigh) and [`nsid`](super::nsid), sent alone
+/// ([`Socket::execute`]) or in a batch ([`Socket::batch`]). Opaque: the wire message inside is
+/// netlink-packet-route's, which is not part of our API.
 #[derive(Debug, Clone)]
 pub struct Request {
     /// The rtnetlink message.
-    pub msg: RouteNetlinkMessage,
-    /// Extra `NLM_F_*` flags, e.g. `NLM_F_CREATE | NLM_F_EXCL`.
-    pub flags: u16,
+    pub(crate) msg: RouteNetlinkMessage,
+    /// Extra `NLM_F_*` flags, e.g. `NLM_F_CREATE | NLM_F_EXCL` (REQUEST and ACK are added).
+    pub(crate) flags: u16,
     /// What is being done, e.g. `"add address"`.
-    pub op: &'static str,
+    pub(crate) op: &'static str,
     /// What it is done to, e.g. `"eth0 198.18.0.1/16"`.
-    pub object: String,
+    pub(crate) object: String,
 }
 
 impl Request {
     /// A request with its error-message context.
-    pub fn new(op: &'static str, object: impl Into<String>, flags: u16, msg: RouteNetlinkMessage) -> Self {
+    pub(crate) fn new(op: &'static str, object: impl Into<String>, flags: u16, msg: RouteNetlinkMessage) -> Self {
         Request { msg, flags, op, object: object.into() }
+    }
+
+    /// What the request does, e.g. `"add address"` (as errors name it).
+    pub fn op(&self) -> &'static str {
+        self.op
+    }
+
+    /// What the request is about, e.g. `"198.18.0.1/16 on ifindex 2"` (as errors name it).
+    pub fn object(&self) -> &str {
+        &self.object
     }
 
     pub(crate) fn is_dump(&self) -> bool {
         self.flags & NLM_F_DUMP == NLM_F_DUMP
     }
+}
+
+/// The result of a dump that may have been taken while the table changed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Dump<T> {
+    /// What the last full pass returned.
+    pub entries: Vec<T>,
+    /// False when every attempt was interrupted by concurrent changes (`NLM_F_DUMP_INTR`): an
+    /// entry changed during the pass may be missing or stale.
+    pub consistent: bool,
 }
 
 /// What to do with the rest of a batch when one request fails.
@@ -247,7 +269,7 @@ impl Socket {
 
     /// Sends one request and returns the messages the kernel answered with before its ACK
     /// (e.g. a `RTM_GETLINK` by name, or `RTM_GETROUTE` for one destination).
-    pub fn query(&self, req: Request) -> Result<Vec<RouteNetlinkMessage>> {
+    pub(crate) fn query(&self, req: Request) -> Result<Vec<RouteNetlinkMessage>> {
         let mut conn = self.conn.lock();
         let mut pend = conn.transact_collect(&self.sock, std::slice::from_ref(&req))?;
         let p = pend.pop().unwrap_or_default();
@@ -260,19 +282,18 @@ impl Socket {
     /// Dumps a table (`NLM_F_DUMP` is added). Retried when the kernel flags the dump as
     /// interrupted by a concurrent change (`NLM_F_DUMP_INTR`) or the receive queue overflowed,
     /// up to [`DUMP_ATTEMPTS`] times; then [`Error::DumpInterrupted`].
-    pub fn dump(&self, req: Request) -> Result<Vec<RouteNetlinkMessage>> {
+    pub(crate) fn dump(&self, req: Request) -> Result<Vec<RouteNetlinkMessage>> {
         let op = req.op;
         match self.dump_allow_interrupted(req)? {
-            (messages, true) => Ok(messages),
-            (_, false) => Err(Error::DumpInterrupted { op, attempts: DUMP_ATTEMPTS }),
+            Dump { entries, consistent: true } => Ok(entries),
+            Dump { consistent: false, .. } => Err(Error::DumpInterrupted { op, attempts: DUMP_ATTEMPTS }),
         }
     }
 
     /// Like [`dump`](Self::dump), but when every attempt was interrupted by concurrent changes,
-    /// returns the last full pass anyway with `false` ("may be inconsistent": an entry changed
-    /// during the pass may be missing or stale) instead of failing. For callers that prefer a
-    /// best-effort view of a table that never stops changing.
-    pub fn dump_allow_interrupted(&self, mut req: Request) -> Result<(Vec<RouteNetlinkMessage>, bool)> {
+    /// returns the last full pass anyway, flagged not [`consistent`](Dump::consistent), instead
+    /// of failing. For callers that prefer a best-effort view of a table that never stops changing.
+    pub(crate) fn dump_allow_interrupted(&self, mut req: Request) -> Result<Dump<RouteNetlinkMessage>> {
         req.flags |= NLM_F_DUMP;
         let mut conn = self.conn.lock();
         let mut last = None;
@@ -284,7 +305,7 @@ impl Socket {
                         return Err(self.tag(e));
                     }
                     if !p.interrupted {
-                        return Ok((p.replies, true));
+                        return Ok(Dump { entries: p.replies, consistent: true });
                     }
                     debug!("{} {}: dump interrupted (attempt {attempt}), retrying", req.op, req.object);
                     last = Some(p.replies);
@@ -297,19 +318,28 @@ impl Socket {
             }
         }
         match last {
-            Some(replies) => Ok((replies, false)),
+            Some(replies) => Ok(Dump { entries: replies, consistent: false }),
             // Every attempt overflowed: there is no full pass to return.
             None => Err(Error::DumpInterrupted { op: req.op, attempts: DUMP_ATTEMPTS }),
         }
     }
 
     /// Dumps a table and decodes the replies of one kind into views (see [`dump`](Self::dump)).
-    pub fn dump_views<T: super::view::FromReply>(&self, req: Request) -> Result<Vec<T>> {
+    pub(crate) fn dump_views<T: super::view::FromReply>(&self, req: Request) -> Result<Vec<T>> {
         self.dump(req)?.iter().filter_map(T::from_reply).map(|r| r.map_err(Error::from)).collect()
     }
 
+    /// [`dump_views`](Self::dump_views) that answers with a best-effort [`Dump`] when the table
+    /// never stops changing (see [`dump_allow_interrupted`](Self::dump_allow_interrupted)).
+    pub(crate) fn dump_views_allow_interrupted<T: super::view::FromReply>(&self, req: Request) -> Result<Dump<T>> {
+        let d = self.dump_allow_interrupted(req)?;
+        let entries =
+            d.entries.iter().filter_map(T::from_reply).map(|r| r.map_err(Error::from)).collect::<Result<_>>()?;
+        Ok(Dump { entries, consistent: d.consistent })
+    }
+
     /// Sends one request and decodes the first reply of the kind `T`, if the kernel sent one.
-    pub fn query_view<T: super::view::FromReply>(&self, req: Request) -> Result<Option<T>> {
+    pub(crate) fn query_view<T: super::view::FromReply>(&self, req: Request) -> Result<Option<T>> {
         self.query(req)?.iter().find_map(T::from_reply).transpose().map_err(Error::from)
     }
 

@@ -5,11 +5,10 @@
 //! `route/view.rs`, [`Neighbor`](super::neigh::Neighbor) in `neigh/view.rs`. This module holds the
 //! error type, the guarded parser and the helpers they share.
 //!
-//! netlink-packet-route gives us the byte-level decoding: [`LinkMessage`], [`AddressMessage`],
-//! [`RouteMessage`] and [`NeighbourMessage`], each a header plus a list of attributes. The types
-//! here are the meaningful values built from those messages — [`Link`], [`Address`], [`Route`],
-//! [`Neighbor`] — plain data with public fields that compare with `==`, so tests and `restore`
-//! can work with them directly.
+//! netlink-packet-route gives us the byte-level decoding: `LinkMessage`, `AddressMessage`,
+//! `RouteMessage` and `NeighbourMessage`, each a header plus a list of attributes (internal: not
+//! part of our API). The views are the meaningful values built from those messages — plain data
+//! with public fields that compare with `==`, so tests and `restore` can work with them directly.
 //!
 //! # Guarantees
 //!
@@ -36,7 +35,43 @@ use std::panic::{self, AssertUnwindSafe};
 use netlink_packet_core::Parseable;
 use netlink_packet_route::RouteNetlinkMessage;
 
-use super::consts::{AF_INET, AF_INET6};
+use super::consts::{AF_BRIDGE, AF_INET, AF_INET6};
+
+/// An address family as rtnetlink messages carry it (`ndm_family`, `ifa_family`, ...).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Family {
+    /// `AF_INET`: an ARP entry.
+    Inet,
+    /// `AF_INET6`: an NDP entry.
+    Inet6,
+    /// `AF_BRIDGE`: a forwarding-database (FDB) entry of a bridge or VXLAN device.
+    Bridge,
+    /// Any other family, raw. [`Family::from`] never produces `Unknown(2)`, `Unknown(7)` or
+    /// `Unknown(10)`.
+    Unknown(u8),
+}
+
+impl From<u8> for Family {
+    fn from(v: u8) -> Self {
+        match v {
+            AF_INET => Family::Inet,
+            AF_INET6 => Family::Inet6,
+            AF_BRIDGE => Family::Bridge,
+            other => Family::Unknown(other),
+        }
+    }
+}
+
+impl From<Family> for u8 {
+    fn from(v: Family) -> u8 {
+        match v {
+            Family::Inet => AF_INET,
+            Family::Inet6 => AF_INET6,
+            Family::Bridge => AF_BRIDGE,
+            Family::Unknown(other) => other,
+        }
+    }
+}
 
 /// A message that could not be turned into a view.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, thiserror::Error)]
@@ -111,7 +146,7 @@ where
 
 /// A view decoded from one kind of reply message, so the socket can turn any dump or query into
 /// views with one generic helper.
-pub trait FromReply: Sized {
+pub(crate) trait FromReply: Sized {
     /// The view of `m`, or `None` when `m` is another kind of message.
     fn from_reply(m: &RouteNetlinkMessage) -> Option<Result<Self, ViewError>>;
 }
@@ -253,7 +288,7 @@ mod tests {
             // Structured: header + attribute stream.
             _ => {
                 let mut b = rng.bytes(header_len);
-                let families = [AF_UNSPEC, AF_INET, AF_INET6, AF_BRIDGE, 28 /* MPLS */, rng.next_u64() as u8];
+                let families = [AF_UNSPEC, AF_INET, AF_INET6, AF_BRIDGE, libc::AF_MPLS as u8, rng.next_u64() as u8];
                 b[0] = families[rng.below(families.len())];
                 b.extend(random_nlas(rng, 0));
                 b

@@ -3,7 +3,7 @@
 //!
 //! Guarantee: nothing in this module panics, whatever bytes it is given. Lengths are checked
 //! before every slice; a malformed buffer yields a [`WireError`]. Route messages themselves are
-//! decoded by netlink-packet-route behind [`decode_route`], which also never lets a panic escape.
+//! decoded by netlink-packet-route behind `decode_route` (internal), which also never lets a panic escape.
 
 use netlink_packet_core::{NetlinkDeserializable, NetlinkHeader};
 use netlink_packet_route::RouteNetlinkMessage;
@@ -238,7 +238,7 @@ pub fn decode_done(flags: u16, payload: &[u8]) -> Status {
 
 /// Decodes a route-family message through netlink-packet-route. The library has had panics on
 /// unexpected kernel input before; a panic here is caught and turned into an error.
-pub fn decode_route(header: &Header, payload: &[u8]) -> Result<RouteNetlinkMessage, WireError> {
+pub(crate) fn decode_route(header: &Header, payload: &[u8]) -> Result<RouteNetlinkMessage, WireError> {
     let mut nh = NetlinkHeader::default();
     nh.length = header.len;
     nh.message_type = header.kind;
@@ -253,7 +253,7 @@ pub fn decode_route(header: &Header, payload: &[u8]) -> Result<RouteNetlinkMessa
 }
 
 /// Serializes `msg` with `header` (length computed here) and appends it to `out`, padded to 4.
-pub fn emit_route(out: &mut Vec<u8>, mut header: Header, msg: &RouteNetlinkMessage) {
+pub(crate) fn emit_route(out: &mut Vec<u8>, mut header: Header, msg: &RouteNetlinkMessage) {
     use netlink_packet_core::NetlinkSerializable;
     let body = msg.buffer_len();
     header.len = (HEADER_LEN + body) as u32;

@@ -65,7 +65,7 @@ impl NetNs {
     /// Opens the namespace pinned at `/run/netns/<name>` (what `ip netns add <name>` creates).
     ///
     /// The name must be non-empty, must not be `.` or `..` and must not contain `/` or NUL
-    /// ([`Error::InvalidKey`] otherwise), so the lookup never leaves `/run/netns`.
+    /// ([`Error::InvalidNamespaceName`] otherwise), so the lookup never leaves `/run/netns`.
     pub fn from_name(name: &str) -> Result<NetNs> {
         validate_ns_name(name)?;
         NetNs::from_path(Path::new(NETNS_RUN_DIR).join(name))
@@ -197,7 +197,7 @@ pub(crate) fn check_net_ns(fd: BorrowedFd<'_>, label: &str) -> Result<()> {
 
 /// Checks a namespace name for `/run/netns/<name>`.
 pub(crate) fn validate_ns_name(name: &str) -> Result<()> {
-    crate::validate::file_name(name).map_err(|reason| Error::InvalidKey { key: name.to_owned(), reason })
+    crate::validate::file_name(name).map_err(|reason| Error::InvalidNamespaceName { name: name.to_owned(), reason })
 }
 
 /// The text of a caught panic payload.

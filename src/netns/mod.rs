@@ -8,6 +8,7 @@
 //! - [`run_in`] / [`run_in_result`]: run a closure inside a namespace on a dedicated thread; the
 //!   caller's thread never changes namespace. [`NsGuard`] moves the current thread instead, for
 //!   the rare code that must (it is `!Send` and aborts if it cannot switch back).
+//! - [`mountinfo`]: what is mounted where (for checks that no pin is left behind).
 //! - [`socket_in`]: a netlink socket bound to a namespace for its whole life.
 //! - netsandbox's own few set-up syscalls (`unshare` + bind mount in [`create_pinned`], `socket`
 //!   in [`socket_in`]) step the calling thread in and back out instead of paying for a
@@ -18,7 +19,7 @@ mod exec;
 mod fhandle;
 mod handle;
 mod locate;
-mod mountinfo;
+pub mod mountinfo;
 mod pin;
 mod reference;
 mod socket;

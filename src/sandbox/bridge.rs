@@ -209,22 +209,7 @@ impl HostBridge {
 
 /// `RTM_NEWLINK` for the bridge with what can be set at creation: MTU, up, promiscuity.
 fn create_request(name: &str, opts: &BridgeOptions) -> Result<Request> {
-    let mut req = link::create_bridge(name)?;
-    if let netlink_packet_route::RouteNetlinkMessage::NewLink(m) = &mut req.msg {
-        use netlink_packet_route::link::{LinkAttribute, LinkFlags};
-        if let Some(mtu) = opts.mtu {
-            m.attributes.push(LinkAttribute::Mtu(mtu));
-        }
-        for (flag, on) in [(LinkFlags::Up, Some(opts.up)), (LinkFlags::Promisc, opts.promisc)] {
-            if let Some(on) = on {
-                m.header.change_mask |= flag;
-                if on {
-                    m.header.flags |= flag;
-                }
-            }
-        }
-    }
-    Ok(req)
+    link::create_bridge_with(name, link::BridgeCreate { mtu: opts.mtu, up: opts.up, promisc: opts.promisc })
 }
 
 /// The link `name` in `sock`'s namespace, checked to be a bridge.

@@ -39,7 +39,7 @@ pub(crate) fn add_interface(src: &str, prefix: &str, opts: &IfaceOptions) -> Res
     if !opts.bridge {
         validate::ifname(src)?;
     }
-    validate::ifname_prefix(prefix)?;
+    opts.check_dst(prefix)?;
     opts.check()?;
     if opts.host_master.is_some() {
         return Err(Error::InvalidArgument {
@@ -53,7 +53,7 @@ pub(crate) fn add_interface(src: &str, prefix: &str, opts: &IfaceOptions) -> Res
 /// `add_veth`: the host-side name, the prefix and the options (a veth is never a bridge).
 pub(crate) fn add_veth(host: &str, prefix: &str, opts: &IfaceOptions) -> Result<()> {
     validate::ifname(host)?;
-    validate::ifname_prefix(prefix)?;
+    opts.check_dst(prefix)?;
     opts.check()?;
     if opts.bridge {
         return Err(Error::InvalidArgument { op: "add veth", reason: "a veth cannot be a bridge".into() });

@@ -24,7 +24,6 @@ use std::os::fd::{AsFd, BorrowedFd};
 use std::time::{Duration, Instant};
 
 use ipnet::IpNet;
-use netlink_packet_route::AddressFamily;
 
 use super::key::check_key;
 use crate::error::{Error, Result};
@@ -32,7 +31,7 @@ use crate::netlink::Socket;
 pub use crate::netlink::monitor::{Change, Object};
 use crate::netlink::monitor::{Group, Monitor, Notification, Received};
 use crate::netlink::nsid;
-use crate::netlink::{Address, Link, NeighFamily, Neighbor, Route};
+use crate::netlink::{Address, Family, Link, Neighbor, Route};
 use crate::netns::NetNs;
 
 /// Where a [`Event::Changed`] comes from.
@@ -124,10 +123,10 @@ impl RouteId {
 }
 
 /// Identity of a neighbor entry: interface, family, IP, and for FDB entries the MAC.
-type NeighId = (u32, NeighFamily, Option<IpAddr>, Option<[u8; 6]>);
+type NeighId = (u32, Family, Option<IpAddr>, Option<[u8; 6]>);
 
 fn neigh_id(n: &Neighbor) -> NeighId {
-    let mac = if n.family == NeighFamily::Bridge { n.mac } else { None };
+    let mac = if n.family == Family::Bridge { n.mac } else { None };
     (n.index, n.family, n.ip, mac)
 }
 
@@ -173,7 +172,7 @@ impl Mirror {
             }
         }
         let mut neighbors = sock.neighbors(None, None)?;
-        neighbors.extend(sock.neighbors(Some(AddressFamily::Bridge), None)?);
+        neighbors.extend(sock.neighbors(Some(Family::Bridge), None)?);
         for n in neighbors {
             m.neighbors.insert(neigh_id(&n), n);
         }
@@ -270,7 +269,7 @@ pub struct WatchStats {
     pub overflows: u64,
 }
 
-/// Watches many sandboxes through one netlink socket. See the [module docs](self).
+/// Watches many sandboxes through one netlink socket with `NETLINK_LISTEN_ALL_NSID`: every namespace that has an nsid in the watcher's namespace.
 ///
 /// Not `Sync`: one thread reads events. The watcher's namespace is the calling thread's at
 /// [`new`](Self::new); sandboxes must be reachable from it (their pins visible, ids assignable).

@@ -193,6 +193,18 @@ impl State {
         [0x02, 0, 0, 0, hi, lo]
     }
 
+    /// The new interface's name: `dst` itself with [`IfaceOptions::exact_name`] (taken is
+    /// `AlreadyExists`), else the lowest free `dst<N>`.
+    fn dst_name(&self, dst: &str, opts: &IfaceOptions) -> Result<String> {
+        if !opts.exact_name {
+            return self.free_name(dst);
+        }
+        if self.ifaces.contains_key(dst) || dst == LOOPBACK {
+            return Err(Error::AlreadyExists { kind: "interface", name: dst.to_owned() });
+        }
+        Ok(dst.to_owned())
+    }
+
     /// Lowest free `prefix<N>` name inside.
     fn free_name(&self, prefix: &str) -> Result<String> {
         let name = (0u32..)
@@ -488,7 +500,7 @@ impl Sandbox for FakeSandbox {
             (Kind::Moved { vxlan: link.vxlan }, Some(src_name.to_owned()), link.mac)
         };
         let planned = st.plan(opts)?;
-        let name = st.free_name(dst_prefix)?;
+        let name = st.dst_name(dst_prefix, opts)?;
         let mac = match opts.mac.or(mac) {
             Some(m) => m,
             None => st.next_mac(),
@@ -523,7 +535,7 @@ impl Sandbox for FakeSandbox {
         if st.host_links.contains_key(host_name) {
             return Err(Error::AlreadyExists { kind: "link", name: host_name.to_owned() });
         }
-        let name = st.free_name(dst_prefix)?;
+        let name = st.dst_name(dst_prefix, opts)?;
         let mac = match opts.mac {
             Some(m) => m,
             None => st.next_mac(),

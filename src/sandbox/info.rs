@@ -75,5 +75,32 @@ pub struct TweakReport {
     pub read_only: Vec<String>,
 }
 
-/// Interface counters (re-exported from the netlink view).
-pub type Statistics = LinkStats;
+/// An interface's counters, as [`Sandbox::statistics`](super::Sandbox::statistics) reports them.
+/// Since the interface was created; the kernel's 64-bit counters (`IFLA_STATS64`), or its 32-bit
+/// ones widened where only those exist.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub struct Statistics {
+    /// Bytes received.
+    pub rx_bytes: u64,
+    /// Bytes transmitted.
+    pub tx_bytes: u64,
+    /// Packets received.
+    pub rx_packets: u64,
+    /// Packets transmitted.
+    pub tx_packets: u64,
+    /// Bad packets received.
+    pub rx_errors: u64,
+    /// Packet transmit problems.
+    pub tx_errors: u64,
+    /// Received packets dropped (no buffer space, ...).
+    pub rx_dropped: u64,
+    /// Transmitted packets dropped.
+    pub tx_dropped: u64,
+}
+
+impl From<LinkStats> for Statistics {
+    fn from(s: LinkStats) -> Self {
+        let LinkStats { rx_bytes, tx_bytes, rx_packets, tx_packets, rx_errors, tx_errors, rx_dropped, tx_dropped } = s;
+        Statistics { rx_bytes, tx_bytes, rx_packets, tx_packets, rx_errors, tx_errors, rx_dropped, tx_dropped }
+    }
+}

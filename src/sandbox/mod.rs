@@ -14,6 +14,7 @@ mod inspect;
 mod key;
 mod netns;
 mod options;
+pub mod random;
 
 pub use bridge::{BridgeOptions, HostBridge};
 pub use events::{Change, Event, Mirror, Object, Source, WatchOptions, WatchStats, Watcher};
@@ -123,8 +124,14 @@ pub trait Sandbox: Send + Sync {
     /// [`SandboxExt::invoke`], which returns the closure's value.
     fn invoke_boxed(&self, f: Box<dyn FnOnce() + Send + '_>) -> Result<()>;
 
-    /// Rebuilds the in-memory view from the kernel (after the engine restarted). Never changes
-    /// kernel state.
+    /// Checks, after an engine restart, that the sandbox can be read back from the kernel in
+    /// full: the namespace is reachable and every link, address, route and neighbor entry in it
+    /// decodes (an error names what could not be read). Never changes kernel state.
+    ///
+    /// There is no cache to rebuild: [`NetnsSandbox`] reads the kernel on every call, so a sandbox
+    /// reopened with [`NetnsSandbox::open`] already reports what the kernel holds, whether or not
+    /// `restore` is called. [`FakeSandbox`] models the same: entries its view stopped tracking
+    /// come back from its "kernel".
     fn restore(&self) -> Result<()>;
 
     /// A plain-data snapshot of everything the sandbox holds.

@@ -36,12 +36,33 @@ pub struct IfaceOptions {
     pub(crate) host_link_local: bool,
     pub(crate) host_master: Option<String>,
     pub(crate) host_hairpin: bool,
+    pub(crate) exact_name: bool,
+    pub(crate) host_alias: Option<String>,
 }
 
 impl IfaceOptions {
     /// No options: the link is moved, renamed and brought up.
     pub fn new() -> Self {
         Self::default()
+    }
+    /// The name argument of `add_interface`/`add_veth` is the interface's exact name instead of
+    /// a prefix to append the lowest free index to (CNI's `CNI_IFNAME`). A name already taken
+    /// inside is [`Error::AlreadyExists`] and nothing changes.
+    pub fn exact_name(mut self, yes: bool) -> Self {
+        self.exact_name = yes;
+        self
+    }
+    /// For [`Sandbox::add_veth`](super::Sandbox::add_veth) only: the host end's interface alias
+    /// (`IFLA_IFALIAS`, at most 255 bytes), set right after its creation, so the owner of the
+    /// host end (e.g. a CNI plugin's garbage collection) can recognise it from the kernel alone.
+    pub fn host_alias(mut self, alias: impl Into<String>) -> Self {
+        self.host_alias = Some(alias.into());
+        self
+    }
+    /// Checks the name argument of `add_interface`/`add_veth`: an exact interface name with
+    /// [`exact_name`](Self::exact_name), else a prefix. Shared by every sandbox implementation.
+    pub(crate) fn check_dst(&self, dst: &str) -> Result<()> {
+        if self.exact_name { validate::ifname(dst) } else { validate::ifname_prefix(dst) }
     }
     /// Create a bridge inside the sandbox instead of moving a link in (`src_name` is ignored).
     pub fn bridge(mut self, yes: bool) -> Self {
@@ -135,6 +156,11 @@ impl IfaceOptions {
         }
         if let Some(m) = &self.host_master {
             validate::ifname(m)?;
+        }
+        if let Some(a) = &self.host_alias
+            && (a.len() > 255 || a.contains('\0'))
+        {
+            return bad(format!("host alias of {} bytes: at most 255, no NUL", a.len()));
         }
         if self.host_hairpin && self.host_master.is_none() {
             return bad("host_hairpin needs host_master (hairpin is a bridge port mode)".into());
@@ -291,6 +317,11 @@ mod tests {
         assert!(IfaceOptions::new().sysctl("../../x", "1").check().is_err());
         assert!(IfaceOptions::new().sysctl("ipv4/arp_ignore", "1").check().is_ok());
         assert!(IfaceOptions::new().address(n("0.0.0.0/0")).check().is_err());
+        assert!(IfaceOptions::new().host_alias("x".repeat(256)).check().is_err());
+        assert!(IfaceOptions::new().host_alias("netsandbox-cni net c1 eth0").check().is_ok());
+        assert!(IfaceOptions::new().check_dst("eth0").is_err());
+        assert!(IfaceOptions::new().exact_name(true).check_dst("eth0").is_ok());
+        assert!(IfaceOptions::new().exact_name(true).check_dst("a/b").is_err());
         assert!(IfaceOptions::new().host_master("br 0").check().is_err());
         assert!(IfaceOptions::new().host_hairpin(true).check().is_err());
         assert!(IfaceOptions::new().host_master("br0").host_hairpin(true).check().is_ok());

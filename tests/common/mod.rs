@@ -5,6 +5,8 @@
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, Ordering};
 
+use netsandbox::netns::mountinfo;
+
 /// Runs `f` on a fresh thread that has unshared into a brand-new network namespace (the test's
 /// private host namespace). Panics inside `f` are propagated to the caller so assertions work.
 pub fn in_private_netns<T: Send>(f: impl FnOnce() -> T + Send) -> T {
@@ -45,18 +47,7 @@ impl TempBase {
 impl Drop for TempBase {
     fn drop(&mut self) {
         // Detach anything still mounted below us (a failed test may leave pins), deepest first.
-        if let Ok(info) = std::fs::read_to_string("/proc/self/mountinfo") {
-            let prefix = self.path.to_string_lossy().into_owned();
-            let mut points: Vec<String> = info
-                .lines()
-                .filter_map(|l| l.split(' ').nth(4).map(str::to_owned))
-                .filter(|p| p.starts_with(&prefix))
-                .collect();
-            points.sort_by_key(|p| std::cmp::Reverse(p.len()));
-            for p in points {
-                let _ = nix::mount::umount2(p.as_str(), nix::mount::MntFlags::MNT_DETACH);
-            }
-        }
+        let _ = mountinfo::detach_all_under(&self.path);
         let _ = std::fs::remove_dir_all(&self.path);
     }
 }
@@ -120,21 +111,14 @@ pub fn fd_count() -> usize {
     std::fs::read_dir("/proc/self/fd").map(|d| d.count()).unwrap_or(0)
 }
 
-/// Number of nsfs mounts visible to this process.
+/// Number of nsfs mounts visible to this thread.
 pub fn nsfs_mounts() -> usize {
-    std::fs::read_to_string("/proc/self/mountinfo")
-        .map(|s| s.lines().filter(|l| l.contains(" nsfs ")).count())
-        .unwrap_or(0)
+    mountinfo::mounts().map(|m| m.iter().filter(|m| m.is_nsfs()).count()).unwrap_or(0)
 }
 
-/// Number of nsfs mounts below `dir`: unlike [`nsfs_mounts`], blind to other processes' pins.
+/// Number of nsfs mounts at or below `dir`: unlike [`nsfs_mounts`], blind to other processes' pins.
 pub fn nsfs_mounts_under(dir: &Path) -> usize {
-    let prefix = dir.to_string_lossy().into_owned();
-    std::fs::read_to_string("/proc/self/mountinfo")
-        .unwrap_or_default()
-        .lines()
-        .filter(|l| l.contains(" nsfs ") && l.split(' ').nth(4).is_some_and(|p| p.starts_with(&prefix)))
-        .count()
+    mountinfo::mounts_under(dir).map(|m| m.iter().filter(|m| m.is_nsfs()).count()).unwrap_or(0)
 }
 
 /// Runs `ip` (iproute2) with args and returns stdout. A child process inherits the namespaces of

@@ -2,6 +2,8 @@
 
 use std::path::{Path, PathBuf};
 
+use netsandbox::netns;
+
 use crate::R;
 use crate::ctx::Ctx;
 
@@ -10,27 +12,14 @@ pub(crate) struct BaseGuard(pub(crate) PathBuf);
 
 impl Drop for BaseGuard {
     fn drop(&mut self) {
-        let mut points = mounts_under(&self.0).into_iter().map(|(p, _)| p).collect::<Vec<_>>();
-        points.sort_by_key(|p| std::cmp::Reverse(p.len()));
-        for p in points {
-            let _ = nix::mount::umount2(p.as_str(), nix::mount::MntFlags::MNT_DETACH);
-        }
+        let _ = netns::mountinfo::detach_all_under(&self.0);
         let _ = std::fs::remove_dir_all(&self.0);
     }
 }
 
-/// (mount point, fstype) of every mount under `dir`.
-pub(crate) fn mounts_under(dir: &Path) -> Vec<(String, String)> {
-    let prefix = dir.display().to_string();
-    let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
-    info.lines()
-        .filter_map(|l| {
-            let f: Vec<&str> = l.split(' ').collect();
-            let sep = f.iter().position(|x| *x == "-")?;
-            Some((f.get(4)?.to_string(), f.get(sep + 1)?.to_string()))
-        })
-        .filter(|(p, _)| p.starts_with(&prefix))
-        .collect()
+/// (mount point, fstype) of every mount at or below `dir`.
+pub(crate) fn mounts_under(dir: &Path) -> Vec<(PathBuf, String)> {
+    netns::mountinfo::mounts_under(dir).unwrap_or_default().into_iter().map(|m| (m.mount_point, m.fstype)).collect()
 }
 
 pub(crate) fn verify(ctxs: &[Ctx], base: &Path) -> R<()> {

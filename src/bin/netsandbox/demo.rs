@@ -91,14 +91,20 @@ impl Drop for Cleanup<'_> {
     }
 }
 
-/// Runs the demo. Its pins go under a fresh directory: below `base` when given (`--base`),
-/// else below the temporary directory; that directory, and `base` if the demo made it, are gone
-/// afterwards.
+/// Runs the demo. Its pins go under a fresh private directory (`mkdtemp`: unpredictable name,
+/// mode 0700): below `base` when given (`--base`), else below the temporary directory; that
+/// directory, and `base` if the demo made it, are gone afterwards.
 pub fn run(out: Out, base: Option<&Path>) -> Result<i32> {
-    let dir = format!("netsandbox-demo-{}", std::process::id());
     let made_parent = base.filter(|b| !b.exists());
-    let base = base.map_or_else(std::env::temp_dir, Path::to_path_buf).join(dir);
-    let result = run_in(out, &base);
+    let parent = base.map_or_else(std::env::temp_dir, Path::to_path_buf);
+    if made_parent.is_some() {
+        std::fs::create_dir_all(&parent).map_err(|e| Error::Os {
+            op: "create directory",
+            object: parent.display().to_string(),
+            source: e,
+        })?;
+    }
+    let result = run_in(out, &parent);
     if let Some(parent) = made_parent {
         // Only if empty: something else may have been put there meanwhile.
         let _ = std::fs::remove_dir(parent);
@@ -106,13 +112,16 @@ pub fn run(out: Out, base: Option<&Path>) -> Result<i32> {
     result
 }
 
-fn run_in(out: Out, base: &Path) -> Result<i32> {
-    let base = base.to_path_buf();
+fn run_in(out: Out, parent: &Path) -> Result<i32> {
     let mut steps = Steps { out, done: Vec::new() };
     // A private host namespace: the bridge and host veth ends live there, and it vanishes with
     // its last handle, so the machine's own network is never touched.
     let host = steps.step("create private host namespace", netns::NetNs::new_unpinned)?;
-    let trips = netns::run_in_result(&host, || build_and_check(&mut steps, &base))?;
+    let base = private_dir(parent)?;
+    let trips = netns::run_in_result(&host, || build_and_check(&mut steps, &base)).inspect_err(|_| {
+        // Normally removed by the clean-up inside; this covers a failure before it existed.
+        let _ = std::fs::remove_dir(&base);
+    })?;
     let left = steps.step("verify nothing is left", || leftovers(&base))?;
     if !left.is_empty() {
         return Err(Error::Protocol { op: "demo clean-up check", detail: left.join("; ") });
@@ -144,6 +153,17 @@ fn run_in(out: Out, base: &Path) -> Result<i32> {
     Ok(0)
 }
 
+/// A fresh directory for the demo's pins that nobody else can have prepared: an unpredictable
+/// name, created by us with mode 0700 (`mkdtemp`), never an existing path reused.
+fn private_dir(parent: &Path) -> Result<PathBuf> {
+    let template = parent.join("netsandbox-demo-XXXXXX");
+    nix::unistd::mkdtemp(&template).map_err(|e| Error::Os {
+        op: "create private directory",
+        object: template.display().to_string(),
+        source: e.into(),
+    })
+}
+
 struct Trip {
     from: &'static str,
     to: IpAddr,
@@ -152,11 +172,6 @@ struct Trip {
 
 /// Runs inside the private host namespace.
 fn build_and_check(steps: &mut Steps, base: &Path) -> Result<Vec<Trip>> {
-    std::fs::create_dir_all(base).map_err(|e| Error::Os {
-        op: "create directory",
-        object: base.display().to_string(),
-        source: e,
-    })?;
     let mut cleanup = Cleanup { base, sandboxes: Vec::new() };
     let bridge = BridgeOptions::new().address(parse_cidr(GW4_CIDR)?).address(parse_cidr(GW6_CIDR)?);
     let br = steps.step(&format!("create bridge {BRIDGE} with {GW4_CIDR}, {GW6_CIDR}, up"), || {
@@ -261,17 +276,8 @@ fn leftovers(base: &Path) -> Result<Vec<String>> {
             left.push(format!("pin {}", pin.display()));
         }
     }
-    let info = std::fs::read_to_string("/proc/self/mountinfo").map_err(|e| Error::Os {
-        op: "read",
-        object: "/proc/self/mountinfo".into(),
-        source: e,
-    })?;
-    let prefix = base.to_string_lossy();
-    for line in info.lines() {
-        // Field 5 is the mount point.
-        if line.split(' ').nth(4).is_some_and(|p| p.starts_with(prefix.as_ref())) {
-            left.push(format!("mount {line}"));
-        }
+    for m in netns::mountinfo::mounts_under(base)? {
+        left.push(format!("{} mount at {}", m.fstype, m.mount_point.display()));
     }
     if base.exists() {
         left.push(format!("directory {}", base.display()));

@@ -5,7 +5,7 @@ use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::sync::atomic::{AtomicI32, Ordering};
 use std::time::{Duration, Instant};
 
-use netsandbox::netlink::NeighFamily;
+use netsandbox::netlink::Family;
 use netsandbox::netlink::consts::AF_BRIDGE;
 use netsandbox::sandbox::{Change, Event, Object, Source, Watcher};
 use netsandbox::validate::format_mac;
@@ -124,12 +124,12 @@ fn source(s: Source) -> &'static str {
     }
 }
 
-fn family(f: NeighFamily) -> String {
+fn family(f: Family) -> String {
     match f {
-        NeighFamily::Inet => "inet".into(),
-        NeighFamily::Inet6 => "inet6".into(),
-        NeighFamily::Bridge => "bridge".into(),
-        NeighFamily::Unknown(n) => n.to_string(),
+        Family::Inet => "inet".into(),
+        Family::Inet6 => "inet6".into(),
+        Family::Bridge => "bridge".into(),
+        Family::Unknown(n) => n.to_string(),
     }
 }
 

@@ -38,7 +38,7 @@ impl Address {
     ///
     /// Fails when the message has neither `IFA_LOCAL` nor `IFA_ADDRESS`, when an address's
     /// family contradicts the header's, or when the prefix length is too long for the address.
-    pub fn from_message(msg: &AddressMessage) -> Result<Address, ViewError> {
+    pub(crate) fn from_message(msg: &AddressMessage) -> Result<Address, ViewError> {
         let h = &msg.header;
         let mut local = None;
         let mut address = None;

@@ -94,7 +94,7 @@ impl Link {
     /// Builds the view of a decoded link message.
     ///
     /// Fails only when the message has no `IFLA_IFNAME`.
-    pub fn from_message(msg: &LinkMessage) -> Result<Link, ViewError> {
+    pub(crate) fn from_message(msg: &LinkMessage) -> Result<Link, ViewError> {
         let mut name = None;
         let mut mac = None;
         let mut mtu = None;

@@ -5,46 +5,10 @@ use std::net::IpAddr;
 use netlink_packet_route::RouteNetlinkMessage;
 use netlink_packet_route::neighbour::{NeighbourAddress, NeighbourAttribute, NeighbourMessage};
 
-use crate::netlink::consts::{AF_BRIDGE, AF_INET, AF_INET6, NUD_PERMANENT};
+use crate::netlink::consts::NUD_PERMANENT;
 #[cfg(any(test, feature = "fuzzing"))]
 use crate::netlink::view::parse_guarded;
-use crate::netlink::view::{FromReply, ViewError, family_matches, ip_from_bytes};
-
-/// Address family of a neighbor entry (`ndm_family`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum NeighFamily {
-    /// `AF_INET`: an ARP entry.
-    Inet,
-    /// `AF_INET6`: an NDP entry.
-    Inet6,
-    /// `AF_BRIDGE`: a forwarding-database (FDB) entry of a bridge or VXLAN device.
-    Bridge,
-    /// Any other family, raw. [`NeighFamily::from`] never produces `Unknown(2)`, `Unknown(7)` or
-    /// `Unknown(10)`.
-    Unknown(u8),
-}
-
-impl From<u8> for NeighFamily {
-    fn from(v: u8) -> Self {
-        match v {
-            AF_INET => NeighFamily::Inet,
-            AF_INET6 => NeighFamily::Inet6,
-            AF_BRIDGE => NeighFamily::Bridge,
-            other => NeighFamily::Unknown(other),
-        }
-    }
-}
-
-impl From<NeighFamily> for u8 {
-    fn from(v: NeighFamily) -> u8 {
-        match v {
-            NeighFamily::Inet => AF_INET,
-            NeighFamily::Inet6 => AF_INET6,
-            NeighFamily::Bridge => AF_BRIDGE,
-            NeighFamily::Unknown(other) => other,
-        }
-    }
-}
+use crate::netlink::view::{Family, FromReply, ViewError, family_matches, ip_from_bytes};
 
 /// A neighbor (ARP/NDP) entry or a bridge/VXLAN FDB entry (`RTM_NEWNEIGH`).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -52,7 +16,7 @@ pub struct Neighbor {
     /// Index of the interface (`ndm_ifindex`).
     pub index: u32,
     /// Family of the entry.
-    pub family: NeighFamily,
+    pub family: Family,
     /// `NDA_DST`: the neighbor's IP for ARP/NDP; for a VXLAN FDB entry, the remote VTEP.
     pub ip: Option<IpAddr>,
     /// `NDA_LLADDR` when it is 6 bytes long (other lengths, e.g. IP tunnels, give `None`).
@@ -71,7 +35,7 @@ impl Neighbor {
     /// Builds the view of a decoded neighbor message.
     ///
     /// Fails when `NDA_DST` is neither 4 nor 16 bytes long or contradicts the header's family.
-    pub fn from_message(msg: &NeighbourMessage) -> Result<Neighbor, ViewError> {
+    pub(crate) fn from_message(msg: &NeighbourMessage) -> Result<Neighbor, ViewError> {
         let h = &msg.header;
         let family = u8::from(h.family);
         let err = |detail: String| ViewError::new("neighbor", format!("index {}: {detail}", h.ifindex));
@@ -102,7 +66,7 @@ impl Neighbor {
         }
         Ok(Neighbor {
             index: h.ifindex,
-            family: NeighFamily::from(family),
+            family: Family::from(family),
             ip,
             mac,
             state: h.state.into(),
@@ -159,7 +123,7 @@ mod tests {
         m.attributes.push(NeighbourAttribute::Vni(4097));
         let want = Neighbor {
             index: 30,
-            family: NeighFamily::Bridge,
+            family: Family::Bridge,
             ip: Some(IpAddr::V4(Ipv4Addr::new(192, 0, 2, 7))),
             mac: Some([0x02, 0, 0, 0, 0, 0x07]),
             state: NUD_PERMANENT,
@@ -199,7 +163,7 @@ mod tests {
         m.attributes.push(NeighbourAttribute::Controller(9));
         let want = Neighbor {
             index: 4,
-            family: NeighFamily::Inet,
+            family: Family::Inet,
             ip: Some(IpAddr::V4(Ipv4Addr::new(172, 17, 0, 3))),
             mac: Some([0x02, 0x42, 0xac, 0x11, 0, 3]),
             state: NUD_PERMANENT | NUD_NOARP,
@@ -220,9 +184,9 @@ mod tests {
     #[test]
     fn neigh_family_roundtrip() {
         for raw in 0..=u8::MAX {
-            assert_eq!(u8::from(NeighFamily::from(raw)), raw);
+            assert_eq!(u8::from(Family::from(raw)), raw);
         }
-        assert_eq!(NeighFamily::from(AF_INET6), NeighFamily::Inet6);
-        assert_eq!(NeighFamily::from(99), NeighFamily::Unknown(99));
+        assert_eq!(Family::from(AF_INET6), Family::Inet6);
+        assert_eq!(Family::from(99), Family::Unknown(99));
     }
 }

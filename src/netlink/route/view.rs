@@ -40,7 +40,7 @@ impl Route {
     /// Fails for families other than `AF_INET`/`AF_INET6` (e.g. MPLS), for addresses of the
     /// wrong family or length, and for a destination prefix longer than the address.
     /// Multipath next hops (`RTA_MULTIPATH`) are not part of this view.
-    pub fn from_message(msg: &RouteMessage) -> Result<Route, ViewError> {
+    pub(crate) fn from_message(msg: &RouteMessage) -> Result<Route, ViewError> {
         let h = &msg.header;
         let family = u8::from(h.address_family);
         let err = |detail: String| ViewError::new("route", detail);

@@ -55,6 +55,10 @@ impl NetnsSandbox {
         for sb in sandboxes {
             let taken = sb.live.write().take();
             let Some(live) = taken else { continue };
+            if !sb.owned {
+                slow.push((*sb, live));
+                continue;
+            }
             if !sb.pinned_here(&live) {
                 continue;
             }
@@ -81,7 +85,7 @@ impl NetnsSandbox {
     /// The synchronous batch: host ends grouped and deleted with one request.
     fn destroy_many_grouped(lives: Vec<(&NetnsSandbox, Live)>) -> Result<()> {
         let mut by_origin: Vec<(Arc<Host>, Vec<u32>)> = Vec::new();
-        for (sb, live) in &lives {
+        for (sb, live) in lives.iter().filter(|(sb, _)| sb.owned) {
             let ends = match host_ends(sb, live) {
                 Ok(ends) => ends,
                 Err(e) => {

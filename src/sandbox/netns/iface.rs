@@ -13,11 +13,9 @@ use super::prewire;
 use super::{DestroyReport, Live, NetnsSandbox, RTPROT_NETSANDBOX_IFACE};
 use crate::error::{Error, Result};
 use crate::netlink::addr::{self, AddrOptions};
-use crate::netlink::consts::{RT_TABLE_MAIN, RTN_UNICAST, RTPROT_KERNEL};
+use crate::netlink::consts::{RT_TABLE_MAIN, RTN_UNICAST, RTPROT_KERNEL, RTPROT_RA, RTPROT_REDIRECT};
 use crate::netlink::link::{self, LinkChange, LinkRef, VethPeer};
 use crate::netlink::route::{self, RouteSpec};
-use crate::netlink::view::FromReply;
-use crate::netlink::wire::NLM_F_ECHO;
 use crate::netlink::{Address, Link, LinkKind, Route};
 use crate::netlink::{BatchMode, Request, Socket};
 use crate::netns::{self, NetNs};
@@ -89,11 +87,17 @@ pub(super) fn add(
     };
     // A pre-wired pool's pair is used for the first add_veth whose name it has inside.
     let prewired = match src {
-        Source::Veth(_) if !opts.bridge && format!("{prefix}0") == prewire::INSIDE_NAME => sb.prewired.lock().take(),
+        Source::Veth(_) if !opts.bridge && !opts.exact_name && format!("{prefix}0") == prewire::INSIDE_NAME => {
+            sb.prewired.lock().take()
+        }
+        Source::Veth(_) if !opts.bridge && opts.exact_name && prefix == prewire::INSIDE_NAME => {
+            sb.prewired.lock().take()
+        }
         _ => None,
     };
     let name = match prewired {
         Some(_) => prewire::INSIDE_NAME.to_owned(),
+        None if opts.exact_name => exact_name_free(live, prefix)?,
         None => free_name(live, prefix)?,
     };
 
@@ -146,9 +150,14 @@ fn main_routes(live: &Live, opts: &IfaceOptions) -> Result<Vec<IpNet>> {
         if !wanted {
             continue;
         }
+        // A namespace nobody has added a route to yet (a runtime's fresh one, loopback down)
+        // has no main table: the kernel answers ENOENT, which means no conflict.
+        let routes = match live.sock.routes_in(v6, RT_TABLE_MAIN) {
+            Err(e) if e.errno() == Some(nix::errno::Errno::ENOENT) => continue,
+            other => other?,
+        };
         out.extend(
-            live.sock
-                .routes_in(v6, RT_TABLE_MAIN)?
+            routes
                 .into_iter()
                 .filter(|r| r.table == RT_TABLE_MAIN && r.kind == RTN_UNICAST && !check::ignored_for_conflicts(&r.dst))
                 .map(|r| r.dst),
@@ -179,23 +188,22 @@ fn add_veth_pair(
         host_master,
         ..Default::default()
     };
-    let mut req = link::create_veth(host_name, opts.mtu, &peer)?;
-    // Ask for the new host end back: its IFLA_LINK is the peer's index inside, which saves a
-    // lookup in the sandbox.
-    req.flags |= NLM_F_ECHO;
-    // The name may still be held by the host end of a sandbox destroyed a moment ago that the
+    // The echoed host end names the peer's index inside: saves a lookup in the sandbox. The
+    // name may still be held by the host end of a sandbox destroyed a moment ago that the
     // kernel has not reaped yet: that one is moved out of the way (`reap`) and we try again.
-    let echoed = match sb.host.sock.query(req.clone()) {
-        Err(e) if e.is_already_exists() && super::reap::unblock_name(&sb.host, host_name) => sb.host.sock.query(req),
+    let host_end = match sb.host.sock.create_veth_echoed(host_name, opts.mtu, &peer) {
+        Err(e) if e.is_already_exists() && super::reap::unblock_name(&sb.host, host_name) => {
+            sb.host.sock.create_veth_echoed(host_name, opts.mtu, &peer)
+        }
         r => r,
     };
-    let echoed = echoed.map_err(|e| {
+    let host_end = host_end.map_err(|e| {
         if e.is_already_exists() { Error::AlreadyExists { kind: "link", name: host_name.to_owned() } } else { e }
     })?;
-    let host_end = echoed.iter().filter_map(Link::from_reply).filter_map(|r| r.ok()).find(|l| l.name == host_name);
     let peer_index = host_end.as_ref().and_then(|l| l.link);
     let ready = host_end_without_link_local(sb, host_name, !opts.host_link_local)
         .and_then(|()| host_end_hairpin(sb, host_name, opts.host_hairpin))
+        .and_then(|()| host_end_alias(sb, host_name, opts.host_alias.as_deref()))
         .and_then(|()| peer_index.map_or_else(|| live.sock.link(LinkRef::Name(name)).map(|l| l.index), Ok));
     ready.inspect_err(|_| {
         let _ = sb.host.sock.delete_link(LinkRef::Name(host_name));
@@ -267,6 +275,24 @@ fn host_end_hairpin(sb: &NetnsSandbox, host_name: &str, wanted: bool) -> Result<
         return Ok(());
     }
     sb.host.sock.set_link(LinkRef::Name(host_name), &LinkChange::new().hairpin(true))
+}
+
+/// For [`IfaceOptions::host_alias`]: the kernel ignores `IFLA_IFALIAS` in a creating request,
+/// so it is set right after (a failure rolls the pair back like any other step).
+fn host_end_alias(sb: &NetnsSandbox, host_name: &str, alias: Option<&str>) -> Result<()> {
+    match alias {
+        Some(a) => sb.host.sock.set_link(LinkRef::Name(host_name), &LinkChange::new().alias(a)),
+        None => Ok(()),
+    }
+}
+
+/// For [`IfaceOptions::exact_name`]: `name` itself, when no link inside has it.
+fn exact_name_free(live: &Live, name: &str) -> Result<String> {
+    match live.sock.link(LinkRef::Name(name)) {
+        Err(Error::NotFound { .. }) => Ok(name.to_owned()),
+        Err(e) => Err(e),
+        Ok(_) => Err(Error::AlreadyExists { kind: "interface", name: name.to_owned() }),
+    }
 }
 
 /// `prefix` + the lowest index not used by a link inside. The first candidate is free in the
@@ -612,7 +638,7 @@ fn undo_partial_move(landed: &Socket, index: u32, old_name: &str, back: LinkChan
 
 /// True for kernel-made routes (subnet routes of addresses, IPv6 link-local, RA, redirects).
 pub(super) fn is_kernel_route(protocol: u8) -> bool {
-    protocol == RTPROT_KERNEL || protocol == 9 /* RTPROT_RA */ || protocol == 1 /* redirect */
+    matches!(protocol, RTPROT_KERNEL | RTPROT_RA | RTPROT_REDIRECT)
 }
 
 /// Kernel-made addresses (`IFA_PROTO` kernel loopback / RA / link-local).

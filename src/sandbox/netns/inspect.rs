@@ -3,14 +3,10 @@
 use std::collections::HashMap;
 use std::net::IpAddr;
 
-use netlink_packet_route::RouteNetlinkMessage;
-use netlink_packet_route::link::LinkAttribute;
-
 use super::{Live, NetnsSandbox};
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::netlink::consts::{NTF_SELF, NUD_NOARP, RT_TABLE_MAIN};
-use crate::netlink::link;
-use crate::netlink::{self as view, Link, LinkKind};
+use crate::netlink::{self as view, LinkKind};
 use crate::sandbox::bridge::kind_name;
 use crate::sandbox::inspect::{
     AddressDetail, Inspection, LinkDetail, LinkPeer, NeighborDetail, OperState, RouteDetail,
@@ -29,14 +25,8 @@ impl NetnsSandbox {
 fn read(live: &Live) -> Result<Inspection> {
     // One raw dump gives both our view of each link and the attribute the view leaves out.
     let mut links = Vec::new();
-    for m in live.sock.dump(link::list())? {
-        let RouteNetlinkMessage::NewLink(m) = m else { continue };
-        let l = Link::from_message(&m).map_err(Error::from)?;
-        let oper = m.attributes.iter().rev().find_map(|a| match a {
-            LinkAttribute::OperState(s) => Some(u8::from(*s)),
-            _ => None,
-        });
-        links.push((l, OperState::from_raw(oper.unwrap_or(0))));
+    for (l, oper) in live.sock.links_with_oper_state()? {
+        links.push((l, OperState::from_raw(oper)));
     }
     links.sort_by_key(|(l, _)| l.index);
     let names: HashMap<u32, String> = links.iter().map(|(l, _)| (l.index, l.name.clone())).collect();
@@ -66,15 +56,15 @@ fn read(live: &Live) -> Result<Inspection> {
 
     let mut neigh = live.sock.neighbors(None, None)?;
     if links.iter().any(|(l, _)| l.kind == LinkKind::Vxlan) {
-        neigh.extend(live.sock.neighbors(Some(netlink_packet_route::AddressFamily::Bridge), None)?);
+        neigh.extend(live.sock.neighbors(Some(view::Family::Bridge), None)?);
     }
     let mut neighbors = Vec::new();
     for n in neigh {
         let family = match n.family {
-            view::NeighFamily::Inet => "inet",
-            view::NeighFamily::Inet6 => "inet6",
+            view::Family::Inet => "inet",
+            view::Family::Inet6 => "inet6",
             // fdb entries that map a MAC to a remote VTEP (the overlay's), not the bridge's own.
-            view::NeighFamily::Bridge if n.flags & NTF_SELF != 0 && n.ip.is_some() => "bridge",
+            view::Family::Bridge if n.flags & NTF_SELF != 0 && n.ip.is_some() => "bridge",
             _ => continue,
         };
         // `ip neigh` hides NOARP entries (multicast, loopback); so do we.
@@ -99,7 +89,7 @@ fn read(live: &Live) -> Result<Inspection> {
             master: name_of(l.master),
             peer: l.link.map(|index| LinkPeer { index, netnsid: l.netnsid }),
             vxlan_id: l.vxlan_id,
-            stats: l.stats.unwrap_or_default(),
+            stats: l.stats.unwrap_or_default().into(),
             name: l.name,
         })
         .collect();

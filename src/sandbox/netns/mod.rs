@@ -87,6 +87,9 @@ pub struct NetnsSandbox {
     ifaces: Mutex<()>,
     /// A veth pair made ahead by a pre-wired [`WarmPool`], for the first `add_veth`.
     prewired: Mutex<Option<prewire::Prewired>>,
+    /// False for [`NetnsSandbox::attach`]: the namespace belongs to someone else, so destroy
+    /// only lets go of it.
+    owned: bool,
 }
 
 /// What an open sandbox holds: one netlink socket bound to its namespace. The namespace itself
@@ -163,6 +166,39 @@ impl NetnsSandbox {
         }
     }
 
+    /// Attaches to a namespace someone else owns — a container runtime's (`CNI_NETNS`: a pin
+    /// such as `/run/netns/cni-…` or `/proc/<pid>/ns/net`) — without pinning it again. The
+    /// sandbox works like any other (interfaces, routes, `invoke`), but the namespace stays
+    /// its owner's: [`destroy`](Sandbox::destroy) (also through
+    /// [`destroy_many`](Self::destroy_many)) and drop only close this handle, never unpin,
+    /// unmount, delete the path or evacuate links. Links it made go with
+    /// [`remove_interface`](Sandbox::remove_interface). The key is `path` as given; once the
+    /// path no longer names this namespace, calls answer [`Error::Destroyed`].
+    ///
+    /// `path` must be absolute; a missing path is [`Error::NotFound`], a file that is not a
+    /// network namespace is a typed error.
+    pub fn attach(path: impl AsRef<Path>) -> Result<NetnsSandbox> {
+        let path = path.as_ref();
+        let key = path.display().to_string();
+        if !path.is_absolute() {
+            return Err(Error::InvalidKey { key, reason: "a namespace path must be absolute" });
+        }
+        let ns = NetNs::from_path(path).map_err(|e| match e {
+            Error::NotFound { .. } => Error::NotFound { kind: "namespace", name: key.clone() },
+            e => e,
+        })?;
+        let host = Host::current()?;
+        let sock = host.socket_in(&ns)?;
+        let mut sb = Self::assemble(&key, path.to_path_buf(), host, ns, sock)?;
+        sb.owned = false;
+        Ok(sb)
+    }
+
+    /// Whether this sandbox owns its namespace (false for [`attach`](Self::attach)).
+    pub fn owns_namespace(&self) -> bool {
+        self.owned
+    }
+
     fn assemble(key: &str, path: PathBuf, host: Arc<Host>, ns: NetNs, sock: Socket) -> Result<NetnsSandbox> {
         let inode = ns.nsfs_inode()?;
         // The socket keeps the namespace reachable (`Live::ns`): the separate handle can go, so
@@ -176,6 +212,7 @@ impl NetnsSandbox {
             live: RwLock::new(Some(live)),
             ifaces: Mutex::new(()),
             prewired: Mutex::new(None),
+            owned: true,
         })
     }
 
@@ -228,6 +265,9 @@ impl NetnsSandbox {
     /// [`teardown`](Self::teardown) once `live` is taken: the short path of `reap` for a
     /// namespace the sandbox made, [`empty_and_unpin`](Self::empty_and_unpin) otherwise.
     fn teardown_live(&self, live: Live) -> Result<(DestroyReport, Reaped)> {
+        if !self.owned {
+            return Ok((self.empty_and_unpin(live)?, Reaped::default()));
+        }
         if !self.pinned_here(&live) {
             debug!("sandbox {} was destroyed elsewhere; handle released", self.key);
             return Ok(Default::default());
@@ -286,6 +326,11 @@ impl NetnsSandbox {
     /// A handle whose sandbox was destroyed elsewhere only lets go of its socket: the key may
     /// pin someone else's namespace by now.
     fn empty_and_unpin(&self, live: Live) -> Result<DestroyReport> {
+        if !self.owned {
+            drop(live);
+            debug!("released attached namespace {}", self.key);
+            return Ok(DestroyReport::default());
+        }
         if !self.pinned_here(&live) {
             debug!("sandbox {} was destroyed elsewhere; handle released", self.key);
             return Ok(DestroyReport::default());
@@ -501,7 +546,7 @@ impl Sandbox for NetnsSandbox {
     fn statistics(&self, name: &str) -> Result<Statistics> {
         self.with(|live| {
             check::ifname(name)?;
-            Ok(self.link(live, name)?.stats.unwrap_or_default())
+            Ok(self.link(live, name)?.stats.map(Statistics::from).unwrap_or_default())
         })
     }
 
@@ -519,7 +564,7 @@ impl Sandbox for NetnsSandbox {
             let any = if gw.is_ipv4() { IpNet::V4(Default::default()) } else { IpNet::V6(Default::default()) };
             let mut r = RouteSpec::new(any).via(gw);
             r.oif = None;
-            live.sock.execute(crate::netlink::route::delete(&r)).map_err(|e| typed(e, "gateway", gw))
+            live.sock.delete_route(&r).map_err(|e| typed(e, "gateway", gw))
         })
     }
 
@@ -541,7 +586,7 @@ impl Sandbox for NetnsSandbox {
             if let Some(n) = &route.interface {
                 r.oif = Some(self.link(live, n)?.index);
             }
-            live.sock.execute(crate::netlink::route::delete(&r)).map_err(|e| typed(e, "route", route.dst))
+            live.sock.delete_route(&r).map_err(|e| typed(e, "route", route.dst))
         })
     }
 

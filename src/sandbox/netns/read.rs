@@ -98,7 +98,7 @@ fn neighbors_of(live: &Live, links: &[view::Link]) -> Result<Vec<(NeighborInfo, 
     let mut all = live.sock.neighbors(None, None)?;
     // An AF_UNSPEC dump covers ARP and NDP only; fdb entries need their own dump.
     if links.iter().any(|l| l.kind == LinkKind::Vxlan) {
-        all.extend(live.sock.neighbors(Some(netlink_packet_route::AddressFamily::Bridge), None)?);
+        all.extend(live.sock.neighbors(Some(view::Family::Bridge), None)?);
     }
     for n in all {
         let (Some(ip), Some(mac)) = (n.ip, n.mac) else { continue };
@@ -107,8 +107,8 @@ fn neighbors_of(live: &Live, links: &[view::Link]) -> Result<Vec<(NeighborInfo, 
         }
         let Some(link) = links.iter().find(|l| l.index == n.index) else { continue };
         let family = match n.family {
-            view::NeighFamily::Inet | view::NeighFamily::Inet6 => NeighFamily::Ip,
-            view::NeighFamily::Bridge if n.flags & NTF_SELF != 0 && link.kind == LinkKind::Vxlan => NeighFamily::Bridge,
+            view::Family::Inet | view::Family::Inet6 => NeighFamily::Ip,
+            view::Family::Bridge if n.flags & NTF_SELF != 0 && link.kind == LinkKind::Vxlan => NeighFamily::Bridge,
             _ => continue,
         };
         let spec = match family {
