@@ -275,11 +275,14 @@ fn reap_loop() {
                 p.force(sock);
             }
         }
-        {
+        if !finished.is_empty() {
+            let finished: std::collections::HashSet<*const Pending> = finished.into_iter().collect();
             let mut st = REAPER.state.lock();
             st.pending.retain(|p| !finished.contains(&Arc::as_ptr(p)));
+            nap = Duration::from_millis(2);
+        } else {
+            nap = (nap * 2).min(Duration::from_millis(50));
         }
-        nap = if finished.is_empty() { (nap * 2).min(Duration::from_millis(50)) } else { Duration::from_millis(2) };
         std::thread::sleep(nap);
     }
 }
