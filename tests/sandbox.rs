@@ -755,6 +755,10 @@ fn host_end_without_link_local_address() {
         assert!(with.contains("inet6 fe80::"), "host_link_local(true) gives the kernel's link-local address: {with}");
         let without = ip(&["-6", "addr", "show", "dev", "vh1"]);
         assert!(!without.contains("inet6"), "no IPv6 address on the host end: {without}");
+        // No IPv6 on it at all (no per-device multicast route either); this thread is in the
+        // test's private host namespace, whose /proc/sys it reads.
+        let v6 = std::fs::read_to_string("/proc/sys/net/ipv6/conf/vh1/disable_ipv6").unwrap();
+        assert_eq!(v6.trim(), "1", "IPv6 disabled on the default host end");
         let details = ip(&["-d", "link", "show", "vh1"]);
         assert!(details.contains("addrgenmode none") && details.contains(",UP"), "{details}");
         assert_eq!(sb.interfaces().unwrap().len(), 2);

@@ -263,9 +263,27 @@ fn host_end_without_link_local(sb: &NetnsSandbox, host_name: &str, wanted: bool)
     if !wanted {
         return Ok(());
     }
+    host_end_without_ipv6(sb, host_name);
     let host = LinkRef::Name(host_name);
     let reqs = [LinkChange::new().ipv6_link_local(false).request(host)?, LinkChange::new().up(true).request(host)?];
     sb.host.sock.batch(&reqs, BatchMode::StopAtFirstError)?.into_result()
+}
+
+/// A host end without link-local address also gets no IPv6 at all (`disable_ipv6` on it, in the
+/// origin, before it comes up): otherwise bringing it up still adds its own `ff00::/8`
+/// multicast route, all of them on one fib6 node that the kernel walks linearly on every
+/// insertion, and set-up grew 10x by 3 000 host ends (BENCHMARKS.md). Best effort: without
+/// IPv6 in the kernel there is nothing to disable.
+fn host_end_without_ipv6(sb: &NetnsSandbox, host_name: &str) {
+    let key = format!("net/ipv6/conf/{host_name}/disable_ipv6");
+    // /proc/sys/net follows the opener's namespace: write directly when this thread is in the
+    // origin (the common case), else from a thread inside it.
+    let here = nix::sys::stat::stat("/proc/thread-self/ns/net")
+        .is_ok_and(|st| st.st_dev == sb.host.inode.dev && st.st_ino == sb.host.inode.ino);
+    let written = if here { sysctl::write(None, &key, "1") } else { sysctl::write(Some(&sb.host.ns), &key, "1") };
+    if let Err(e) = written {
+        debug!("{}: IPv6 left on host end {host_name}: {e}", sb.key);
+    }
 }
 
 /// For [`IfaceOptions::host_hairpin`]: the port mode can only be set once the host end is a
