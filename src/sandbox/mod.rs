@@ -15,6 +15,7 @@ mod key;
 mod netns;
 mod options;
 pub mod random;
+pub mod vm;
 
 pub use bridge::{BridgeOptions, HostBridge};
 pub use events::{Change, Event, Mirror, Object, Source, WatchOptions, WatchStats, Watcher};
@@ -30,6 +31,8 @@ pub use netns::{
     WarmPool,
 };
 pub use options::{IfaceOptions, NeighFamily, NeighOptions, SandboxType, StaticRoute};
+pub use random::{random_local_mac, random_veth_name};
+pub use vm::{AttachMode, AttachOptions, Tap, TapInfo, TapOptions, VmAttachment, VmNetwork, VmRoute};
 
 use std::net::IpAddr;
 

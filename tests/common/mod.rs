@@ -138,6 +138,8 @@ fn run(cmd: &str, args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+pub mod cli;
+pub mod oci;
 pub mod table;
 
 /// Waits (bounded) until the kernel has freed everything this process's destroys left to it
