@@ -822,7 +822,10 @@ fn qemu_kvm_guest_over_tc_redirect() {
         // long mode (CR0=0x80050033, EFER=0x500), the decompressor prints "KASLR disabled" and
         // then RIP stays in one 0x150-byte loop for a minute, no "Linux version". `-cpu host` and
         // `-cpu max` abort on MSR 0x10a (IA32_ARCH_CAPABILITIES, not implemented by PVM);
-        // kvm64, edd=off, earlyprintk, nokaslr change nothing.
+        // kvm64, edd=off, earlyprintk, nokaslr change nothing. The vCPU is not stuck but
+        // emulated: qemu's `info stats vcpu` shows `insn_emulation` rising ~0.4 million per
+        // second with almost no exits (KVM's instruction emulator runs every guest
+        // instruction), so decompressing the kernel alone would take hours; TCG is far faster.
         if forced.is_none() && !vm.wait_for("Linux version", Duration::from_secs(20)) {
             println!("KVM runs no 64-bit guest here (no kernel output within 20 s): falling back to TCG");
             drop(vm);
