@@ -826,8 +826,11 @@ fn qemu_kvm_guest_over_tc_redirect() {
         // emulated: qemu's `info stats vcpu` shows `insn_emulation` rising ~0.4 million per
         // second with almost no exits (KVM's instruction emulator runs every guest
         // instruction), so decompressing the kernel alone would take hours; TCG is far faster.
-        if forced.is_none() && !vm.wait_for("Linux version", Duration::from_secs(20)) {
-            println!("KVM runs no 64-bit guest here (no kernel output within 20 s): falling back to TCG");
+        // The probe waits for the guest's own READY line: with `loglevel=4` the kernel's
+        // "Linux version" banner (KERN_NOTICE) never reaches the console, even under a working
+        // KVM, so waiting for it sent every host to TCG.
+        if forced.is_none() && !vm.wait_for(READY, Duration::from_secs(20)) {
+            println!("KVM runs no 64-bit guest here (guest not ready within 20 s): falling back to TCG");
             drop(vm);
             vm = Qemu::boot(&kernel, &initrd, &tap, n.guest_mac, "tcg");
         }
