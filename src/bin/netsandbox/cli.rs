@@ -177,6 +177,11 @@ pub enum Command {
         #[command(subcommand)]
         action: VmAction,
     },
+    /// The sandbox's load balancer (nf_tables): services, backends, drain, show.
+    Lb {
+        #[command(subcommand)]
+        action: crate::lb::LbAction,
+    },
     /// Stream link, address, route and neighbor changes in sandboxes (all under --base when no
     /// KEY is given) as lines, or JSON lines with --json, until SIGINT/SIGTERM. One netlink
     /// socket watches them all; lost events are re-read and reported as "reconcile".
@@ -302,6 +307,7 @@ impl Command {
             Command::Vm {
                 action: VmAction::Attach { key, .. } | VmAction::Detach { key, .. } | VmAction::Inspect { key, .. },
             } => vec![key],
+            Command::Lb { action } => vec![action.key()],
             Command::List | Command::Gc | Command::Demo | Command::Bridge { .. } => Vec::new(),
         }
     }
