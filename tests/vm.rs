@@ -19,8 +19,8 @@ use netsandbox::Error;
 use netsandbox::netlink::Socket;
 use netsandbox::netlink::link::{self, LinkChange, LinkRef};
 use netsandbox::sandbox::{
-    AttachMode, AttachOptions, CreateOptions, IfaceOptions, NetnsSandbox, Sandbox, SandboxExt, StaticRoute, TapOptions,
-    VmNetwork,
+    AttachMode, AttachOptions, CreateOptions, FakeSandbox, IfaceOptions, NetnsSandbox, Sandbox, SandboxExt,
+    StaticRoute, TapOptions, VmNetwork, VmSandbox,
 };
 
 const POD_MAC: [u8; 6] = [0x02, 0x42, 0xc6, 0x12, 0x00, 0x02];
@@ -480,6 +480,113 @@ fn bad_attach_input_changes_nothing() {
         w.pod.vm_detach("eth0").unwrap();
         assert_eq!(snapshot(&w.pod), before);
     });
+}
+
+/// The pod of the shared VM table: "eth0" (198.18.0.2/16, [`POD_MAC`]) and a default route
+/// through it.
+fn table_pod(sb: &dyn Sandbox) {
+    let opts = IfaceOptions::new().address(net("198.18.0.2/16")).mac(POD_MAC).host_link_local(false);
+    assert_eq!(sb.add_veth("vhtbl", "eth", &opts).unwrap(), "eth0");
+    sb.set_gateway("198.18.255.254".parse().unwrap()).unwrap();
+}
+
+#[track_caller]
+fn assert_table(got: &[(&str, String)], expected: &[(&str, &str)], who: &str) {
+    let got: Vec<(&str, &str)> = got.iter().map(|(c, o)| (*c, o.as_str())).collect();
+    assert_eq!(got, expected, "{who}");
+}
+
+/// One validation path: the shared VM table (tests/common/vm_table.rs) gives the same outcome,
+/// case by case, on the kernel (a private namespace; nothing changed, by iproute2 before and
+/// after) and on the fake (nothing changed, by `info()`).
+#[test]
+fn vm_table_same_on_netns_and_fake() {
+    use common::vm_table::{VM_BAD_EXPECTED, VM_STATE_EXPECTED, vm_bad_input_cases, vm_state_cases};
+    let fake = FakeSandbox::new("/run/netsandbox/vm-table").unwrap();
+    table_pod(&fake);
+    let before = fake.info().unwrap();
+    let fake_bad = vm_bad_input_cases(&fake);
+    assert_eq!(fake.info().unwrap(), before, "bad input changed the fake");
+    let fake_state = vm_state_cases(&fake);
+    assert_eq!(fake.info().unwrap(), before, "the state cases did not end as they started (fake)");
+
+    let (real_bad, real_state) = in_private_netns(|| {
+        let base = TempBase::new("vm-table");
+        let sb = NetnsSandbox::create(&key(&base, "t"), &CreateOptions::default()).unwrap();
+        table_pod(&sb);
+        let before = snapshot_config(&sb);
+        let bad = vm_bad_input_cases(&sb);
+        assert_same(&snapshot_config(&sb), &before, "bad input changed the kernel");
+        let state = vm_state_cases(&sb);
+        assert_same(&snapshot_config(&sb), &before, "the state cases did not end as they started (kernel)");
+        sb.destroy().unwrap();
+        (bad, state)
+    });
+    assert_table(&real_bad, VM_BAD_EXPECTED, "netns, bad input");
+    assert_table(&fake_bad, VM_BAD_EXPECTED, "fake, bad input");
+    assert_table(&real_state, VM_STATE_EXPECTED, "netns, state");
+    assert_table(&fake_state, VM_STATE_EXPECTED, "fake, state");
+}
+
+/// The fake moves the interface's configuration as the kernel does in each mode, hands out
+/// real close-on-exec fds, and detach restores exactly.
+#[test]
+fn fake_vm_modes_move_config_and_detach_restores() {
+    let sb = FakeSandbox::new("/run/netsandbox/vm-fake").unwrap();
+    table_pod(&sb);
+    let before = sb.info().unwrap();
+    let iface = |name: &str| sb.interfaces().unwrap().into_iter().find(|i| i.name == name);
+    for mode in [AttachMode::TcRedirect, AttachMode::Bridge, AttachMode::Macvtap] {
+        let a = sb.vm_attach("eth0", &AttachOptions::new(mode).queues(3)).unwrap();
+        assert_eq!(a.queues.len(), 3);
+        for q in &a.queues {
+            let fl = nix::fcntl::fcntl(q, nix::fcntl::FcntlArg::F_GETFD).unwrap();
+            assert!(fl & libc::FD_CLOEXEC != 0, "{mode}: queue fd is close-on-exec");
+        }
+        let n = &a.network;
+        assert_eq!(n.guest_mac, POD_MAC, "{mode}");
+        assert_eq!(n.mtu, 1500);
+        assert!(n.addresses.contains(&net("198.18.0.2/16")), "{mode}: {:?}", n.addresses);
+        assert!(n.routes.iter().any(|r| r.dst == net("0.0.0.0/0") && r.gateway.is_some()), "{mode}: {:?}", n.routes);
+        let eth0 = iface("eth0").unwrap();
+        let tap = iface(&n.tap).unwrap_or_else(|| panic!("{mode}: {} listed", n.tap));
+        assert!(tap.created && tap.mtu == Some(1500), "{mode}: {tap:?}");
+        match mode {
+            AttachMode::TcRedirect => {
+                assert_eq!(eth0.mac, Some(POD_MAC));
+                assert_eq!(eth0.addresses, vec![net("198.18.0.2/16")]);
+                assert_eq!(sb.info().unwrap().gateway, before.gateway, "tc keeps the routes");
+                assert_eq!(sb.tap_info(&n.tap).unwrap().attached_queues, 3);
+            }
+            AttachMode::Bridge => {
+                let br = n.bridge.clone().unwrap();
+                assert_eq!(eth0.master.as_deref(), Some(br.as_str()));
+                assert_eq!(tap.master.as_deref(), Some(br.as_str()));
+                assert_ne!(eth0.mac, Some(POD_MAC));
+                assert!(eth0.addresses.is_empty());
+                assert_eq!(sb.info().unwrap().gateway, None, "the default route goes to the guest");
+                assert_eq!(iface(&br).unwrap().addresses, vec![net("169.254.254.2/24")]);
+            }
+            AttachMode::Macvtap => {
+                assert_eq!(tap.mac, Some(POD_MAC));
+                assert_ne!(eth0.mac, Some(POD_MAC));
+                assert!(eth0.addresses.is_empty());
+                assert_eq!(sb.info().unwrap().gateway, None);
+            }
+        }
+        assert_eq!(&sb.vm_inspect("eth0").unwrap(), n);
+        assert_eq!(sb.vm_list().unwrap(), vec![n.clone()]);
+        drop(a);
+        let rec = sb.vm_recover("eth0").unwrap();
+        assert_eq!(rec.queues.len(), 3);
+        sb.vm_detach("eth0").unwrap();
+        assert_eq!(sb.info().unwrap(), before, "{mode}: detach restores exactly");
+    }
+    // Engines hold a `&dyn VmSandbox`.
+    let dynamic: &dyn VmSandbox = &sb;
+    assert!(dynamic.vm_list().unwrap().is_empty());
+    sb.destroy().unwrap();
+    assert!(matches!(dynamic.vm_list().unwrap_err(), Error::Destroyed { .. }));
 }
 
 /// The CLI's `vm attach|inspect|detach`, each a new process inside a private host namespace.

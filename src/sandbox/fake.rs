@@ -58,6 +58,8 @@ enum Kind {
     Veth { host: String },
     /// A VXLAN device created with [`FakeSandbox::add_vxlan`].
     Vxlan,
+    /// A TAP, macvtap or bridge made by the VM API (src/sandbox/vm/fake.rs).
+    Vm,
 }
 
 #[derive(Debug, Clone)]
@@ -109,6 +111,8 @@ struct State {
     neighbors: Vec<Neigh>,
     loopback_addresses: Vec<IpNet>,
     mac_counter: u16,
+    /// The VM API's TAPs and attachments (src/sandbox/vm/fake.rs).
+    vm: super::vm::FakeVm,
 }
 
 /// An in-memory [`Sandbox`] that behaves like the netns implementation on every input, for
@@ -272,7 +276,7 @@ impl State {
         let info = InterfaceInfo {
             name: name.to_owned(),
             origin_name: origin,
-            created: matches!(kind, Kind::Bridge | Kind::Veth { .. } | Kind::Vxlan),
+            created: matches!(kind, Kind::Bridge | Kind::Veth { .. } | Kind::Vxlan | Kind::Vm),
             mac,
             mtu: Some(opts.mtu.unwrap_or(DEFAULT_MTU)),
             master: opts.master.clone(),
@@ -471,7 +475,7 @@ impl FakeSandbox {
                     st.host_links.remove(&host);
                 }
                 Kind::Foreign => left.push(name),
-                Kind::Bridge | Kind::Vxlan => {}
+                Kind::Bridge | Kind::Vxlan | Kind::Vm => {}
             }
         }
         let host_links = std::mem::take(&mut st.host_links);
@@ -588,7 +592,7 @@ impl Sandbox for FakeSandbox {
             Kind::Veth { host } => {
                 st.host_links.remove(&host);
             }
-            Kind::Bridge | Kind::Vxlan | Kind::Foreign => {}
+            Kind::Bridge | Kind::Vxlan | Kind::Foreign | Kind::Vm => {}
         }
         Ok(())
     }
@@ -821,5 +825,146 @@ impl Sandbox for FakeSandbox {
 
     fn destroy(&self) -> Result<()> {
         self.destroy_reporting().map(drop)
+    }
+}
+
+/// The fake's state as the VM model (src/sandbox/vm/fake.rs) sees it: locked, after the
+/// `Destroyed` check every fake call makes.
+pub(crate) struct VmView<'a> {
+    st: parking_lot::MutexGuard<'a, State>,
+}
+
+/// What an attachment took off an interface: its addresses and routes, and the gateways and
+/// static routes through it.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Stripped {
+    addresses: Vec<IpNet>,
+    routes: Vec<IpNet>,
+    gateway: Option<(Ipv4Addr, String)>,
+    gateway6: Option<(Ipv6Addr, String)>,
+    static_routes: Vec<StoredRoute>,
+}
+
+impl FakeSandbox {
+    pub(crate) fn vm_view(&self) -> Result<VmView<'_>> {
+        Ok(VmView { st: self.live()? })
+    }
+}
+
+impl VmView<'_> {
+    pub(crate) fn vm(&mut self) -> &mut super::vm::FakeVm {
+        &mut self.st.vm
+    }
+
+    pub(crate) fn vm_ref(&self) -> &super::vm::FakeVm {
+        &self.st.vm
+    }
+
+    pub(crate) fn iface(&self, name: &str) -> Option<&InterfaceInfo> {
+        self.st.ifaces.get(name).map(|i| &i.info)
+    }
+
+    /// Whether a link `name` exists inside (the loopback included).
+    pub(crate) fn taken(&self, name: &str) -> bool {
+        name == LOOPBACK || self.st.ifaces.contains_key(name)
+    }
+
+    pub(crate) fn next_mac(&mut self) -> [u8; 6] {
+        self.st.next_mac()
+    }
+
+    pub(crate) fn set_mac(&mut self, name: &str, mac: [u8; 6]) {
+        if let Some(i) = self.st.ifaces.get_mut(name) {
+            i.info.mac = Some(mac);
+        }
+    }
+
+    pub(crate) fn set_master(&mut self, name: &str, master: Option<&str>) {
+        if let Some(i) = self.st.ifaces.get_mut(name) {
+            i.info.master = master.map(str::to_owned);
+        }
+    }
+
+    /// Adds a device the VM API created (TAP, macvtap, bridge).
+    pub(crate) fn add_device(&mut self, name: &str, mac: [u8; 6], mtu: u32, addresses: Vec<IpNet>) {
+        let opts = IfaceOptions::new().mtu(mtu);
+        self.st.insert(name, Kind::Vm, None, Some(mac), &opts, (addresses, Vec::new()));
+    }
+
+    pub(crate) fn remove_device(&mut self, name: &str) {
+        let _ = self.st.take(name);
+    }
+
+    /// The routes through interface `name` a guest would take over, as the kernel reports
+    /// routes netsandbox added (main table, `RTPROT_BOOT`; IPv6 ones with metric 1024).
+    pub(crate) fn routes_of(&self, name: &str) -> Vec<super::vm::VmRoute> {
+        use super::vm::VmRoute;
+        let route = |dst: IpNet, gateway: Option<IpAddr>| VmRoute {
+            dst,
+            gateway,
+            table: crate::netlink::consts::RT_TABLE_MAIN,
+            protocol: crate::netlink::consts::RTPROT_BOOT,
+            scope: if gateway.is_some() { 0 } else { crate::netlink::consts::RT_SCOPE_LINK },
+            priority: dst.addr().is_ipv6().then_some(1024),
+        };
+        let mut out = Vec::new();
+        if let Some(i) = self.st.ifaces.get(name) {
+            out.extend(i.info.routes.iter().map(|r| route(*r, None)));
+        }
+        if let Some((g, _)) = self.st.gateway.as_ref().filter(|(_, l)| l == name) {
+            out.push(route(IpNet::V4(ipnet::Ipv4Net::default()), Some(IpAddr::V4(*g))));
+        }
+        if let Some((g, _)) = self.st.gateway6.as_ref().filter(|(_, l)| l == name) {
+            out.push(route(IpNet::V6(ipnet::Ipv6Net::default()), Some(IpAddr::V6(*g))));
+        }
+        for r in self.st.static_routes.iter().filter(|r| r.via_link == name) {
+            out.push(route(r.route.dst, r.route.gateway));
+        }
+        out
+    }
+
+    /// Takes the addresses and routes off interface `name` (and the gateways and static routes
+    /// through it), as bridge and macvtap modes do.
+    pub(crate) fn strip(&mut self, name: &str) -> Stripped {
+        let st = &mut *self.st;
+        let mut out = Stripped::default();
+        if let Some(i) = st.ifaces.get_mut(name) {
+            out.addresses = std::mem::take(&mut i.info.addresses);
+            out.routes = std::mem::take(&mut i.info.routes);
+        }
+        if st.gateway.as_ref().is_some_and(|(_, l)| l == name) {
+            out.gateway = st.gateway.take();
+        }
+        if st.gateway6.as_ref().is_some_and(|(_, l)| l == name) {
+            out.gateway6 = st.gateway6.take();
+        }
+        let (mine, rest): (Vec<_>, Vec<_>) =
+            std::mem::take(&mut st.static_routes).into_iter().partition(|r| r.via_link == name);
+        st.static_routes = rest;
+        out.static_routes = mine;
+        out
+    }
+
+    /// Puts back what [`strip`](Self::strip) took off interface `name`.
+    pub(crate) fn unstrip(&mut self, name: &str, s: Stripped) {
+        let st = &mut *self.st;
+        if let Some(i) = st.ifaces.get_mut(name) {
+            i.info.addresses = s.addresses;
+            i.info.routes = s.routes;
+        }
+        if s.gateway.is_some() {
+            st.gateway = s.gateway;
+        }
+        if s.gateway6.is_some() {
+            st.gateway6 = s.gateway6;
+        }
+        st.static_routes.extend(s.static_routes);
+    }
+}
+
+impl Stripped {
+    /// The addresses taken off.
+    pub(crate) fn addresses(&self) -> &[IpNet] {
+        &self.addresses
     }
 }

@@ -34,7 +34,7 @@ pub use netns::{
 };
 pub use options::{IfaceOptions, NeighFamily, NeighOptions, SandboxType, StaticRoute};
 pub use random::{random_local_mac, random_veth_name};
-pub use vm::{AttachMode, AttachOptions, Tap, TapInfo, TapOptions, VmAttachment, VmNetwork, VmRoute};
+pub use vm::{AttachMode, AttachOptions, Tap, TapInfo, TapOptions, VmAttachment, VmNetwork, VmRoute, VmSandbox};
 
 use std::net::IpAddr;
 

@@ -141,6 +141,7 @@ fn run(cmd: &str, args: &[&str]) -> String {
 pub mod cli;
 pub mod oci;
 pub mod table;
+pub mod vm_table;
 
 /// Waits (bounded) until the kernel has freed everything this process's destroys left to it
 /// (namespaces, parked veth host ends) and netsandbox's reaper thread has exited.

@@ -14,11 +14,13 @@
 //!   kept; the queues are `/dev/tap<ifindex>` opened through a private device node.
 //!
 //! What an attachment changed is recorded in the kernel, on the device it created (see
-//! `state.rs`), so [`NetnsSandbox::vm_recover`] rebuilds the description and re-opens the
-//! queues after an engine restart without changing anything, and [`NetnsSandbox::vm_detach`]
+//! `state.rs`), so [`VmSandbox::vm_recover`] rebuilds the description and re-opens the
+//! queues after an engine restart without changing anything, and [`VmSandbox::vm_detach`]
 //! puts back exactly what was there: addresses (with their flags), routes, MAC; no qdisc,
 //! filter, bridge or TAP left.
 
+mod check;
+mod fake;
 mod macvtap;
 mod state;
 mod tap;
@@ -30,6 +32,7 @@ use ipnet::IpNet;
 use log::{debug, warn};
 use nix::errno::Errno;
 
+pub(crate) use fake::FakeVm;
 pub use tap::{MAX_QUEUES, Tap, TapInfo, TapOptions};
 
 use super::random::random_local_mac;
@@ -193,74 +196,118 @@ struct Found {
     routes: Vec<VmRoute>,
 }
 
+/// The VM API of a sandbox: TAP devices born inside it and the three ways to connect one to an
+/// interface (see the [module](self)). Implemented by [`NetnsSandbox`] on the kernel and by
+/// [`FakeSandbox`](crate::sandbox::FakeSandbox) in memory; both run the one validation path
+/// (`vm/check.rs`), so they give the same typed error, in the same order, for every bad input or
+/// state, and change nothing when they fail. Object safe: engines hold a `&dyn VmSandbox`.
+pub trait VmSandbox {
+    /// Creates a TAP inside the sandbox and opens its queues (see [`TapOptions`]). A name that
+    /// is taken is [`Error::AlreadyExists`]; nothing changes on any error.
+    fn create_tap(&self, opts: &TapOptions) -> Result<Tap>;
+
+    /// Re-opens `queues` queues of the existing TAP `name` with the flags it was created with
+    /// (after an engine restart; a persistent TAP). State does not change. A missing link is
+    /// [`Error::NotFound`]; one that is no TAP, or several queues of a single-queue TAP, is
+    /// [`Error::InvalidArgument`].
+    fn open_tap(&self, name: &str, queues: u16) -> Result<Tap>;
+
+    /// What the sandbox reports about the tun/tap device `name`; [`Error::InvalidArgument`] when
+    /// it is another kind of link.
+    fn tap_info(&self, name: &str) -> Result<TapInfo>;
+
+    /// Connects a new TAP (or macvtap) to interface `iface` for a VM, in `opts.mode`, and
+    /// returns its description and open queues.
+    ///
+    /// Typed errors, with nothing changed: a missing interface is [`Error::NotFound`]; the
+    /// loopback or bad options are `InvalidArgument`/`InvalidName`; an interface already
+    /// attached (or with an ingress qdisc, or a bridge port) is [`Error::AlreadyExists`], and so
+    /// is a TAP or bridge name that is taken. A failure half-way is rolled back.
+    fn vm_attach(&self, iface: &str, opts: &AttachOptions) -> Result<VmAttachment>;
+
+    /// Undoes [`vm_attach`](Self::vm_attach) on `iface`: the sandbox is back to its state before
+    /// (addresses, routes, MAC; no qdisc, filter, bridge, TAP or macvtap left). An interface
+    /// that is not attached is [`Error::NotFound`].
+    fn vm_detach(&self, iface: &str) -> Result<()>;
+
+    /// The description of the VM attachment on `iface`. Changes nothing. An interface that is
+    /// not attached is [`Error::NotFound`].
+    fn vm_inspect(&self, iface: &str) -> Result<VmNetwork>;
+
+    /// Every VM attachment in the sandbox.
+    fn vm_list(&self) -> Result<Vec<VmNetwork>>;
+
+    /// After an engine restart: rebuilds the description of the attachment on `iface` and
+    /// re-opens its queues (`RecoverContainerSideNetwork`). State does not change.
+    fn vm_recover(&self, iface: &str) -> Result<VmAttachment>;
+}
+
+impl VmSandbox for NetnsSandbox {
+    fn create_tap(&self, opts: &TapOptions) -> Result<Tap> {
+        NetnsSandbox::create_tap(self, opts)
+    }
+    fn open_tap(&self, name: &str, queues: u16) -> Result<Tap> {
+        NetnsSandbox::open_tap(self, name, queues)
+    }
+    fn tap_info(&self, name: &str) -> Result<TapInfo> {
+        NetnsSandbox::tap_info(self, name)
+    }
+    fn vm_attach(&self, iface: &str, opts: &AttachOptions) -> Result<VmAttachment> {
+        NetnsSandbox::vm_attach(self, iface, opts)
+    }
+    fn vm_detach(&self, iface: &str) -> Result<()> {
+        NetnsSandbox::vm_detach(self, iface)
+    }
+    fn vm_inspect(&self, iface: &str) -> Result<VmNetwork> {
+        NetnsSandbox::vm_inspect(self, iface)
+    }
+    fn vm_list(&self) -> Result<Vec<VmNetwork>> {
+        NetnsSandbox::vm_list(self)
+    }
+    fn vm_recover(&self, iface: &str) -> Result<VmAttachment> {
+        NetnsSandbox::vm_recover(self, iface)
+    }
+}
+
+/// The inherent methods are the kernel implementation of [`VmSandbox`] (kept so callers need
+/// not import the trait); see the trait for what each guarantees.
 impl NetnsSandbox {
     fn with_vm<T>(&self, f: impl FnOnce(&Socket, &NetNs) -> Result<T>) -> Result<T> {
         self.with_serialized(f)
     }
 
-    /// Creates a TAP inside the sandbox and opens its queues (see [`TapOptions`]). A name that
-    /// is taken is [`Error::AlreadyExists`]; nothing changes on any error.
+    /// [`VmSandbox::create_tap`].
     pub fn create_tap(&self, opts: &TapOptions) -> Result<Tap> {
         self.with_vm(|sock, ns| tap::create(ns, sock, opts, None))
     }
 
-    /// Re-opens `queues` queues of the existing TAP `name` with the flags it was created with
-    /// (after an engine restart; a persistent TAP). Kernel state does not change.
+    /// [`VmSandbox::open_tap`].
     pub fn open_tap(&self, name: &str, queues: u16) -> Result<Tap> {
         self.with_vm(|sock, ns| tap::reopen(ns, sock, name, queues))
     }
 
-    /// What the kernel reports about the tun/tap device `name`; [`Error::InvalidArgument`] when
-    /// it is another kind of link.
+    /// [`VmSandbox::tap_info`].
     pub fn tap_info(&self, name: &str) -> Result<TapInfo> {
         self.with_vm(|sock, _| {
             validate::ifname(name)?;
-            tap::info(sock, name)?
-                .1
-                .ok_or_else(|| Error::InvalidArgument { op: "tap info", reason: format!("{name} is not a tun/tap") })
+            let found = match tap::info(sock, name) {
+                Ok((_, i)) => Some(i),
+                Err(e) if e.is_not_found() => None,
+                Err(e) => return Err(e),
+            };
+            check::tap_info(name, found.as_ref().map(Option::as_ref))
         })
     }
 
-    /// Connects a new TAP (or macvtap) to interface `iface` for a VM, in `opts.mode`, and
-    /// returns its description and open queues.
-    ///
-    /// Typed errors, with nothing changed: a missing interface is [`Error::NotFound`]; one
-    /// already attached (or with an ingress qdisc, or a bridge port) is
-    /// [`Error::AlreadyExists`]; a TAP or bridge name that is taken is
-    /// [`Error::AlreadyExists`]; bad options are `InvalidArgument`/`InvalidName`. A failure
-    /// half-way is rolled back.
+    /// [`VmSandbox::vm_attach`].
     pub fn vm_attach(&self, iface: &str, opts: &AttachOptions) -> Result<VmAttachment> {
-        validate::ifname(iface)?;
-        if opts.queues == 0 || opts.queues > MAX_QUEUES {
-            return Err(Error::InvalidArgument {
-                op: "vm attach",
-                reason: format!("{} queues, not 1..={MAX_QUEUES}", opts.queues),
-            });
-        }
-        for n in opts.tap_name.iter().chain(&opts.bridge_name) {
-            validate::ifname(n)?;
-        }
         self.with_vm(|sock, ns| {
-            let found = find(sock, iface, opts.mode)?;
+            check::attach_input(iface, opts)?;
             let links = sock.links()?;
-            if links.iter().any(|l| attachment_of(l).is_some_and(|s| s.iface_index == found.link.index)) {
-                return Err(Error::AlreadyExists { kind: "vm attachment", name: iface.to_owned() });
-            }
+            let found = find(sock, &links, iface, opts.mode)?;
             let idx = found.link.index;
-            let tap_name = opts.tap_name.clone().unwrap_or_else(|| match opts.mode {
-                AttachMode::Macvtap => format!("nsmvt{idx}"),
-                _ => format!("nsvm{idx}"),
-            });
-            let bridge_name = opts.bridge_name.clone().unwrap_or_else(|| format!("nsbr{idx}"));
-            let mut names = vec![&tap_name];
-            if opts.mode == AttachMode::Bridge {
-                names.push(&bridge_name);
-            }
-            for n in names {
-                if links.iter().any(|l| &l.name == n) {
-                    return Err(Error::AlreadyExists { kind: "interface", name: n.clone() });
-                }
-            }
+            let (tap_name, bridge_name) = check::device_names(opts, idx);
+            check::names_free(opts.mode, &tap_name, &bridge_name, |n| links.iter().any(|l| l.name == n))?;
             let mut st = State {
                 mode: opts.mode,
                 iface_index: idx,
@@ -292,29 +339,23 @@ impl NetnsSandbox {
         })
     }
 
-    /// Undoes [`vm_attach`](Self::vm_attach) on `iface`: the namespace is back to its state
-    /// before (addresses with their flags, routes, MAC; no qdisc, filter, bridge, TAP or
-    /// macvtap left). Works from the kernel alone (also after an engine restart). An interface
-    /// that is not attached is [`Error::NotFound`].
+    /// [`VmSandbox::vm_detach`]. Works from the kernel alone (also after an engine restart).
     pub fn vm_detach(&self, iface: &str) -> Result<()> {
-        validate::ifname(iface)?;
         self.with_vm(|sock, _| {
             let (st, dev) = attached(sock, iface)?;
             undo(sock, &st, Some(dev.index), st.bridge_index)
         })
     }
 
-    /// The description of the VM attachment on `iface`, rebuilt from the kernel. Changes
-    /// nothing. An interface that is not attached is [`Error::NotFound`].
+    /// [`VmSandbox::vm_inspect`], rebuilt from the kernel.
     pub fn vm_inspect(&self, iface: &str) -> Result<VmNetwork> {
-        validate::ifname(iface)?;
         self.with_vm(|sock, _| {
             let (st, _) = attached(sock, iface)?;
             describe(sock, &st)
         })
     }
 
-    /// Every VM attachment in the sandbox, rebuilt from the kernel.
+    /// [`VmSandbox::vm_list`], rebuilt from the kernel.
     pub fn vm_list(&self) -> Result<Vec<VmNetwork>> {
         self.with_vm(|sock, _| {
             let links = sock.links()?;
@@ -322,11 +363,8 @@ impl NetnsSandbox {
         })
     }
 
-    /// After an engine restart: rebuilds the description of the attachment on `iface` from
-    /// the kernel and re-opens its queues (`RecoverContainerSideNetwork`). Kernel state does
-    /// not change.
+    /// [`VmSandbox::vm_recover`]: from the kernel; kernel state does not change.
     pub fn vm_recover(&self, iface: &str) -> Result<VmAttachment> {
-        validate::ifname(iface)?;
         self.with_vm(|sock, ns| {
             let (st, dev) = attached(sock, iface)?;
             let network = describe(sock, &st)?;
@@ -346,35 +384,35 @@ fn attachment_of(l: &Link) -> Option<State> {
 
 /// The attachment on `iface` and the device carrying its record.
 fn attached(sock: &Socket, iface: &str) -> Result<(State, Link)> {
-    let link = sock.link(LinkRef::Name(iface)).map_err(|e| match e {
-        Error::NotFound { .. } => Error::NotFound { kind: "interface", name: iface.to_owned() },
-        e => e,
-    })?;
-    sock.links()?
-        .into_iter()
-        .find_map(|l| attachment_of(&l).filter(|s| s.iface_index == link.index).map(|s| (s, l)))
-        .ok_or_else(|| Error::NotFound { kind: "vm attachment", name: iface.to_owned() })
+    validate::ifname(iface)?;
+    let links = sock.links()?;
+    let link = links.iter().find(|l| l.name == iface);
+    let rec = link.and_then(|link| {
+        links.iter().find_map(|l| attachment_of(l).filter(|s| s.iface_index == link.index).map(|s| (s, l.clone())))
+    });
+    check::attached(iface, link.is_some(), rec.is_some())?;
+    rec.ok_or_else(|| Error::NotFound { kind: "vm attachment", name: iface.to_owned() })
 }
 
-/// Reads the interface and what an attachment in `mode` would take off it.
-fn find(sock: &Socket, iface: &str, mode: AttachMode) -> Result<Found> {
-    let link = sock.link(LinkRef::Name(iface)).map_err(|e| match e {
-        Error::NotFound { .. } => Error::NotFound { kind: "interface", name: iface.to_owned() },
-        e => e,
-    })?;
-    if link.kind == LinkKind::Loopback {
-        return Err(Error::InvalidArgument { op: "vm attach", reason: format!("{iface} is the loopback") });
-    }
-    let mac = link.mac.ok_or_else(|| Error::InvalidArgument {
-        op: "vm attach",
-        reason: format!("{iface} has no Ethernet address"),
-    })?;
-    if link.master.is_some() {
-        return Err(Error::AlreadyExists { kind: "bridge port (interface has a master)", name: iface.to_owned() });
-    }
-    if mode == AttachMode::TcRedirect && sock.qdiscs()?.iter().any(|q| q.index == link.index && q.is_ingress()) {
-        return Err(Error::AlreadyExists { kind: "ingress qdisc", name: iface.to_owned() });
-    }
+/// Reads the interface and what an attachment in `mode` would take off it, after the shared
+/// checks ([`check::attach_target`]).
+fn find(sock: &Socket, links: &[Link], iface: &str, mode: AttachMode) -> Result<Found> {
+    let link = links.iter().find(|l| l.name == iface);
+    let target = match link {
+        None => None,
+        Some(link) => Some(check::Target {
+            loopback: link.kind == LinkKind::Loopback,
+            has_mac: link.mac.is_some(),
+            has_master: link.master.is_some(),
+            ingress_qdisc: mode == AttachMode::TcRedirect
+                && link.kind != LinkKind::Loopback
+                && sock.qdiscs()?.iter().any(|q| q.index == link.index && q.is_ingress()),
+            attached: links.iter().any(|l| attachment_of(l).is_some_and(|s| s.iface_index == link.index)),
+        }),
+    };
+    check::attach_target(iface, mode, target.as_ref())?;
+    let link = link.cloned().ok_or_else(|| Error::NotFound { kind: "interface", name: iface.to_owned() })?;
+    let mac = link.mac.unwrap_or_default();
     let (addresses, routes) = config(sock, link.index)?;
     Ok(Found { mtu: link.mtu.unwrap_or(1500), link, mac, addresses, routes })
 }

@@ -138,7 +138,7 @@ impl TapOptions {
 
     pub(crate) fn check(&self) -> Result<()> {
         validate::ifname(&self.name)?;
-        check_queues(self.queues)?;
+        super::check::queues(self.queues, "tap queues")?;
         if let Some(mac) = &self.mac {
             validate::mac_bytes(mac)?;
         }
@@ -156,13 +156,6 @@ impl TapOptions {
     fn flags(&self) -> TapFlags {
         TapFlags { no_pi: self.no_pi, vnet_hdr: self.vnet_hdr, multi_queue: self.queues > 1 }
     }
-}
-
-fn check_queues(n: u16) -> Result<()> {
-    if n == 0 || n > MAX_QUEUES {
-        return Err(Error::InvalidArgument { op: "tap queues", reason: format!("{n} queues, not 1..={MAX_QUEUES}") });
-    }
-    Ok(())
 }
 
 /// A TAP device and its open queues.
@@ -274,12 +267,11 @@ fn open_queue(name: &str, flags: TapFlags, exclusive: bool) -> Result<OwnedFd> {
 /// through `sock` (bound to `ns`). A name that is taken is [`Error::AlreadyExists`] and
 /// nothing changes; on any later failure the device is removed again.
 pub(crate) fn create(ns: &NetNs, sock: &Socket, opts: &TapOptions, alias: Option<&str>) -> Result<Tap> {
-    opts.check()?;
-    match sock.link(LinkRef::Name(&opts.name)) {
-        Ok(_) => return Err(Error::AlreadyExists { kind: "interface", name: opts.name.clone() }),
-        Err(e) if e.is_not_found() => {}
-        Err(e) => return Err(e),
-    }
+    super::check::create_tap(opts, |name| match sock.link(LinkRef::Name(name)) {
+        Ok(_) => Ok(true),
+        Err(e) if e.is_not_found() => Ok(false),
+        Err(e) => Err(e),
+    })?;
     let flags = opts.flags();
     let queues = netns::hop(&NetNs::current()?, Target::Existing(ns), || {
         let first = open_queue(&opts.name, flags, true)?;
@@ -351,18 +343,13 @@ fn unpersist(fd: &OwnedFd, persistent: bool) {
 /// [`Error::NotFound`]; a device that is not a TAP, or more than one queue on a single-queue
 /// TAP, is [`Error::InvalidArgument`].
 pub(crate) fn reopen(ns: &NetNs, sock: &Socket, name: &str, queues: u16) -> Result<Tap> {
-    validate::ifname(name)?;
-    check_queues(queues)?;
-    let (index, info) = info(sock, name)?;
-    let info = info
-        .filter(|i| i.tap)
-        .ok_or_else(|| Error::InvalidArgument { op: "open tap", reason: format!("{name} is not a tap device") })?;
-    if queues > 1 && !info.multi_queue {
-        return Err(Error::InvalidArgument {
-            op: "open tap",
-            reason: format!("{name} is a single-queue tap; {queues} queues asked"),
-        });
-    }
+    super::check::open_tap_input(name, queues)?;
+    let (index, found) = match info(sock, name) {
+        Ok((index, i)) => (index, Some(i)),
+        Err(e) if e.is_not_found() => (0, None),
+        Err(e) => return Err(e),
+    };
+    let info = super::check::open_tap(name, queues, found.as_ref().map(Option::as_ref))?;
     let flags = TapFlags { no_pi: info.no_pi, vnet_hdr: info.vnet_hdr, multi_queue: info.multi_queue };
     let fds = netns::hop(&NetNs::current()?, Target::Existing(ns), || {
         (0..queues).map(|_| open_queue(name, flags, false)).collect::<Result<Vec<_>>>()
