@@ -514,6 +514,17 @@ fn vm_table_same_on_netns_and_fake() {
         let base = TempBase::new("vm-table");
         let sb = NetnsSandbox::create(&key(&base, "t"), &CreateOptions::default()).unwrap();
         table_pod(&sb);
+        // The kernel gives eth0 its IPv6 link-local address when it comes up, on its own time:
+        // wait for it (bounded), so before/after comparisons see a settled namespace.
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            let a = sb.invoke(|| ip(&["-j", "addr", "show", "eth0"])).unwrap();
+            if a.contains("fe80") && !a.contains("tentative") {
+                break;
+            }
+            assert!(Instant::now() < deadline, "eth0's link-local address not settled after 15 s: {a}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
         let before = snapshot_config(&sb);
         let bad = vm_bad_input_cases(&sb);
         assert_same(&snapshot_config(&sb), &before, "bad input changed the kernel");

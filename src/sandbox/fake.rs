@@ -896,14 +896,19 @@ impl VmView<'_> {
     }
 
     /// The routes through interface `name` a guest would take over, as the kernel reports
-    /// routes netsandbox added (main table, `RTPROT_BOOT`; IPv6 ones with metric 1024).
+    /// routes netsandbox added (main table, netsandbox's protocol numbers; IPv6 ones with the
+    /// kernel's metric 1024).
     pub(crate) fn routes_of(&self, name: &str) -> Vec<super::vm::VmRoute> {
         use super::vm::VmRoute;
         let route = |dst: IpNet, gateway: Option<IpAddr>| VmRoute {
             dst,
             gateway,
             table: crate::netlink::consts::RT_TABLE_MAIN,
-            protocol: crate::netlink::consts::RTPROT_BOOT,
+            protocol: if gateway.is_some() {
+                super::netns::RTPROT_NETSANDBOX
+            } else {
+                super::netns::RTPROT_NETSANDBOX_IFACE
+            },
             scope: if gateway.is_some() { 0 } else { crate::netlink::consts::RT_SCOPE_LINK },
             priority: dst.addr().is_ipv6().then_some(1024),
         };

@@ -19,7 +19,7 @@
 //! as the caller closes queues, and a non-persistent TAP disappears with its last queue, as on
 //! the kernel. Deliberate differences: ifindexes are the fake's own counter (from 2 in order of
 //! first use), new MACs are the fake's deterministic ones, addresses are listed sorted, and the
-//! guest's routes are reported as netsandbox's own routes appear (main table, `RTPROT_BOOT`).
+//! guest's routes are reported as netsandbox's own routes appear (main table, its protocol numbers).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::os::fd::{AsRawFd, OwnedFd};
