@@ -6,7 +6,8 @@
 //! - [`monitor`]: the multicast receive path (notifications from every namespace with an id);
 //! - [`link`], [`addr`], [`route`], [`neigh`], [`nsid`]: typed requests, thin over the socket,
 //!   each with its checked, plain-data view of what the kernel returns ([`Link`], [`Address`],
-//!   [`Route`], [`Neighbor`]) in a `view` file beside it; [`view`] holds what the views share.
+//!   [`Route`], [`Neighbor`]) in a `view` file beside it; [`view`] holds what the views share;
+//! - [`nftables`]: nf_tables over NETLINK_NETFILTER (batches, sets, maps, rules).
 //!
 //! This layer knows nothing of namespaces: a [`Socket`] works in the namespace it was opened in.
 //! Opening one inside another namespace is [`netns::socket_in`](crate::netns::socket_in).
@@ -16,6 +17,7 @@ pub mod consts;
 pub mod link;
 pub mod monitor;
 pub mod neigh;
+pub mod nftables;
 pub mod nsid;
 pub(crate) mod recv;
 pub mod route;

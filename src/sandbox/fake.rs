@@ -121,6 +121,8 @@ struct State {
 pub struct FakeSandbox {
     key: String,
     state: Arc<Mutex<State>>,
+    /// The load balancer (src/sandbox/lb), shared by handles like `state`.
+    lb: Arc<Mutex<super::lb::LbState>>,
 }
 
 fn is_host_prefix(net: &IpNet) -> bool {
@@ -316,13 +318,17 @@ fn normalized(route: &StaticRoute) -> StaticRoute {
 }
 
 impl FakeSandbox {
+    pub(crate) fn lb_state(&self) -> &Mutex<super::lb::LbState> {
+        &self.lb
+    }
+
     /// A fresh, empty sandbox for `key` (checked with [`check_key`]). Its origin namespace holds
     /// only `lo`.
     pub fn new(key: &str) -> Result<FakeSandbox> {
         check_key(key)?;
         let mut state = State::default();
         state.host_links.insert(LOOPBACK.to_owned(), HostLink { mac: None, vxlan: false, bridge: false });
-        Ok(FakeSandbox { key: key.to_owned(), state: Arc::new(Mutex::new(state)) })
+        Ok(FakeSandbox { key: key.to_owned(), state: Arc::new(Mutex::new(state)), lb: Arc::default() })
     }
 
     /// A sandbox adopted from an existing namespace that already holds `links` (a container's,
@@ -350,7 +356,7 @@ impl FakeSandbox {
     /// Another handle on the same sandbox, as [`NetnsSandbox::open`](super::NetnsSandbox::open)
     /// of the same key gives: destroying through one is seen by all.
     pub fn handle(&self) -> FakeSandbox {
-        FakeSandbox { key: self.key.clone(), state: Arc::clone(&self.state) }
+        FakeSandbox { key: self.key.clone(), state: Arc::clone(&self.state), lb: Arc::clone(&self.lb) }
     }
 
     /// Simulates the origin namespace going away (its owner deleted it): links moved in can no

@@ -12,6 +12,7 @@ mod fake;
 mod info;
 mod inspect;
 mod key;
+pub mod lb;
 mod netns;
 mod options;
 pub mod random;
@@ -25,6 +26,7 @@ pub use inspect::{
     route_type_name, scope_name,
 };
 pub use key::{DEFAULT_ROOT, base_path, check_id, check_key, generate_key, set_base_path};
+pub use lb::LoadBalancer;
 pub use netns::{CreateOptions, DestroyReport, NetnsSandbox, RTPROT_NETSANDBOX, RTPROT_NETSANDBOX_IFACE, WarmPool};
 pub use options::{IfaceOptions, NeighFamily, NeighOptions, SandboxType, StaticRoute};
 

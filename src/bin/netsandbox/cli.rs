@@ -172,6 +172,11 @@ pub enum Command {
     },
     /// Remove stale files under --base that are not pinned namespaces (left by a crash).
     Gc,
+    /// The sandbox's load balancer (nf_tables): services, backends, drain, show.
+    Lb {
+        #[command(subcommand)]
+        action: crate::lb::LbAction,
+    },
     /// Stream link, address, route and neighbor changes in sandboxes (all under --base when no
     /// KEY is given) as lines, or JSON lines with --json, until SIGINT/SIGTERM. One netlink
     /// socket watches them all; lost events are re-read and reported as "reconcile".
@@ -294,6 +299,7 @@ impl Command {
             Command::AddRoute(r) | Command::RemoveRoute(r) => vec![&r.key],
             Command::Alias { action: AliasAction::Add(a) | AliasAction::Remove(a) } => vec![&a.key],
             Command::Destroy { keys } | Command::Events { keys, .. } => keys.iter().map(String::as_str).collect(),
+            Command::Lb { action } => vec![action.key()],
             Command::List | Command::Gc | Command::Demo | Command::Bridge { .. } => Vec::new(),
         }
     }

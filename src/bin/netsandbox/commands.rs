@@ -201,6 +201,7 @@ pub fn dispatch(cli: &Cli) -> Result<i32, Failure> {
             let names: Vec<String> = removed.iter().map(|p| p.display().to_string()).collect();
             out.done(json!({ "removed": names }), &format!("removed {} stale file(s)", names.len()));
         }
+        Command::Lb { action } => crate::lb::run(action, out, &key)?,
         Command::Events { keys, until_quiet } => {
             let names = if keys.is_empty() { list(&base)? } else { keys.clone() };
             let paths = names.iter().map(|n| key(n)).collect::<Result<Vec<_>>>()?;

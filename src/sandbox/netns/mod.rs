@@ -92,6 +92,8 @@ pub struct NetnsSandbox {
 struct Live {
     sock: Socket,
     label: String,
+    /// The load balancer's nf_tables socket, opened on first use (src/sandbox/lb).
+    lb: super::lb::LbSlot,
     /// The namespace's nsfs device and inode: the pin at the key must still be this namespace,
     /// or the sandbox was destroyed (by another handle or process) and perhaps made anew.
     inode: NsInode,
@@ -199,7 +201,7 @@ impl NetnsSandbox {
         // The socket keeps the namespace reachable (`Live::ns`): the separate handle can go, so
         // an idle sandbox holds one fd.
         drop(ns);
-        let live = Live { sock, label: key.to_owned(), inode };
+        let live = Live { sock, label: key.to_owned(), inode, lb: Default::default() };
         Ok(NetnsSandbox {
             key: key.to_owned(),
             path,
@@ -220,6 +222,15 @@ impl NetnsSandbox {
     /// The namespace handle (for callers that need to run their own code or sockets inside).
     pub fn with_netns<T>(&self, f: impl FnOnce(&NetNs) -> T) -> Result<T> {
         self.with(|live| Ok(f(&live.ns()?)))
+    }
+
+    /// For the load balancer (src/sandbox/lb): runs `f` with its connection slot and a way to
+    /// reach the namespace.
+    pub(crate) fn with_lb<T>(
+        &self,
+        f: impl FnOnce(&super::lb::LbSlot, &dyn Fn() -> Result<NetNs>) -> Result<T>,
+    ) -> Result<T> {
+        self.with(|live| f(&live.lb, &|| live.ns()))
     }
 
     fn destroyed(&self) -> Error {

@@ -1,0 +1,338 @@
+//! Load balancer programming and data-path benchmarks, side by side with `nft -f` (a process
+//! per change, as tools that spawn nft do) and an iptables-style rule list (kube-proxy's
+//! iptables mode, through `iptables-legacy-restore`, when installed). See BENCHMARKS.md.
+//!
+//! `cargo bench --bench lb` (root; needs `nft`). Everything runs inside a private network
+//! namespace made by this process; pins go under `$TMPDIR/netsandbox-bench-lb-<pid>/`.
+
+use std::io::{Read, Write};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use netsandbox::sandbox::lb::{Backend, LbChange, LoadBalancer, ServiceKey};
+use netsandbox::sandbox::{CreateOptions, IfaceOptions, NetnsSandbox, Sandbox, SandboxExt, StaticRoute};
+
+static SEQ: AtomicUsize = AtomicUsize::new(0);
+
+fn base() -> PathBuf {
+    std::env::temp_dir().join(format!("netsandbox-bench-lb-{}", std::process::id()))
+}
+
+fn sandbox() -> NetnsSandbox {
+    let k = base().join(format!("sb{}", SEQ.fetch_add(1, Ordering::Relaxed)));
+    NetnsSandbox::create(&k.display().to_string(), &CreateOptions::default()).expect("create sandbox")
+}
+
+fn vip() -> IpAddr {
+    IpAddr::V4(Ipv4Addr::new(198, 51, 100, 1))
+}
+
+/// Service `s` of the benchmark: one VIP, port 1 + s.
+fn svc(s: usize) -> ServiceKey {
+    ServiceKey::tcp(vip(), 1 + s as u16)
+}
+
+/// The `k`-th backend address in 198.18.0.0/15.
+fn backend(k: usize) -> IpAddr {
+    IpAddr::V4(Ipv4Addr::from(u32::from(Ipv4Addr::new(198, 18, 0, 0)) + k as u32))
+}
+
+fn changes(services: usize, per: usize) -> Vec<LbChange> {
+    let mut v = Vec::new();
+    for s in 0..services {
+        v.push(LbChange::AddService(svc(s)));
+        for b in 0..per {
+            v.push(LbChange::AddBackend(svc(s), Backend { ip: backend(s * per + b), port: 8080, weight: 1 }));
+        }
+    }
+    v
+}
+
+fn median(mut v: Vec<Duration>) -> Duration {
+    v.sort();
+    v[v.len() / 2]
+}
+
+fn ms(d: Duration) -> String {
+    format!("{:.3} ms", d.as_secs_f64() * 1e3)
+}
+
+/// Runs `nft -f -` inside `sb` with `script` on stdin; returns the wall time of the process.
+fn nft_f(sb: &NetnsSandbox, script: String) -> Duration {
+    sb.invoke(move || {
+        let t = Instant::now();
+        let mut c =
+            Command::new("nft").args(["-f", "-"]).stdin(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("nft");
+        c.stdin.take().expect("stdin").write_all(script.as_bytes()).expect("write script");
+        let out = c.wait_with_output().expect("nft");
+        assert!(out.status.success(), "nft -f: {}", String::from_utf8_lossy(&out.stderr));
+        t.elapsed()
+    })
+    .expect("invoke")
+}
+
+/// `iptables-legacy-restore` inside `sb` (`--noflush` for a change).
+fn ipt(sb: &NetnsSandbox, script: String, noflush: bool) -> Duration {
+    sb.invoke(move || {
+        let t = Instant::now();
+        let mut cmd = Command::new("iptables-legacy-restore");
+        if noflush {
+            cmd.arg("--noflush");
+        }
+        let mut c = cmd.stdin(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("iptables-restore");
+        c.stdin.take().expect("stdin").write_all(script.as_bytes()).expect("write script");
+        let out = c.wait_with_output().expect("iptables-restore");
+        assert!(out.status.success(), "iptables-restore: {}", String::from_utf8_lossy(&out.stderr));
+        t.elapsed()
+    })
+    .expect("invoke")
+}
+
+fn have(cmd: &str) -> bool {
+    Command::new("sh").args(["-c", &format!("command -v {cmd}")]).output().is_ok_and(|o| o.status.success())
+}
+
+/// The nft script for the same services as [`changes`] (our table layout, names and rules).
+fn nft_bulk_script(services: usize, per: usize) -> String {
+    let mut s = String::from(
+        "add table inet netsandbox\n\
+         add map inet netsandbox services4 { type ipv4_addr . inet_proto . inet_service : verdict; }\n\
+         add chain inet netsandbox services\n\
+         add rule inet netsandbox services ip daddr . meta l4proto . th dport vmap @services4\n\
+         add chain inet netsandbox prerouting { type nat hook prerouting priority dstnat; }\n\
+         add rule inet netsandbox prerouting jump services\n\
+         add chain inet netsandbox postrouting { type nat hook postrouting priority srcnat; }\n\
+         add rule inet netsandbox postrouting ct status dnat masquerade\n",
+    );
+    for i in 0..services {
+        let port = 1 + i;
+        let id = format!("tcp-198.51.100.1-{port}");
+        s += &format!("add chain inet netsandbox svc-{id}\n");
+        s += &format!("add map inet netsandbox sel-{id} {{ typeof numgen random mod 2 : verdict; }}\n");
+        s += &format!("add element inet netsandbox services4 {{ 198.51.100.1 . tcp . {port} : goto svc-{id} }}\n");
+        for b in 0..per {
+            s += &nft_add_backend(&id, backend(i * per + b), b);
+        }
+        s += &format!("add rule inet netsandbox svc-{id} numgen random mod {per} vmap @sel-{id}\n");
+    }
+    s
+}
+
+fn nft_add_backend(id: &str, ip: IpAddr, slot: usize) -> String {
+    let ep = format!("ep-{id}-{ip}-8080");
+    format!(
+        "add chain inet netsandbox {ep}\n\
+         add rule inet netsandbox {ep} meta nfproto ipv4 meta l4proto tcp dnat ip to {ip}:8080\n\
+         add element inet netsandbox sel-{id} {{ {slot} : goto {ep} }}\n"
+    )
+}
+
+fn ipt_bulk_script(services: usize, per: usize) -> String {
+    let mut s = String::from("*nat\n:PREROUTING ACCEPT [0:0]\n:POSTROUTING ACCEPT [0:0]\n");
+    let mut rules = String::new();
+    for i in 0..services {
+        s += &format!(":SVC-{i} - [0:0]\n");
+        rules += &format!("-A PREROUTING -d 198.51.100.1/32 -p tcp --dport {} -j SVC-{i}\n", 1 + i);
+        rules += &ipt_service(i, per, per);
+    }
+    s += &rules;
+    s += "COMMIT\n";
+    s
+}
+
+/// The chains of service `i` with `n` endpoints, as kube-proxy writes them (probabilities
+/// 1/n, 1/(n-1), …).
+fn ipt_service(i: usize, per: usize, n: usize) -> String {
+    let mut decl = String::new();
+    let mut rules = String::new();
+    for b in 0..n {
+        decl += &format!(":SEP-{i}-{b} - [0:0]\n");
+        let left = n - b;
+        if left > 1 {
+            rules += &format!(
+                "-A SVC-{i} -m statistic --mode random --probability {:.5} -j SEP-{i}-{b}\n",
+                1.0 / left as f64
+            );
+        } else {
+            rules += &format!("-A SVC-{i} -j SEP-{i}-{b}\n");
+        }
+        rules += &format!("-A SEP-{i}-{b} -p tcp -j DNAT --to-destination {}:8080\n", backend(i * per + b));
+    }
+    decl + &rules
+}
+
+fn programming() {
+    let ipt_ok = have("iptables-legacy-restore");
+    println!("## Programming (one transaction / one process)");
+    // 100 services x 10 backends in one transaction.
+    let (mut ours, mut nft, mut legacy) = (Vec::new(), Vec::new(), Vec::new());
+    for _ in 0..5 {
+        let sb = sandbox();
+        let all = changes(100, 10);
+        let t = Instant::now();
+        sb.lb_apply(&all).expect("bulk");
+        ours.push(t.elapsed());
+        sb.destroy().expect("destroy");
+        let sb = sandbox();
+        nft.push(nft_f(&sb, nft_bulk_script(100, 10)));
+        if ipt_ok {
+            legacy.push(ipt(&sb, ipt_bulk_script(100, 10), false));
+        }
+        sb.destroy().expect("destroy");
+    }
+    let (o, n) = (median(ours), median(nft));
+    println!(
+        "100 services x 10 backends: netsandbox {}, nft -f {} (x{:.1})",
+        ms(o),
+        ms(n),
+        n.as_secs_f64() / o.as_secs_f64()
+    );
+    if ipt_ok {
+        let l = median(legacy);
+        println!("  iptables-legacy-restore {} (x{:.1})", ms(l), l.as_secs_f64() / o.as_secs_f64());
+    }
+
+    println!("\n## One backend change with N backends present (services of 10 backends)");
+    println!(
+        "| N | netsandbox add | netsandbox remove | nft -f add | nft -f remove | ratio (nft/ours, add+remove) | iptables-restore change |"
+    );
+    println!("|---|---|---|---|---|---|---|");
+    for n in [10usize, 1000, 10000] {
+        let services = n / 10;
+        let sb = sandbox();
+        sb.lb_apply(&changes(services, 10)).expect("setup");
+        let s0 = svc(0);
+        let extra = Backend { ip: IpAddr::V4(Ipv4Addr::new(198, 19, 255, 1)), port: 8080, weight: 1 };
+        let (mut add, mut del) = (Vec::new(), Vec::new());
+        for _ in 0..300 {
+            let t = Instant::now();
+            sb.add_backend(&s0, &extra).expect("add");
+            add.push(t.elapsed());
+            let t = Instant::now();
+            sb.remove_backend(&s0, extra.ip, extra.port).expect("remove");
+            del.push(t.elapsed());
+        }
+        let (a, d) = (median(add), median(del));
+        // The same change through nft -f, on the same ruleset (our table, our names).
+        let id = "tcp-198.51.100.1-1";
+        let ep = format!("ep-{id}-{}-8080", extra.ip);
+        let (mut nadd, mut ndel) = (Vec::new(), Vec::new());
+        for _ in 0..15 {
+            nadd.push(nft_f(
+                &sb,
+                nft_add_backend(id, extra.ip, 10)
+                    + &format!("flush chain inet netsandbox svc-{id}\nadd rule inet netsandbox svc-{id} numgen random mod 11 vmap @sel-{id}\n"),
+            ));
+            ndel.push(nft_f(
+                &sb,
+                format!(
+                    "delete element inet netsandbox sel-{id} {{ 10 }}\nflush chain inet netsandbox svc-{id}\n\
+                     add rule inet netsandbox svc-{id} numgen random mod 10 vmap @sel-{id}\ndelete chain inet netsandbox {ep}\n"
+                ),
+            ));
+        }
+        let (na, nd) = (median(nadd), median(ndel));
+        let ratio = (na + nd).as_secs_f64() / (a + d).as_secs_f64();
+        let legacy = if ipt_ok {
+            let ib = sandbox();
+            ipt(&ib, ipt_bulk_script(services, 10), false);
+            let mut v = Vec::new();
+            for k in 0..15 {
+                let n = if k % 2 == 0 { 11 } else { 10 };
+                let mut script = String::from("*nat\n:SVC-0 - [0:0]\n");
+                script +=
+                    &ipt_service(0, 10, n).replace(&format!("{}:8080", backend(10)), &format!("{}:8080", extra.ip));
+                script += "COMMIT\n";
+                v.push(ipt(&ib, script, true));
+            }
+            ib.destroy().expect("destroy");
+            ms(median(v))
+        } else {
+            "not installed".into()
+        };
+        println!("| {n} | {} | {} | {} | {} | x{ratio:.0} | {legacy} |", ms(a), ms(d), ms(na), ms(nd));
+        sb.destroy().expect("destroy");
+    }
+}
+
+fn data_path() {
+    println!("\n## Data path: TCP connections per second (connect, read 1 byte, close), sequential");
+    let run = |args: &[&str]| {
+        let out = Command::new("ip").args(args).output().expect("ip");
+        assert!(out.status.success(), "ip {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    };
+    run(&["link", "add", "brb", "type", "bridge"]);
+    run(&["link", "set", "brb", "up"]);
+    let mk = |host: &str, cidr: &str| {
+        let sb = sandbox();
+        sb.add_veth(host, "eth", &IfaceOptions::new().address(cidr.parse().expect("cidr"))).expect("veth");
+        run(&["link", "set", host, "master", "brb", "up"]);
+        sb
+    };
+    let lb = mk("vblb", "198.18.0.1/24");
+    let client = mk("vbcl", "198.18.0.2/24");
+    let be = mk("vbbe", "198.18.0.11/24");
+    client
+        .add_static_route(&StaticRoute::via("198.51.100.1/32".parse().expect("net"), "198.18.0.1".parse().expect("ip")))
+        .expect("route");
+    let s = ServiceKey::tcp(vip(), 80);
+    lb.add_service(&s).expect("service");
+    lb.add_backend(&s, &Backend { ip: "198.18.0.11".parse().expect("ip"), port: 8080, weight: 1 }).expect("backend");
+    let listener = be.invoke(|| TcpListener::bind("0.0.0.0:8080")).expect("invoke").expect("bind");
+    let stop = Arc::new(AtomicBool::new(false));
+    let stop2 = stop.clone();
+    listener.set_nonblocking(true).expect("nonblocking");
+    let server = std::thread::spawn(move || {
+        while !stop2.load(Ordering::Relaxed) {
+            match listener.accept() {
+                Ok((mut c, _)) => {
+                    let _ = c.write_all(b"x");
+                }
+                Err(_) => std::thread::sleep(Duration::from_micros(50)),
+            }
+        }
+    });
+    let rate = |to: SocketAddr| {
+        client
+            .invoke(move || {
+                let n = 3000;
+                let t = Instant::now();
+                for _ in 0..n {
+                    let mut c = TcpStream::connect_timeout(&to, Duration::from_secs(2)).expect("connect");
+                    let mut b = [0u8; 1];
+                    c.read_exact(&mut b).expect("read");
+                }
+                n as f64 / t.elapsed().as_secs_f64()
+            })
+            .expect("invoke")
+    };
+    let direct = rate("198.18.0.11:8080".parse().expect("addr"));
+    let via = rate("198.51.100.1:80".parse().expect("addr"));
+    println!("direct to the backend: {direct:.0}/s; through the VIP: {via:.0}/s (ratio {:.2})", via / direct);
+    stop.store(true, Ordering::Relaxed);
+    let _ = server.join();
+    for sb in [lb, client, be] {
+        sb.destroy().expect("destroy");
+    }
+    run(&["link", "del", "brb"]);
+}
+
+fn main() {
+    if !have("nft") {
+        eprintln!("skipped: nft (nftables) not installed");
+        return;
+    }
+    std::thread::spawn(|| {
+        nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNET).expect("unshare(CLONE_NEWNET)");
+        std::fs::create_dir_all(base()).expect("bench dir");
+        programming();
+        data_path();
+        let _ = std::fs::remove_dir_all(base());
+    })
+    .join()
+    .expect("bench thread");
+}
