@@ -331,6 +331,13 @@ fn main() {
         std::fs::create_dir_all(base()).expect("bench dir");
         programming();
         data_path();
+        // The library made the pin directory a (shared) mount point of its own: detach it
+        // (as many times as it was stacked) before removing it.
+        for _ in 0..8 {
+            if nix::mount::umount2(&base(), nix::mount::MntFlags::MNT_DETACH).is_err() {
+                break;
+            }
+        }
         let _ = std::fs::remove_dir_all(base());
     })
     .join()

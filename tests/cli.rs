@@ -3,91 +3,28 @@
 
 mod common;
 
-use std::path::PathBuf;
-use std::process::{Command, Output};
+use std::process::Command;
 use std::sync::Mutex;
 
-use common::TempBase;
+use common::cli::CliEnv as Env;
 use netsandbox::netlink::Socket;
 use netsandbox::netlink::link::{self, LinkRef, VethPeer};
-use netsandbox::netns::{self, NetNs};
+use netsandbox::netns;
 use serde_json::Value;
 
 /// Tests here count mounts and share nothing else; running them one at a time keeps the counts
 /// exact.
 static SERIAL: Mutex<()> = Mutex::new(());
 
-/// A private "host" namespace pinned under the test's directory, unpinned on drop (also when an
-/// assertion fails).
-struct Env {
-    host: NetNs,
-    pin: PathBuf,
-    base: PathBuf,
-    // Dropped last: unmounts whatever a failed test left below it.
-    dir: TempBase,
-}
-
 impl Env {
-    fn new(tag: &str) -> Env {
-        let dir = TempBase::new(tag);
-        let pin = dir.path().join("ns").join("host");
-        let host = netns::create_pinned(&pin).expect("pin private host namespace");
-        Env { host, pin, base: dir.path().join("base"), dir }
-    }
-
-    fn cmd(&self, args: &[&str]) -> Command {
-        let mut c = Command::new(env!("CARGO_BIN_EXE_netsandbox"));
-        c.arg("--base").arg(&self.base).arg("--netns-root").arg(&self.pin).args(args);
-        c
-    }
-
-    fn run(&self, args: &[&str]) -> Output {
-        self.cmd(args).output().expect("run netsandbox")
-    }
-
-    /// Runs and expects success; returns stdout.
-    fn ok(&self, args: &[&str]) -> String {
-        let out = self.run(args);
-        assert!(
-            out.status.success(),
-            "{args:?} failed ({:?}): {}",
-            out.status.code(),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    }
-
-    fn json(&self, args: &[&str]) -> Value {
-        let mut all = vec!["--json"];
-        all.extend_from_slice(args);
-        let s = self.ok(&all);
-        serde_json::from_str(&s).unwrap_or_else(|e| panic!("{args:?}: bad JSON {s:?}: {e}"))
-    }
-
-    /// Runs and expects exit code `code` with one `netsandbox: ...` line on stderr.
-    fn fails(&self, code: i32, args: &[&str]) -> String {
-        let out = self.run(args);
-        let err = String::from_utf8_lossy(&out.stderr).into_owned();
-        assert_eq!(out.status.code(), Some(code), "{args:?}: {err}");
-        err
-    }
-
     fn host_has(&self, name: &str) -> bool {
         netns::run_in_result(&self.host, || Socket::open()?.link(LinkRef::Name(name)).map(drop)).is_ok()
-    }
-}
-
-impl Drop for Env {
-    fn drop(&mut self) {
-        let _ = netns::unpin(&self.pin);
     }
 }
 
 fn lock() -> std::sync::MutexGuard<'static, ()> {
     SERIAL.lock().unwrap_or_else(|p| p.into_inner())
 }
-
-/// nsfs mounts at or below `dir`.
 
 #[test]
 fn full_lifecycle_across_processes() {

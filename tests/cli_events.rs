@@ -4,42 +4,14 @@
 mod common;
 
 use std::io::{BufRead, BufReader};
-use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc::{Receiver, channel};
 use std::time::{Duration, Instant};
 
-use common::TempBase;
-use netsandbox::netns::{self, NetNs};
+use common::cli::CliEnv as Env;
 use serde_json::Value;
 
-/// A private host namespace pinned under the test's directory; every command runs inside it.
-struct Env {
-    _host: NetNs,
-    pin: PathBuf,
-    base: PathBuf,
-    _dir: TempBase,
-}
-
 impl Env {
-    fn new(tag: &str) -> Env {
-        let dir = TempBase::new(tag);
-        let pin = dir.path().join("ns").join("host");
-        let host = netns::create_pinned(&pin).expect("pin private host namespace");
-        Env { _host: host, pin, base: dir.path().join("base"), _dir: dir }
-    }
-
-    fn cmd(&self, args: &[&str]) -> Command {
-        let mut c = Command::new(env!("CARGO_BIN_EXE_netsandbox"));
-        c.arg("--base").arg(&self.base).arg("--netns-root").arg(&self.pin).args(args);
-        c
-    }
-
-    fn ok(&self, args: &[&str]) {
-        let out = self.cmd(args).output().unwrap();
-        assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
-    }
-
     /// `ip` inside sandbox `name`.
     fn ip(&self, name: &str, script: &str) {
         let out = Command::new("nsenter")
@@ -67,12 +39,6 @@ impl Env {
         let mut args = vec!["destroy"];
         args.extend_from_slice(names);
         self.ok(&args);
-    }
-}
-
-impl Drop for Env {
-    fn drop(&mut self) {
-        let _ = netns::unpin(&self.pin);
     }
 }
 

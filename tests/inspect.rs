@@ -4,60 +4,19 @@
 mod common;
 
 use std::collections::BTreeSet;
-use std::path::PathBuf;
-use std::process::Command;
 
-use common::TempBase;
+use common::cli::CliEnv as Env;
 use netsandbox::netlink::Socket;
 use netsandbox::netlink::link::{self, LinkRef, Vxlan};
-use netsandbox::netns::{self, NetNs};
+use netsandbox::netns;
 use serde_json::Value;
 
-struct Env {
-    host: NetNs,
-    pin: PathBuf,
-    base: PathBuf,
-    _dir: TempBase,
-}
-
 impl Env {
-    fn new(tag: &str) -> Env {
-        let dir = TempBase::new(tag);
-        let pin = dir.path().join("ns").join("host");
-        let host = netns::create_pinned(&pin).expect("pin private host namespace");
-        Env { host, pin, base: dir.path().join("base"), _dir: dir }
-    }
-
-    fn ok(&self, args: &[&str]) -> String {
-        let out = Command::new(env!("CARGO_BIN_EXE_netsandbox"))
-            .arg("--base")
-            .arg(&self.base)
-            .arg("--netns-root")
-            .arg(&self.pin)
-            .args(args)
-            .output()
-            .expect("run netsandbox");
-        assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    }
-
-    fn json(&self, args: &[&str]) -> Value {
-        let mut all = vec!["--json"];
-        all.extend_from_slice(args);
-        serde_json::from_str(&self.ok(&all)).expect("JSON")
-    }
-
     /// iproute2's JSON from inside sandbox `sb`.
     fn ip(&self, sb: &str, args: &[&str]) -> Value {
         let mut all = vec!["exec", sb, "--", "ip", "-j"];
         all.extend_from_slice(args);
         serde_json::from_str(&self.ok(&all)).expect("ip JSON")
-    }
-}
-
-impl Drop for Env {
-    fn drop(&mut self) {
-        let _ = netns::unpin(&self.pin);
     }
 }
 

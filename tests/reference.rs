@@ -9,6 +9,7 @@ use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use common::oci::{busybox_bundle, without_cgroup2};
 use common::{TempBase, in_private_netns, thread_netns_inode};
 use netsandbox::Error;
 use netsandbox::netns::{self, ContainerResolver, ContainerState, NetNsRef, OciRuntime, ReferenceError};
@@ -156,16 +157,15 @@ fn have(tool: &str) -> bool {
     Command::new(tool).arg("--version").stdout(Stdio::null()).stderr(Stdio::null()).status().is_ok()
 }
 
-/// Runs crun in a child with a private mount namespace where the hybrid cgroup v2 mount is
-/// detached (the machine's own mounts are never changed), with cgroups disabled. Output goes to
-/// files, not pipes: a detached container inherits crun's stdout and stderr and would hold a pipe
-/// open for its whole life.
+/// Runs crun with cgroups disabled in a private mount namespace without the cgroup2 mount
+/// ([`without_cgroup2`]). Output goes to files, not pipes: a detached container inherits crun's
+/// stdout and stderr and would hold a pipe open for its whole life.
 fn crun(root: &Path, args: &[&str]) -> (bool, String) {
     let log = root.with_extension(format!("log-{}", args[0]));
     let file = std::fs::File::create(&log).unwrap();
-    let status = Command::new("unshare")
-        .args(["-m", "--propagation", "private", "sh", "-c"])
-        .arg(r#"umount -l /sys/fs/cgroup/unified 2>/dev/null; exec crun --cgroup-manager=disabled --root "$0" "$@""#)
+    let status = without_cgroup2(Path::new("crun"))
+        .arg("--cgroup-manager=disabled")
+        .arg("--root")
         .arg(root)
         .args(args)
         .stdin(Stdio::null())
@@ -188,42 +188,8 @@ impl Drop for Container<'_> {
 }
 
 /// An OCI bundle running busybox `sleep` with its network namespace joined to `netns_path`.
-fn busybox_bundle(dir: &Path, netns_path: &Path) -> PathBuf {
-    let bundle = dir.join("bundle");
-    let bin = bundle.join("rootfs/bin");
-    std::fs::create_dir_all(&bin).unwrap();
-    for d in ["proc", "dev", "sys", "tmp"] {
-        std::fs::create_dir_all(bundle.join("rootfs").join(d)).unwrap();
-    }
-    std::fs::copy("/bin/busybox", bin.join("busybox")).unwrap();
-    let config = serde_json::json!({
-        "ociVersion": "1.0.0",
-        "process": {
-            "terminal": false,
-            "user": {"uid": 0, "gid": 0},
-            "args": ["/bin/busybox", "sleep", "600"],
-            "env": ["PATH=/bin"],
-            "cwd": "/",
-            "noNewPrivileges": true
-        },
-        "root": {"path": "rootfs", "readonly": false},
-        "hostname": "ref",
-        "mounts": [
-            {"destination": "/proc", "type": "proc", "source": "proc"},
-            {"destination": "/dev", "type": "tmpfs", "source": "tmpfs", "options": ["nosuid", "mode=755"]}
-        ],
-        "linux": {
-            "namespaces": [
-                {"type": "pid"},
-                {"type": "mount"},
-                {"type": "ipc"},
-                {"type": "uts"},
-                {"type": "network", "path": netns_path.to_str().unwrap()}
-            ]
-        }
-    });
-    std::fs::write(bundle.join("config.json"), serde_json::to_vec_pretty(&config).unwrap()).unwrap();
-    bundle
+fn sleep_bundle(dir: &Path, netns_path: &Path) -> PathBuf {
+    busybox_bundle(&dir.join("bundle"), "ref", netns_path, &["/bin/busybox", "sleep", "600"])
 }
 
 #[test]
@@ -238,7 +204,7 @@ fn crun_container_reference_resolves_to_its_sandbox_namespace() {
         let sandbox = netns::create_pinned(&pin).unwrap();
         let root = base.path().join("crun-root");
         std::fs::create_dir_all(&root).unwrap();
-        let bundle = busybox_bundle(base.path(), &pin);
+        let bundle = sleep_bundle(base.path(), &pin);
         let id = format!("nsref-{}", std::process::id());
         let _container = Container { root: &root, id: &id };
         let (ok, err) = crun(&root, &["run", "-d", "--bundle", bundle.to_str().unwrap(), &id]);
@@ -313,10 +279,7 @@ fn podman_args(dir: &Path) -> Vec<String> {
 fn podman(dir: &Path, args: &[&str]) -> (bool, String) {
     let log = dir.join(format!("podman-{}.log", args[0]));
     let file = std::fs::File::create(&log).unwrap();
-    let status = Command::new("unshare")
-        .args(["-m", "--propagation", "private", "sh", "-c"])
-        .arg(r#"umount -l /sys/fs/cgroup/unified 2>/dev/null; exec podman "$@""#)
-        .arg("sh")
+    let status = without_cgroup2(Path::new("podman"))
         .args(podman_args(dir))
         .args(args)
         .stdin(Stdio::null())
@@ -347,7 +310,7 @@ fn podman_container_reference_resolves_to_its_sandbox_namespace() {
         let base = TempBase::new("ref-podman");
         let pin = base.path().join("sandbox");
         let sandbox = netns::create_pinned(&pin).unwrap();
-        let bundle = busybox_bundle(base.path(), &pin);
+        let bundle = sleep_bundle(base.path(), &pin);
         let rootfs = bundle.join("rootfs").display().to_string();
         let name = format!("nsref-podman-{}", std::process::id());
         let _c = PodmanContainer { dir: base.path(), name: &name };

@@ -15,8 +15,9 @@ use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use common::TempBase;
+use common::oci::{busybox_bundle, without_cgroup2};
 use netsandbox::netns::{self, NetNs};
-use serde_json::{Value, json};
+use serde_json::Value;
 
 const BUSYBOX: &str = "/bin/busybox";
 const PORT: u16 = 8080;
@@ -78,28 +79,16 @@ impl World {
         self.base.join(sandbox)
     }
 
-    /// `program` in a child with a private mount namespace whose cgroup2 mount is gone (crun
-    /// refuses hybrid hierarchies otherwise); the machine's mounts are untouched.
-    fn without_cgroup2(program: &Path) -> Command {
-        let mut c = Command::new("unshare");
-        c.args(["--mount", "--propagation", "private", "sh", "-c"]);
-        c.arg(
-            "if mountpoint -q /sys/fs/cgroup/unified; then umount /sys/fs/cgroup/unified || exit 125; fi; exec \"$@\"",
-        );
-        c.arg("sh").arg(program);
-        c
-    }
-
     /// crun with our state root and cgroups disabled.
     fn crun(&self, args: &[&str]) -> Command {
-        let mut c = Self::without_cgroup2(&self.crun);
+        let mut c = without_cgroup2(&self.crun);
         c.arg("--root").arg(&self.crun_root).arg("--cgroup-manager=disabled").args(args);
         c
     }
 
     /// podman with its storage under our directory, no cgroups, events in a file.
     fn podman(&self, podman: &Path, args: &[&str]) -> Command {
-        let mut c = Self::without_cgroup2(podman);
+        let mut c = without_cgroup2(podman);
         let dir = self.dir.path().join("podman");
         c.arg("--root").arg(dir.join("storage")).arg("--runroot").arg(dir.join("run"));
         c.args(["--cgroup-manager=cgroupfs", "--events-backend=file"]).args(args);
@@ -108,45 +97,7 @@ impl World {
 
     /// A bundle for a busybox container running `script` in the network namespace `netns`.
     fn bundle(&self, name: &str, netns: &Path, script: &str) -> PathBuf {
-        let bundle = self.dir.path().join("bundles").join(name);
-        let rootfs = bundle.join("rootfs");
-        for d in ["bin", "proc", "dev", "tmp"] {
-            std::fs::create_dir_all(rootfs.join(d)).expect("rootfs dir");
-        }
-        std::fs::copy(BUSYBOX, rootfs.join("bin/busybox")).expect("copy busybox");
-        for applet in ["sh", "nc", "sed"] {
-            std::os::unix::fs::symlink("busybox", rootfs.join("bin").join(applet)).expect("applet link");
-        }
-        let config = json!({
-            "ociVersion": "1.0.2",
-            "process": {
-                "terminal": false,
-                "user": { "uid": 0, "gid": 0 },
-                "args": ["/bin/sh", "-c", script],
-                "env": ["PATH=/bin"],
-                "cwd": "/",
-                "noNewPrivileges": true
-            },
-            "root": { "path": "rootfs", "readonly": true },
-            "hostname": name,
-            "mounts": [
-                { "destination": "/proc", "type": "proc", "source": "proc" },
-                { "destination": "/dev", "type": "tmpfs", "source": "tmpfs", "options": ["nosuid", "mode=755"] },
-                { "destination": "/tmp", "type": "tmpfs", "source": "tmpfs", "options": ["nosuid", "nodev"] }
-            ],
-            "linux": {
-                "namespaces": [
-                    { "type": "pid" },
-                    { "type": "ipc" },
-                    { "type": "uts" },
-                    { "type": "mount" },
-                    // The sandbox: the pin netsandbox made.
-                    { "type": "network", "path": netns.display().to_string() }
-                ]
-            }
-        });
-        std::fs::write(bundle.join("config.json"), config.to_string()).expect("config.json");
-        bundle
+        busybox_bundle(&self.dir.path().join("bundles").join(name), name, netns, &["/bin/sh", "-c", script])
     }
 
     /// Starts a detached container. The container inherits crun's stdio, so its output goes to

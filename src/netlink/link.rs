@@ -12,8 +12,9 @@ use std::os::fd::{AsRawFd, BorrowedFd};
 
 use netlink_packet_route::RouteNetlinkMessage;
 use netlink_packet_route::link::{
-    AfSpecInet6, AfSpecUnspec, In6AddrGenMode, InfoBridgePort, InfoData, InfoKind, InfoMacVlan, InfoPortData,
-    InfoPortKind, InfoVeth, InfoVxlan, LinkAttribute, LinkFlags, LinkInfo, LinkMessage, MacVlanMode, Prop,
+    AfSpecInet6, AfSpecUnspec, In6AddrGenMode, InfoBridgePort, InfoData, InfoKind, InfoMacVlan, InfoMacVtap,
+    InfoPortData, InfoPortKind, InfoVeth, InfoVxlan, LinkAttribute, LinkFlags, LinkInfo, LinkMessage, MacVlanMode,
+    MacVtapMode, Prop,
 };
 
 use super::socket::{Dump, Request, Socket};
@@ -138,6 +139,7 @@ pub struct LinkChange<'fd> {
     mac: Option<[u8; 6]>,
     mtu: Option<u32>,
     up: Option<bool>,
+    allmulti: Option<bool>,
     master: Option<u32>,
     netns: Option<BorrowedFd<'fd>>,
     alias: Option<String>,
@@ -170,6 +172,11 @@ impl<'fd> LinkChange<'fd> {
     /// Bring up (`true`) or down (`false`).
     pub fn up(mut self, up: bool) -> Self {
         self.up = Some(up);
+        self
+    }
+    /// Receive all multicast (`IFF_ALLMULTI`) or not.
+    pub fn allmulti(mut self, on: bool) -> Self {
+        self.allmulti = Some(on);
         self
     }
     /// Enslave to the bridge with this index; 0 releases the link from its master.
@@ -244,7 +251,9 @@ impl<'fd> LinkChange<'fd> {
         if let Some(mtu) = self.mtu {
             m.attributes.push(LinkAttribute::Mtu(mtu));
         }
-        for (flag, on) in [(LinkFlags::Up, self.up), (LinkFlags::Promisc, self.promisc)] {
+        for (flag, on) in
+            [(LinkFlags::Up, self.up), (LinkFlags::Promisc, self.promisc), (LinkFlags::Allmulti, self.allmulti)]
+        {
             if let Some(on) = on {
                 m.header.change_mask |= flag;
                 if on {
@@ -388,6 +397,23 @@ pub fn create_macvlan(name: &str, parent: u32) -> Result<Request> {
         new_link(name, InfoKind::MacVlan, Some(InfoData::MacVlan(vec![InfoMacVlan::Mode(MacVlanMode::Bridge)])));
     m.attributes.push(LinkAttribute::Link(parent));
     Ok(Request::new("create macvlan", name, NLM_F_CREATE | NLM_F_EXCL, RouteNetlinkMessage::NewLink(m)))
+}
+
+/// `RTM_NEWLINK` for a macvtap in bridge mode on `parent`, with its MAC and MTU (a VM's
+/// interface: its character device `/dev/tap<ifindex>` carries the guest's frames).
+pub fn create_macvtap(name: &str, parent: u32, mac: Option<[u8; 6]>, mtu: Option<u32>) -> Result<Request> {
+    validate::ifname(name)?;
+    let mut m =
+        new_link(name, InfoKind::MacVtap, Some(InfoData::MacVtap(vec![InfoMacVtap::Mode(MacVtapMode::Bridge)])));
+    m.attributes.push(LinkAttribute::Link(parent));
+    if let Some(mac) = mac {
+        validate::mac_bytes(&mac)?;
+        m.attributes.push(LinkAttribute::Address(mac.to_vec()));
+    }
+    if let Some(mtu) = mtu {
+        m.attributes.push(LinkAttribute::Mtu(mtu));
+    }
+    Ok(Request::new("create macvtap", name, NLM_F_CREATE | NLM_F_EXCL, RouteNetlinkMessage::NewLink(m)))
 }
 
 /// Parameters of a VXLAN device.

@@ -4,7 +4,7 @@
 //! - `recv`: the receive path over one datagram, pure (no socket) and fuzzable;
 //! - [`socket`]: the one place that sends requests and reads replies (ACKs, dumps, batches);
 //! - [`monitor`]: the multicast receive path (notifications from every namespace with an id);
-//! - [`link`], [`addr`], [`route`], [`neigh`], [`nsid`]: typed requests, thin over the socket,
+//! - [`link`], [`addr`], [`route`], [`neigh`], [`nsid`], [`tc`]: typed requests, thin over the socket,
 //!   each with its checked, plain-data view of what the kernel returns ([`Link`], [`Address`],
 //!   [`Route`], [`Neighbor`]) in a `view` file beside it; [`view`] holds what the views share;
 //! - [`nftables`]: nf_tables over NETLINK_NETFILTER (batches, sets, maps, rules).
@@ -22,6 +22,7 @@ pub mod nsid;
 pub(crate) mod recv;
 pub mod route;
 pub mod socket;
+pub mod tc;
 pub mod view;
 pub mod wire;
 

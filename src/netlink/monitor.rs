@@ -268,7 +268,7 @@ fn notification(msg: &RouteNetlinkMessage) -> Option<(Change, Object)> {
 }
 
 /// Counters change with every packet and are not what a change notification is about.
-fn without_stats(mut l: Link) -> Link {
+pub(crate) fn without_stats(mut l: Link) -> Link {
     l.stats = None;
     l
 }

@@ -29,7 +29,7 @@ use super::key::check_key;
 use crate::error::{Error, Result};
 use crate::netlink::Socket;
 pub use crate::netlink::monitor::{Change, Object};
-use crate::netlink::monitor::{Group, Monitor, Notification, Received};
+use crate::netlink::monitor::{Group, Monitor, Notification, Received, without_stats};
 use crate::netlink::nsid;
 use crate::netlink::{Address, Family, Link, Neighbor, Route};
 use crate::netns::NetNs;
@@ -130,7 +130,10 @@ fn neigh_id(n: &Neighbor) -> NeighId {
     (n.index, n.family, n.ip, mac)
 }
 
-/// What the watcher last saw of one sandbox.
+/// What the watcher last saw of one sandbox: one entry per link (by index), address (by link and
+/// prefix), route and neighbor, each as the kernel last described it; links without counters
+/// (`stats` is always `None`, counter updates are not changes). The iterators yield entries in no
+/// particular order.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Mirror {
     links: HashMap<u32, Link>,
@@ -161,7 +164,7 @@ impl Mirror {
     fn dump(sock: &Socket) -> Result<Mirror> {
         let mut m = Mirror::default();
         for l in sock.links()? {
-            m.links.insert(l.index, strip(l));
+            m.links.insert(l.index, without_stats(l));
         }
         for a in sock.addresses(None, None)? {
             m.addresses.insert((a.index, a.addr), a);
@@ -202,11 +205,6 @@ impl Mirror {
     fn len(&self) -> usize {
         self.links.len() + self.addresses.len() + self.routes.len() + self.neighbors.len()
     }
-}
-
-fn strip(mut l: Link) -> Link {
-    l.stats = None;
-    l
 }
 
 fn apply_one<K: Eq + Hash, V: Clone + PartialEq>(map: &mut HashMap<K, V>, k: K, v: &V, change: Change) -> bool {

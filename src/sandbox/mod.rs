@@ -16,6 +16,7 @@ pub mod lb;
 mod netns;
 mod options;
 pub mod random;
+pub mod vm;
 
 pub use bridge::{BridgeOptions, HostBridge};
 pub use events::{Change, Event, Mirror, Object, Source, WatchOptions, WatchStats, Watcher};
@@ -29,6 +30,8 @@ pub use key::{DEFAULT_ROOT, base_path, check_id, check_key, generate_key, set_ba
 pub use lb::LoadBalancer;
 pub use netns::{CreateOptions, DestroyReport, NetnsSandbox, RTPROT_NETSANDBOX, RTPROT_NETSANDBOX_IFACE, WarmPool};
 pub use options::{IfaceOptions, NeighFamily, NeighOptions, SandboxType, StaticRoute};
+pub use random::{random_local_mac, random_veth_name};
+pub use vm::{AttachMode, AttachOptions, Tap, TapInfo, TapOptions, VmAttachment, VmNetwork, VmRoute};
 
 use std::net::IpAddr;
 

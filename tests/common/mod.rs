@@ -138,4 +138,6 @@ fn run(cmd: &str, args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+pub mod cli;
+pub mod oci;
 pub mod table;

@@ -172,6 +172,11 @@ pub enum Command {
     },
     /// Remove stale files under --base that are not pinned namespaces (left by a crash).
     Gc,
+    /// Hand an interface of a sandbox to a VM through a TAP (or macvtap), and undo it.
+    Vm {
+        #[command(subcommand)]
+        action: VmAction,
+    },
     /// The sandbox's load balancer (nf_tables): services, backends, drain, show.
     Lb {
         #[command(subcommand)]
@@ -299,8 +304,63 @@ impl Command {
             Command::AddRoute(r) | Command::RemoveRoute(r) => vec![&r.key],
             Command::Alias { action: AliasAction::Add(a) | AliasAction::Remove(a) } => vec![&a.key],
             Command::Destroy { keys } | Command::Events { keys, .. } => keys.iter().map(String::as_str).collect(),
+            Command::Vm {
+                action: VmAction::Attach { key, .. } | VmAction::Detach { key, .. } | VmAction::Inspect { key, .. },
+            } => vec![key],
             Command::Lb { action } => vec![action.key()],
             Command::List | Command::Gc | Command::Demo | Command::Bridge { .. } => Vec::new(),
         }
     }
+}
+
+#[derive(Debug, Subcommand)]
+pub enum VmAction {
+    /// Connect a new persistent TAP (or macvtap) to IFACE for a VM: tc redirect (Kata), bridge
+    /// (Virtlet) or macvtap. Prints what the guest must use (MAC, MTU, addresses, routes).
+    Attach {
+        /// Sandbox name.
+        key: String,
+        /// The sandbox's interface (e.g. the CNI veth eth0).
+        iface: String,
+        /// How to connect the TAP.
+        #[arg(long, value_enum, default_value = "tc")]
+        mode: VmMode,
+        /// Queues (one per vCPU for multi-queue virtio-net).
+        #[arg(long, default_value_t = 1)]
+        queues: u16,
+        /// Name of the TAP or macvtap (default nsvm<ifindex> / nsmvt<ifindex>).
+        #[arg(long, value_name = "NAME")]
+        tap: Option<String>,
+        /// Name of the bridge in bridge mode (default nsbr<ifindex>).
+        #[arg(long, value_name = "NAME")]
+        bridge: Option<String>,
+        /// Queues without IFF_VNET_HDR.
+        #[arg(long)]
+        no_vnet_hdr: bool,
+    },
+    /// Undo `vm attach`: the namespace returns to its state before (addresses, routes, MAC).
+    Detach {
+        /// Sandbox name.
+        key: String,
+        /// The attached interface.
+        iface: String,
+    },
+    /// Show the VM attachment on IFACE (or every one), rebuilt from the kernel.
+    Inspect {
+        /// Sandbox name.
+        key: String,
+        /// The attached interface; all when omitted.
+        iface: Option<String>,
+    },
+}
+
+/// `vm attach --mode`.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum VmMode {
+    /// Ingress qdiscs and u32 + mirred redirects between veth and TAP (Kata's default).
+    Tc,
+    /// A bridge joining veth and TAP; the veth's IP configuration goes to the guest (Virtlet).
+    Bridge,
+    /// A bridge-mode macvtap on the veth with the veth's MAC.
+    Macvtap,
 }

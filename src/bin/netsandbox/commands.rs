@@ -13,7 +13,7 @@ use netsandbox::validate::{parse_cidr, parse_ip, parse_mac};
 use netsandbox::{Error, Result, netns};
 use serde_json::json;
 
-use crate::cli::{AliasAction, BridgeAction, Cli, Command, IfaceArgs, Role, RouteArgs};
+use crate::cli::{AliasAction, BridgeAction, Cli, Command, IfaceArgs, Role, RouteArgs, VmAction, VmMode};
 use crate::output::{self, Failure, Out};
 
 /// Where pins live when `--base` is not given.
@@ -201,6 +201,7 @@ pub fn dispatch(cli: &Cli) -> Result<i32, Failure> {
             let names: Vec<String> = removed.iter().map(|p| p.display().to_string()).collect();
             out.done(json!({ "removed": names }), &format!("removed {} stale file(s)", names.len()));
         }
+        Command::Vm { action } => vm(out, action, &key)?,
         Command::Lb { action } => crate::lb::run(action, out, &key)?,
         Command::Events { keys, until_quiet } => {
             let names = if keys.is_empty() { list(&base)? } else { keys.clone() };
@@ -341,4 +342,48 @@ fn exec(key: &str, command: &[std::ffi::OsString]) -> Result<i32, Failure> {
             Ok(if e.kind() == std::io::ErrorKind::NotFound { 127 } else { 126 })
         }
     }
+}
+
+fn vm(out: Out, action: &VmAction, key: &dyn Fn(&str) -> Result<String>) -> Result<()> {
+    use netsandbox::sandbox::{AttachMode, AttachOptions};
+    match action {
+        VmAction::Attach { key: name, iface, mode, queues, tap, bridge, no_vnet_hdr } => {
+            let mode = match mode {
+                VmMode::Tc => AttachMode::TcRedirect,
+                VmMode::Bridge => AttachMode::Bridge,
+                VmMode::Macvtap => AttachMode::Macvtap,
+            };
+            let mut opts = AttachOptions::new(mode).queues(*queues).vnet_hdr(!no_vnet_hdr);
+            if let Some(t) = tap {
+                opts = opts.tap_name(t);
+            }
+            if let Some(b) = bridge {
+                opts = opts.bridge_name(b);
+            }
+            let sb = NetnsSandbox::open(&key(name)?)?;
+            // The queues close when this process exits; the TAP stays (it is persistent) and a
+            // VM runtime re-opens it with the library's vm_recover.
+            let a = sb.vm_attach(iface, &opts)?;
+            out.value(output::vm_json(&a.network), || output::vm_text(&a.network));
+        }
+        VmAction::Detach { key: name, iface } => {
+            NetnsSandbox::open(&key(name)?)?.vm_detach(iface)?;
+            out.done(json!({ "detached": iface }), &format!("detached {iface}"));
+        }
+        VmAction::Inspect { key: name, iface } => {
+            let sb = NetnsSandbox::open(&key(name)?)?;
+            match iface {
+                Some(i) => {
+                    let n = sb.vm_inspect(i)?;
+                    out.value(output::vm_json(&n), || output::vm_text(&n));
+                }
+                None => {
+                    let all = sb.vm_list()?;
+                    let v: Vec<_> = all.iter().map(output::vm_json).collect();
+                    out.value(json!(v), || all.iter().map(output::vm_text).collect::<Vec<_>>().join("\n"));
+                }
+            }
+        }
+    }
+    Ok(())
 }

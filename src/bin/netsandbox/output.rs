@@ -307,6 +307,63 @@ pub fn tweaks_text(r: &TweakReport) -> String {
     s.trim_end().to_owned()
 }
 
+/// A VM attachment as JSON.
+pub fn vm_json(n: &netsandbox::sandbox::VmNetwork) -> Value {
+    let routes: Vec<Value> = n
+        .routes
+        .iter()
+        .map(|r| {
+            json!({
+                "dst": r.dst.to_string(),
+                "gateway": r.gateway.map(|g| g.to_string()),
+                "table": r.table,
+                "protocol": r.protocol,
+                "scope": r.scope,
+                "metric": r.priority,
+            })
+        })
+        .collect();
+    json!({
+        "iface": n.iface,
+        "iface_index": n.iface_index,
+        "mode": n.mode.to_string(),
+        "tap": n.tap,
+        "tap_index": n.tap_index,
+        "bridge": n.bridge,
+        "guest_mac": format_mac(&n.guest_mac),
+        "mtu": n.mtu,
+        "queues": n.queues,
+        "vnet_hdr": n.vnet_hdr,
+        "addresses": strings(&n.addresses),
+        "routes": routes,
+        "dhcp_server": n.dhcp_server.map(|a| a.to_string()),
+    })
+}
+
+/// A VM attachment as text.
+pub fn vm_text(n: &netsandbox::sandbox::VmNetwork) -> String {
+    let mut s = format!(
+        "{} ({}): {} {} queue(s), guest mac {} mtu {}",
+        n.iface,
+        n.mode,
+        n.tap,
+        n.queues,
+        format_mac(&n.guest_mac),
+        n.mtu
+    );
+    if let Some(b) = &n.bridge {
+        s += &format!(", bridge {b}");
+    }
+    for a in &n.addresses {
+        s += &format!("\n  address {a}");
+    }
+    for r in &n.routes {
+        let via = r.gateway.map(|g| format!(" via {g}")).unwrap_or_default();
+        s += &format!("\n  route {}{via}", r.dst);
+    }
+    s
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

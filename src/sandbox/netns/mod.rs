@@ -224,6 +224,16 @@ impl NetnsSandbox {
         self.with(|live| Ok(f(&live.ns()?)))
     }
 
+    /// For the VM layer (`sandbox::vm`): runs `f` with the sandbox's socket and namespace while
+    /// interface changes are serialized (the lock order of `add_interface`: sandbox, then the
+    /// interface lock).
+    pub(in crate::sandbox) fn with_serialized<T>(&self, f: impl FnOnce(&Socket, &NetNs) -> Result<T>) -> Result<T> {
+        self.with(|live| {
+            let _serial = self.ifaces.lock();
+            f(&live.sock, &live.ns()?)
+        })
+    }
+
     /// For the load balancer (src/sandbox/lb): runs `f` with its connection slot and a way to
     /// reach the namespace.
     pub(crate) fn with_lb<T>(
