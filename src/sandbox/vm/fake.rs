@@ -15,7 +15,7 @@
 //!
 //! Queue "fds": the fake cannot make TAPs, so each queue is one end of a fresh `AF_UNIX`
 //! socketpair (close-on-exec, harmless to read, write or hand on); the fake keeps the other end
-//! and counts a queue as attached while its end is open. So [`TapInfo::attached_queues`] drops
+//! (until detach) and counts a TAP's queue as attached while the caller's end is open. So [`TapInfo::attached_queues`] drops
 //! as the caller closes queues, and a non-persistent TAP disappears with its last queue, as on
 //! the kernel. Deliberate differences: ifindexes are the fake's own counter (from 2 in order of
 //! first use), new MACs are the fake's deterministic ones, addresses are listed sorted, and the
@@ -71,6 +71,8 @@ struct Attachment {
     mac: [u8; 6],
     /// What bridge and macvtap modes took off, and the guest's routes then.
     taken: Option<(Stripped, Vec<VmRoute>)>,
+    /// The fake's ends of a macvtap's queues (a TAP's are in [`FakeVm::taps`]).
+    peers: Vec<OwnedFd>,
 }
 
 impl FakeVm {
@@ -257,6 +259,7 @@ impl VmSandbox for FakeSandbox {
             bridge: None,
             mac,
             taken: None,
+            peers: Vec::new(),
         };
         let queues = match opts.mode {
             AttachMode::TcRedirect => {
@@ -287,7 +290,8 @@ impl VmSandbox for FakeSandbox {
                 q
             }
             AttachMode::Macvtap => {
-                let (theirs, _mine) = queue_fds(opts.queues)?;
+                let (theirs, mine) = queue_fds(opts.queues)?;
+                a.peers = mine;
                 let veth_mac = v.next_mac();
                 v.set_mac(iface, veth_mac);
                 v.add_device(&tap, mac, mtu, Vec::new());
@@ -349,8 +353,11 @@ impl VmSandbox for FakeSandbox {
         let network = self.vm_inspect(iface)?;
         let mut v = self.vm_view()?;
         let (theirs, mine) = queue_fds(network.queues)?;
-        if let Some(t) = v.vm().taps.get_mut(&network.tap) {
+        let vm = v.vm();
+        if let Some(t) = vm.taps.get_mut(&network.tap) {
             t.peers.extend(mine);
+        } else if let Some(a) = vm.attachments.get_mut(iface) {
+            a.peers.extend(mine);
         }
         Ok(VmAttachment { network, queues: theirs })
     }
