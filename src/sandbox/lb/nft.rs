@@ -205,7 +205,15 @@ fn skeleton(b: &mut Batch) {
 /// The transaction for `ops`.
 pub(crate) fn encode(ops: &[Op]) -> Batch {
     let mut b = Batch::new();
-    for op in ops {
+    // A service's rule is written once per transaction, by its last slot change: rewriting it for
+    // every backend of a bulk `lb_apply` cost a rule (and a validation mark) per backend.
+    let mut last_slots: BTreeMap<ServiceKey, usize> = BTreeMap::new();
+    for (i, op) in ops.iter().enumerate() {
+        if let Op::Slots { svc, .. } = op {
+            last_slots.insert(*svc, i);
+        }
+    }
+    for (i, op) in ops.iter().enumerate() {
         match op {
             Op::CreateTable => skeleton(&mut b),
             Op::AddService(k) => {
@@ -238,6 +246,9 @@ pub(crate) fn encode(ops: &[Op]) -> Batch {
                 b.del_elems(FAMILY, LB_TABLE, &sel, &keys);
                 let elems: Vec<_> = add.iter().map(|(s, (ip, port))| (slot_key(*s), addr_port(*ip, *port))).collect();
                 b.add_data_elems(FAMILY, LB_TABLE, &sel, &elems);
+                if last_slots.get(svc) != Some(&i) {
+                    continue;
+                }
                 b.flush_chain(FAMILY, LB_TABLE, &svc_chain(svc));
                 if *modulus > 0 {
                     // The looked-up `addr . port` lands in consecutive registers from R32(0):
