@@ -213,7 +213,20 @@ pub(crate) fn encode(ops: &[Op]) -> Batch {
             last_slots.insert(*svc, i);
         }
     }
+    // Data elements are queued per map and sent as one message per map (a message per backend
+    // cost a set lookup by name each); the queue is flushed before anything deletes.
+    let mut pending: BTreeMap<String, Vec<(Vec<u8>, Vec<u8>)>> = BTreeMap::new();
+    let flush = |b: &mut Batch, pending: &mut BTreeMap<String, Vec<(Vec<u8>, Vec<u8>)>>| {
+        for (set, elems) in std::mem::take(pending) {
+            b.add_data_elems(FAMILY, LB_TABLE, &set, &elems);
+        }
+    };
     for (i, op) in ops.iter().enumerate() {
+        if matches!(op, Op::DelService(..) | Op::DelBackend(..) | Op::Unpublish(_))
+            || matches!(op, Op::Slots { del, .. } if !del.is_empty())
+        {
+            flush(&mut b, &mut pending);
+        }
         match op {
             Op::CreateTable => skeleton(&mut b),
             Op::AddService(k) => {
@@ -233,19 +246,19 @@ pub(crate) fn encode(ops: &[Op]) -> Batch {
                 b.del_set(FAMILY, LB_TABLE, &be_map(k));
                 b.del_chain(FAMILY, LB_TABLE, &svc_chain(k));
             }
-            Op::AddBackend(k, be) => b.add_data_elems(
-                FAMILY,
-                LB_TABLE,
-                &be_map(k),
-                &[(addr_port(be.ip, be.port), be.weight.to_ne_bytes().to_vec())],
-            ),
+            Op::AddBackend(k, be) => pending
+                .entry(be_map(k))
+                .or_default()
+                .push((addr_port(be.ip, be.port), be.weight.to_ne_bytes().to_vec())),
             Op::DelBackend(k, (ip, port)) => b.del_elems(FAMILY, LB_TABLE, &be_map(k), &[addr_port(*ip, *port)]),
             Op::Slots { svc, del, add, modulus } => {
                 let sel = sel_map(svc);
                 let keys: Vec<_> = del.iter().map(|s| slot_key(*s)).collect();
                 b.del_elems(FAMILY, LB_TABLE, &sel, &keys);
-                let elems: Vec<_> = add.iter().map(|(s, (ip, port))| (slot_key(*s), addr_port(*ip, *port))).collect();
-                b.add_data_elems(FAMILY, LB_TABLE, &sel, &elems);
+                pending
+                    .entry(sel.clone())
+                    .or_default()
+                    .extend(add.iter().map(|(s, (ip, port))| (slot_key(*s), addr_port(*ip, *port))));
                 if last_slots.get(svc) != Some(&i) {
                     continue;
                 }
@@ -281,6 +294,7 @@ pub(crate) fn encode(ops: &[Op]) -> Batch {
             Op::Unpublish(p) => b.del_elems(FAMILY, LB_TABLE, PUBLISHED, &[published_key(&p.iface, p.proto, p.port)]),
         }
     }
+    flush(&mut b, &mut pending);
     b
 }
 
