@@ -202,6 +202,9 @@ fn skeleton(b: &mut Batch) {
     );
 }
 
+/// Data elements waiting to be sent, per map: `key → value`.
+type Pending = BTreeMap<String, Vec<(Vec<u8>, Vec<u8>)>>;
+
 /// The transaction for `ops`.
 pub(crate) fn encode(ops: &[Op]) -> Batch {
     let mut b = Batch::new();
@@ -215,8 +218,8 @@ pub(crate) fn encode(ops: &[Op]) -> Batch {
     }
     // Data elements are queued per map and sent as one message per map (a message per backend
     // cost a set lookup by name each); the queue is flushed before anything deletes.
-    let mut pending: BTreeMap<String, Vec<(Vec<u8>, Vec<u8>)>> = BTreeMap::new();
-    let flush = |b: &mut Batch, pending: &mut BTreeMap<String, Vec<(Vec<u8>, Vec<u8>)>>| {
+    let mut pending: Pending = BTreeMap::new();
+    let flush = |b: &mut Batch, pending: &mut Pending| {
         for (set, elems) in std::mem::take(pending) {
             b.add_data_elems(FAMILY, LB_TABLE, &set, &elems);
         }
