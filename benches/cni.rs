@@ -35,13 +35,26 @@ fn exec(exe: &str, env: &[(&str, &str)], stdin: &[u8]) -> (Duration, bool) {
     (start.elapsed(), ok)
 }
 
-fn stats(mut v: Vec<Duration>) -> String {
-    v.sort();
+fn stats(v: Vec<Duration>) -> String {
     let ms = |d: Duration| d.as_secs_f64() * 1e3;
     if v.is_empty() {
         return "no samples".into();
     }
-    format!("median {:7.2} ms  min {:7.2}  max {:7.2}", ms(v[v.len() / 2]), ms(v[0]), ms(v[v.len() - 1]))
+    // Growth within the run: the first and the last 100 calls (attachments 1-100 and the
+    // last 100 on the bridge; for DEL, the bridge emptying).
+    let med = |s: &[Duration]| {
+        let mut s = s.to_vec();
+        s.sort();
+        s[s.len() / 2]
+    };
+    let growth = if v.len() >= 200 {
+        format!("  first 100 {:7.2}  last 100 {:7.2}", ms(med(&v[..100])), ms(med(&v[v.len() - 100..])))
+    } else {
+        String::new()
+    };
+    let mut v = v;
+    v.sort();
+    format!("median {:7.2} ms  min {:7.2}  max {:7.2}{growth}", ms(v[v.len() / 2]), ms(v[0]), ms(v[v.len() - 1]))
 }
 
 struct Variant {

@@ -133,7 +133,8 @@ fn add_veth_host_master_joins_the_bridge() {
         let e = sb.add_interface("vh-m0", "eth", &IfaceOptions::new().host_master("br-m")).unwrap_err();
         assert!(e.is_invalid_input(), "{e}");
 
-        sb.destroy().unwrap();
+        let reaped = sb.destroy_detached().unwrap();
+        assert!(reaped.wait(std::time::Duration::from_secs(60)), "the kernel reaps the pairs");
         assert!(!host_has("vh-m0") && !host_has("vh-m1"));
         HostBridge::delete("br-m").unwrap();
     });

@@ -324,6 +324,52 @@ fn add_check_del_dual_stack() {
     });
 }
 
+/// DELs in a row: each leaves its pair unusable at once (no address inside, the host end in
+/// the retired device group), the address released, and one reaper deletes them all.
+#[test]
+fn dels_in_a_row_are_reaped_together() {
+    in_private_netns(|| {
+        let mut w = World::new("cni-reap");
+        let conf = w.conf("reap", "1.0.0");
+        let mut nss = Vec::new();
+        let mut hosts = Vec::new();
+        for i in 0..8 {
+            let ns = w.container(&format!("r{i}"));
+            let r = w.call("ADD", &format!("r{i}"), Some(&ns), "eth0", &conf).result().clone();
+            hosts.push(r["interfaces"][1]["name"].as_str().unwrap().to_owned());
+            nss.push(ns);
+        }
+        for (i, ns) in nss.iter().enumerate() {
+            assert!(w.call("DEL", &format!("r{i}"), Some(ns), "eth0", &conf).ok);
+            let inside = ip_json(Some(ns), &["addr", "show"]);
+            assert!(
+                inside
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .all(|l| l["ifname"] == "lo" || l["addr_info"].as_array().unwrap().is_empty()),
+                "{inside}"
+            );
+            assert!(!w.store("reap").join(format!("198.18.0.{}", i + 2)).exists());
+            // Still there (not reaped yet): in the retired group, so nothing else mistakes it.
+            let host = ip_json(None, &["-d", "link", "show"]);
+            if let Some(l) = host.as_array().unwrap().iter().find(|l| l["ifname"] == hosts[i]) {
+                assert_eq!(l["group"], "1853087262", "{l}");
+            }
+        }
+        eventually("all pairs reaped", || {
+            let links = host_links();
+            hosts.iter().all(|h| !links.contains(h))
+                && nss.iter().all(|ns| ip_json(Some(ns), &["link", "show"]).as_array().unwrap().len() == 1)
+        });
+        // The same attachments can come back at once.
+        let r = w.call("ADD", "r0", Some(&nss[0]), "eth0", &conf);
+        assert!(r.ok, "{}", r.json);
+        assert!(w.call("DEL", "r0", Some(&nss[0]), "eth0", &conf).ok);
+        eventually("reaped again", || ip_json(Some(&nss[0]), &["link", "show"]).as_array().unwrap().len() == 1);
+    });
+}
+
 #[test]
 fn del_when_the_netns_is_gone() {
     in_private_netns(|| {
@@ -420,14 +466,12 @@ fn error_codes_and_bad_input_change_nothing() {
         let mut c = conf.clone();
         c["ipam"] = json!({"type": "no-such-ipam"});
         assert_eq!(w.call("ADD", "c1", Some(&ns), "eth0", &c).code(), 7);
-        // 2: unsupported fields, refused rather than ignored.
-        for k in ["ipMasq", "enabledad"] {
-            let mut c = conf.clone();
-            c[k] = json!(true);
-            let e = w.call("ADD", "c1", Some(&ns), "eth0", &c);
-            assert_eq!(e.code(), 2, "{}", e.json);
-            assert!(e.json["msg"].as_str().unwrap().contains("not supported"));
-        }
+        // 2: an unsupported field, refused rather than ignored.
+        let mut c = conf.clone();
+        c["enabledad"] = json!(true);
+        let e = w.call("ADD", "c1", Some(&ns), "eth0", &c);
+        assert_eq!(e.code(), 2, "{}", e.json);
+        assert!(e.json["msg"].as_str().unwrap().contains("not supported"));
         // 3: the namespace does not exist.
         let missing = w.base.path().join("nope").display().to_string();
         assert_eq!(w.call("ADD", "c1", Some(&missing), "eth0", &conf).code(), 3);
@@ -493,6 +537,142 @@ fn status_and_gc() {
         files.sort();
         assert_eq!(files, ["198.18.0.2", "198.18.0.5"]);
         assert!(w.call("STATUS", "", None, "", &conf).ok);
+    });
+}
+
+/// The masquerade chains of table `inet netsandbox-masq` in the current (private host)
+/// namespace, from `nft -j`: chain name → the rule's source and destination prefixes.
+fn masq_chains() -> Vec<(String, Vec<String>)> {
+    let out = Command::new("nft").args(["-j", "list", "ruleset"]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let mut chains: Vec<(String, Vec<String>)> = Vec::new();
+    for o in v["nftables"].as_array().unwrap() {
+        if o["chain"]["table"] == "netsandbox-masq" {
+            let c = &o["chain"];
+            assert_eq!(
+                (c["family"].as_str(), c["hook"].as_str(), c["type"].as_str()),
+                (Some("inet"), Some("postrouting"), Some("nat")),
+                "{c}"
+            );
+            chains.push((c["name"].as_str().unwrap().to_owned(), Vec::new()));
+        }
+        if o["rule"]["table"] == "netsandbox-masq" {
+            let r = &o["rule"];
+            let nets: Vec<String> = r["expr"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter_map(|e| {
+                    e["match"]["right"]["prefix"]
+                        .as_object()
+                        .map(|p| format!("{}/{}", p["addr"].as_str().unwrap(), p["len"]))
+                })
+                .collect();
+            assert!(r["expr"].as_array().unwrap().iter().any(|e| e.get("masquerade").is_some()), "{r}");
+            let c = chains.iter_mut().find(|c| c.0 == r["chain"].as_str().unwrap()).unwrap();
+            c.1.extend(nets);
+        }
+    }
+    chains.sort();
+    chains
+}
+
+#[test]
+fn ip_masq_add_check_del_gc() {
+    in_private_netns(|| {
+        if Command::new("nft").arg("--version").output().is_err() {
+            eprintln!("skipped: nft is not installed (needed to read the ruleset back)");
+            return;
+        }
+        let mut w = World::new("cni-masq");
+        let mut conf = w.conf("masqnet", "1.1.0");
+        conf["ipMasq"] = json!(true);
+        conf["isDefaultGateway"] = json!(true);
+        conf["ipam"] = json!({"type": "netsandbox", "dataDir": w.data_dir(),
+            "ranges": [[{"subnet": "198.18.0.0/24"}], [{"subnet": "2001:db8::/64"}]]});
+        assert!(masq_chains().is_empty());
+        let ns1 = w.container("m1");
+        let r1 = w.call("ADD", "m1", Some(&ns1), "eth0", &conf).result().clone();
+        let ns2 = w.container("m2");
+        w.call("ADD", "m2", Some(&ns2), "eth0", &conf).result();
+        let both = [
+            (
+                "masq-masqnet:m1:eth0:0".to_owned(),
+                vec!["198.18.0.0/24".to_owned(), "198.18.0.0/24".into(), "224.0.0.0/4".into()],
+            ),
+            (
+                "masq-masqnet:m1:eth0:1".to_owned(),
+                vec!["2001:db8::/64".to_owned(), "2001:db8::/64".into(), "ff00::/8".into()],
+            ),
+            (
+                "masq-masqnet:m2:eth0:0".to_owned(),
+                vec!["198.18.0.0/24".to_owned(), "198.18.0.0/24".into(), "224.0.0.0/4".into()],
+            ),
+            (
+                "masq-masqnet:m2:eth0:1".to_owned(),
+                vec!["2001:db8::/64".to_owned(), "2001:db8::/64".into(), "ff00::/8".into()],
+            ),
+        ];
+        assert_eq!(masq_chains(), both);
+
+        // Traffic: a namespace "outside" the bridge's subnets, routed through the host, sees
+        // the host's address on its link as the source, not the container's.
+        let outside = w.container("outside");
+        let out_ns = NetNs::from_path(&outside).unwrap();
+        ip(&["link", "add", "vout0", "type", "veth", "peer", "name", "vout1", "netns", &outside]);
+        ip(&["addr", "add", "203.0.113.1/24", "dev", "vout0"]);
+        ip(&["link", "set", "vout0", "up"]);
+        netns::run_in(&out_ns, || {
+            ip(&["addr", "add", "203.0.113.2/24", "dev", "vout1"]);
+            ip(&["link", "set", "vout1", "up"]);
+        })
+        .unwrap();
+        let listener = netns::run_in(&out_ns, || std::net::TcpListener::bind("203.0.113.2:0")).unwrap().unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let c1 = NetNs::from_path(&ns1).unwrap();
+        let dst = std::net::SocketAddr::from(([203, 0, 113, 2], port));
+        let conn = netns::run_in(&c1, || std::net::TcpStream::connect_timeout(&dst, std::time::Duration::from_secs(5)))
+            .unwrap()
+            .unwrap();
+        let (_, peer) = listener.accept().unwrap();
+        assert_eq!(peer.ip().to_string(), "203.0.113.1", "masqueraded to the host's outgoing address");
+        drop(conn);
+
+        // CHECK sees the entries, and names the one that went missing.
+        let mut with_prev = conf.clone();
+        with_prev["prevResult"] = r1.clone();
+        let ok = w.call("CHECK", "m1", Some(&ns1), "eth0", &with_prev);
+        assert!(ok.ok, "{}", ok.json);
+        // (As JSON: nft's command language does not take a `:` in a chain name.)
+        let cmd = json!({"nftables": [{"delete": {"chain":
+            {"family": "inet", "table": "netsandbox-masq", "name": "masq-masqnet:m1:eth0:1"}}}]});
+        let mut nft = Command::new("nft").args(["-j", "-f", "-"]).stdin(Stdio::piped()).spawn().unwrap();
+        nft.stdin.take().unwrap().write_all(cmd.to_string().as_bytes()).unwrap();
+        let del = nft.wait().unwrap();
+        assert!(del.success());
+        let bad = w.call("CHECK", "m1", Some(&ns1), "eth0", &with_prev);
+        assert_eq!(bad.code(), 110);
+        assert!(bad.json["msg"].as_str().unwrap().contains("2001:db8::/64"), "{}", bad.json);
+
+        // DEL removes m1's (what is left of them), and is idempotent.
+        assert!(w.call("DEL", "m1", Some(&ns1), "eth0", &conf).ok);
+        assert_eq!(masq_chains(), both[2..]);
+        assert!(w.call("DEL", "m1", Some(&ns1), "eth0", &conf).ok);
+        assert!(w.call("DEL", "m1", None, "eth0", &conf).ok);
+
+        // GC: m2 not valid, its entries go, and the table with them.
+        let ns3 = w.container("m3");
+        w.call("ADD", "m3", Some(&ns3), "eth0", &conf).result();
+        let mut gc = conf.clone();
+        gc["cni.dev/valid-attachments"] = json!([{"containerID": "m3", "ifname": "eth0"}]);
+        assert!(w.call("GC", "", None, "", &gc).ok);
+        let names: Vec<String> = masq_chains().into_iter().map(|c| c.0).collect();
+        assert_eq!(names, ["masq-masqnet:m3:eth0:0", "masq-masqnet:m3:eth0:1"]);
+        assert!(w.call("DEL", "m3", Some(&ns3), "eth0", &conf).ok);
+        let out = Command::new("nft").args(["-j", "list", "tables"]).output().unwrap();
+        assert!(!String::from_utf8_lossy(&out.stdout).contains("netsandbox-masq"), "table left behind");
+        assert!(w.call("DEL", "m2", Some(&ns2), "eth0", &conf).ok);
     });
 }
 

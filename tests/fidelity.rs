@@ -328,6 +328,7 @@ fn a_users_alias_survives_add_and_remove() {
         let i = &sb.interfaces().unwrap()[0];
         assert!(i.created, "still known as created: {i:?}");
         sb.destroy().unwrap();
+        common::wait_reaped();
         assert!(ipj(&["link"]).as_array().unwrap().iter().all(|l| l["ifname"] != "vh1"));
     });
 }
@@ -344,6 +345,8 @@ fn a_handle_whose_sandbox_was_destroyed_elsewhere_says_so() {
         assert!(matches!(a.info(), Err(Error::Destroyed { .. })), "{:?}", a.info());
         assert!(matches!(a.interfaces(), Err(Error::Destroyed { .. })));
         assert!(matches!(a.add_veth("vh1", "eth", &IfaceOptions::new()), Err(Error::Destroyed { .. })));
+        // The stale handle let go of the old namespace, so the kernel can free it (and vh0).
+        common::wait_reaped();
         assert_eq!(names(&ipj(&["link"])), ["lo"], "nothing was made by the stale handle");
 
         // The key pins a new sandbox now: the stale handle neither sees nor destroys it.

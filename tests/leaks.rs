@@ -17,6 +17,7 @@ fn no_fd_or_mount_leak_over_cycles() {
         let base = TempBase::new("sbx-leak");
         // Warm up lazily created shared state (host socket, base mount).
         let w = NetnsSandbox::create(&key(&base, "warm"), &CreateOptions::default()).unwrap();
+        common::wait_reaped();
         let fds = common::fd_count();
         let mounts = common::nsfs_mounts_under(base.path());
         for i in 0..50 {
@@ -24,6 +25,7 @@ fn no_fd_or_mount_leak_over_cycles() {
             sb.add_veth(&format!("vh{i}"), "eth", &IfaceOptions::new().address(net("198.18.0.2/16"))).unwrap();
             sb.destroy().unwrap();
         }
+        common::wait_reaped();
         assert_eq!(common::fd_count(), fds);
         assert_eq!(common::nsfs_mounts_under(base.path()), mounts);
         assert_eq!(std::fs::read_dir(base.path()).unwrap().count(), 1);
@@ -39,6 +41,7 @@ fn warm_pool_serves_sandboxes_and_shuts_down_clean() {
     in_private_netns(|| {
         let base = TempBase::new("pool");
         let warm = NetnsSandbox::create(&key(&base, "warm"), &CreateOptions::default()).unwrap();
+        common::wait_reaped();
         let fds = common::fd_count();
         let pool = WarmPool::new(4, CreateOptions::default()).unwrap();
         assert!(pool.wait_full(std::time::Duration::from_secs(30)), "pool fills in the background");
@@ -61,6 +64,7 @@ fn warm_pool_serves_sandboxes_and_shuts_down_clean() {
         drop(sbs);
         pool.shutdown();
         drop(pool);
+        common::wait_reaped();
         assert_eq!(common::fd_count(), fds, "pool released every namespace and socket");
         assert!(!common::netsandbox_threads().contains(&"netsandbox-pool".to_owned()), "refill thread joined");
         assert_eq!(common::nsfs_mounts_under(base.path()), 1);
@@ -75,6 +79,7 @@ fn a_live_idle_sandbox_holds_one_fd() {
     in_private_netns(|| {
         let base = TempBase::new("fds");
         let warm = NetnsSandbox::create(&key(&base, "warm"), &CreateOptions::default()).unwrap();
+        common::wait_reaped();
         let fds = common::fd_count();
         let sbs: Vec<_> = (0..50)
             .map(|i| {
@@ -88,6 +93,7 @@ fn a_live_idle_sandbox_holds_one_fd() {
             sb.destroy().unwrap();
         }
         drop(sbs);
+        common::wait_reaped();
         assert_eq!(common::fd_count(), fds);
         warm.destroy().unwrap();
     });

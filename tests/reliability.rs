@@ -41,6 +41,7 @@ fn soak(cycles: u32) {
         let base = TempBase::new("soak");
         // Warm up the lazily created shared state (host socket, shared base mount).
         let warm = NetnsSandbox::create(&key(&base, "warm"), &CreateOptions::default()).unwrap();
+        common::wait_reaped_and_reaper_gone();
         let host = Socket::open().unwrap();
         let (fds, mounts, tasks, links) =
             (common::fd_count(), common::nsfs_mounts_under(base.path()), threads(), host.links().unwrap().len());
@@ -51,6 +52,9 @@ fn soak(cycles: u32) {
             sb.destroy().unwrap();
         }
         println!("soak: {cycles} create/SW/destroy cycles in {:.1} s", t.elapsed().as_secs_f64());
+        let t = Instant::now();
+        common::wait_reaped_and_reaper_gone();
+        println!("soak: all reaped {:.1} s after the last destroy", t.elapsed().as_secs_f64());
         assert_eq!(common::fd_count(), fds, "fds grew");
         assert_eq!(common::nsfs_mounts_under(base.path()), mounts, "mounts grew");
         assert_eq!(threads(), tasks, "threads grew");
@@ -97,6 +101,7 @@ fn eight_threads_create_and_destroy_100_each() {
         });
         println!("8 threads x 100 sandboxes in {:.1} s", t.elapsed().as_secs_f64());
         assert!(t.elapsed() < Duration::from_secs(600), "bounded time");
+        common::wait_reaped();
         assert_eq!(std::fs::read_dir(base.path()).unwrap().count(), 0);
         assert_eq!(Socket::open().unwrap().links().unwrap().len(), 1);
     });

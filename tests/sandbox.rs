@@ -171,8 +171,9 @@ fn ipv6_address_is_usable_at_once() {
         assert!(!line.contains("tentative"), "{line}");
         // Binding to it works immediately (a tentative address would give EADDRNOTAVAIL).
         sb.invoke(|| std::net::UdpSocket::bind("[2001:db8::2]:0").map(drop)).unwrap().unwrap();
-        sb.destroy().unwrap();
-        assert!(!host_has("vh0"), "destroy removes the host end at once");
+        let reaped = sb.destroy_detached().unwrap();
+        assert!(reaped.wait(std::time::Duration::from_secs(60)), "the kernel reaps the host end");
+        assert!(!host_has("vh0"), "the host end is gone once reaped");
     });
 }
 
@@ -694,6 +695,7 @@ fn destroy_while_other_threads_work_does_not_deadlock() {
             sb.destroy().unwrap();
             workers.into_iter().map(|w| w.join().unwrap()).collect()
         });
+        common::wait_reaped();
         let all: Vec<&String> = outcomes.iter().flatten().collect();
         assert_eq!(all.len(), 40);
         // Once destroyed, every later call says so; nothing was left in the host.
@@ -717,6 +719,8 @@ fn destroy_returns_moved_links_and_deletes_created_ones() {
         sb.add_interface("", "br", &IfaceOptions::new().bridge(true)).unwrap();
         let report = sb.destroy_reporting().unwrap();
         let s = Socket::open().unwrap();
+        assert!(s.link(LinkRef::Name("vc0")).is_ok(), "a moved link is home when destroy returns");
+        common::wait_reaped();
         let back = s.link(LinkRef::Name("vc0")).expect("moved link returned to its origin");
         assert!(back.altnames.is_empty(), "no netsandbox marker left on it: {:?}", back.altnames);
         assert!(!host_has("vh2"), "a veth made by the sandbox goes, host end included");
@@ -743,18 +747,23 @@ fn host_end_without_link_local_address() {
     in_private_netns(|| {
         let base = TempBase::new("sbx-hostll");
         let sb = NetnsSandbox::create(&key(&base, "h"), &CreateOptions::default()).unwrap();
-        sb.add_veth("vh0", "eth", &IfaceOptions::new()).unwrap();
-        sb.add_veth("vh1", "eth", &IfaceOptions::new().host_link_local(false)).unwrap();
+        sb.add_veth("vh0", "eth", &IfaceOptions::new().host_link_local(true)).unwrap();
+        sb.add_veth("vh1", "eth", &IfaceOptions::new()).unwrap(); // the default: none
         // The kernel adds the link-local address (tentative) as the link comes up, so its
         // absence right after add_veth returns is final.
         let with = ip(&["-6", "addr", "show", "dev", "vh0"]);
-        assert!(with.contains("inet6 fe80::"), "default host end has a link-local address: {with}");
+        assert!(with.contains("inet6 fe80::"), "host_link_local(true) gives the kernel's link-local address: {with}");
         let without = ip(&["-6", "addr", "show", "dev", "vh1"]);
         assert!(!without.contains("inet6"), "no IPv6 address on the host end: {without}");
+        // No IPv6 on it at all (no per-device multicast route either); this thread is in the
+        // test's private host namespace, whose /proc/sys it reads.
+        let v6 = std::fs::read_to_string("/proc/sys/net/ipv6/conf/vh1/disable_ipv6").unwrap();
+        assert_eq!(v6.trim(), "1", "IPv6 disabled on the default host end");
         let details = ip(&["-d", "link", "show", "vh1"]);
         assert!(details.contains("addrgenmode none") && details.contains(",UP"), "{details}");
         assert_eq!(sb.interfaces().unwrap().len(), 2);
         sb.destroy().unwrap();
+        common::wait_reaped();
         assert!(Socket::open().unwrap().links().unwrap().len() == 1, "both host ends are gone");
     });
 }
@@ -781,7 +790,9 @@ fn destroy_many_deletes_veth_pairs_in_one_batch() {
         sbs[5].destroy().unwrap();
         let mut all: Vec<&NetnsSandbox> = sbs.iter().collect();
         all.push(&sbs[0]); // listed twice
-        NetnsSandbox::destroy_many(&all).unwrap();
+        let reaped = NetnsSandbox::destroy_many_detached(&all).unwrap();
+        assert!(reaped.wait(std::time::Duration::from_secs(60)), "reaped within 60 s");
+        common::wait_reaped(); // sbs[5] too
 
         let mut left: Vec<String> = host.links().unwrap().into_iter().map(|l| l.name).collect();
         left.sort();

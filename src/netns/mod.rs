@@ -16,6 +16,7 @@
 //!   before the call returns, panics included.
 
 mod exec;
+mod fhandle;
 mod handle;
 mod locate;
 pub mod mountinfo;
@@ -26,6 +27,7 @@ mod sys;
 
 pub use exec::{NsGuard, run_in, run_in_result};
 pub(crate) use exec::{Target, hop};
+pub use fhandle::NsFileHandle;
 pub use handle::{NETNS_RUN_DIR, NetNs};
 pub use locate::{NsInode, find_netns};
 pub(crate) use pin::create_pinned_from;

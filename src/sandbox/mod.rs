@@ -28,7 +28,10 @@ pub use inspect::{
 };
 pub use key::{DEFAULT_ROOT, base_path, check_id, check_key, generate_key, set_base_path};
 pub use lb::LoadBalancer;
-pub use netns::{CreateOptions, DestroyReport, NetnsSandbox, RTPROT_NETSANDBOX, RTPROT_NETSANDBOX_IFACE, WarmPool};
+pub use netns::{
+    CreateOptions, DestroyReport, NetnsSandbox, REAP_GRACE, RTPROT_NETSANDBOX, RTPROT_NETSANDBOX_IFACE, Reaped,
+    WarmPool,
+};
 pub use options::{IfaceOptions, NeighFamily, NeighOptions, SandboxType, StaticRoute};
 pub use random::{random_local_mac, random_veth_name};
 pub use vm::{AttachMode, AttachOptions, Tap, TapInfo, TapOptions, VmAttachment, VmNetwork, VmRoute};
@@ -144,7 +147,9 @@ pub trait Sandbox: Send + Sync {
     /// sends them, and when that cannot be (origin gone, name taken there) they are left in
     /// place and logged ([`NetnsSandbox::destroy_reporting`] returns them). Other links are
     /// deleted only in a namespace the sandbox made: an adopted one
-    /// ([`NetnsSandbox::from_external`]) keeps its owner's. Idempotent.
+    /// ([`NetnsSandbox::from_external`]) keeps its owner's. Moved-in links are home when it
+    /// returns; what the sandbox made may be deleted by the kernel afterwards, when it frees
+    /// the namespace (see [`NetnsSandbox::destroy_detached`]). Idempotent.
     fn destroy(&self) -> Result<()>;
 }
 

@@ -141,3 +141,22 @@ fn run(cmd: &str, args: &[&str]) -> String {
 pub mod cli;
 pub mod oci;
 pub mod table;
+
+/// Waits (bounded) until the kernel has freed everything this process's destroys left to it
+/// (namespaces, parked veth host ends) and netsandbox's reaper thread has exited.
+pub fn wait_reaped() {
+    let ok = netsandbox::sandbox::NetnsSandbox::wait_all_reaped(std::time::Duration::from_secs(120));
+    assert!(ok, "the kernel did not reap destroyed sandboxes within 120 s");
+}
+
+/// [`wait_reaped`], then also until /proc no longer lists the reaper thread (it may for a
+/// moment after it was joined). Only for tests that run one at a time and count threads.
+pub fn wait_reaped_and_reaper_gone() {
+    wait_reaped();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    // comm is cut to 15 bytes.
+    while netsandbox_threads().iter().any(|t| t == "netsandbox-reap") {
+        assert!(std::time::Instant::now() < deadline, "reaper thread still listed 10 s after it was joined");
+        std::thread::yield_now();
+    }
+}

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use netsandbox::netlink::Socket;
 use netsandbox::netlink::link::LinkRef;
-use netsandbox::netns::{self, NetNs};
+use netsandbox::netns::{self, NetNs, NsFileHandle};
 use netsandbox::sandbox::{CreateOptions, NetnsSandbox, Sandbox, WarmPool};
 
 use crate::iproute2::{ip_batch, ip_step, run};
@@ -21,6 +21,7 @@ pub(crate) enum Variant {
     LowBatch,
     Trait,
     TraitPool,
+    TraitPoolWired,
     TraitMove,
     IpStepDirect,
     IpBatchDirect,
@@ -29,11 +30,12 @@ pub(crate) enum Variant {
     Rtnetlink,
 }
 
-pub(crate) const ALL: [Variant; 10] = [
+pub(crate) const ALL: [Variant; 11] = [
     Variant::LowStep,
     Variant::LowBatch,
     Variant::Trait,
     Variant::TraitPool,
+    Variant::TraitPoolWired,
     Variant::TraitMove,
     Variant::IpStepDirect,
     Variant::IpBatchDirect,
@@ -49,6 +51,7 @@ impl Variant {
             Variant::LowBatch => "low-batch",
             Variant::Trait => "trait",
             Variant::TraitPool => "trait-pool",
+            Variant::TraitPoolWired => "trait-pool-wired",
             Variant::TraitMove => "trait-move",
             Variant::IpStepDirect => "ip-step",
             Variant::IpBatchDirect => "ip-batch",
@@ -63,6 +66,7 @@ impl Variant {
             Variant::LowBatch => "(b) netsandbox low level, in-sandbox config as one Socket::batch",
             Variant::Trait => "(c) netsandbox Sandbox trait, add_veth (SW-direct)",
             Variant::TraitPool => "(c') as (c), namespace taken from a WarmPool",
+            Variant::TraitPoolWired => "(c'') as (c), namespace and veth pair from a pre-wired WarmPool",
             Variant::TraitMove => "(d) netsandbox Sandbox trait, add_interface (SW-move)",
             Variant::IpStepDirect => "(e) iproute2, one process per step, peer born inside",
             Variant::IpBatchDirect => "(f) ip -batch (host batch + nsenter batch), peer born inside",
@@ -90,7 +94,6 @@ pub(crate) enum Built {
     },
     Ip {
         pin: PathBuf,
-        vh: String,
     },
     Rtnl {
         _ns: NetNs,
@@ -112,6 +115,8 @@ pub(crate) struct Ctx {
     pub(crate) rtnl: Option<Rtnl>,
     pub(crate) setup_ms: Vec<f64>,
     pub(crate) teardown_ms: Vec<f64>,
+    /// From the start of teardown until the kernel has freed the namespace and the host end.
+    pub(crate) reaped_ms: Vec<f64>,
     pub(crate) steps: BTreeMap<&'static str, Vec<f64>>,
 }
 
@@ -128,6 +133,9 @@ impl Ctx {
             Variant::TraitPool => {
                 Some(netns::run_in_result(&host, || WarmPool::new(pool_size, CreateOptions::default()))?)
             }
+            Variant::TraitPoolWired => {
+                Some(netns::run_in_result(&host, || WarmPool::prewired(pool_size, CreateOptions::default()))?)
+            }
             _ => None,
         };
         let rtnl = match variant {
@@ -143,6 +151,7 @@ impl Ctx {
             rtnl,
             setup_ms: Vec::new(),
             teardown_ms: Vec::new(),
+            reaped_ms: Vec::new(),
             steps: BTreeMap::new(),
         })
     }
@@ -152,7 +161,7 @@ impl Ctx {
             Variant::LowStep => low_step(&self.sock, &self.dir, sw, laps),
             Variant::LowBatch => low_batch(&self.sock, &self.dir, sw, laps),
             Variant::Trait => trait_direct(&self.dir, sw, laps),
-            Variant::TraitPool => match &self.pool {
+            Variant::TraitPool | Variant::TraitPoolWired => match &self.pool {
                 Some(pool) => trait_pool(pool, &self.dir, sw, laps),
                 None => Err("pool variant without a pool".into()),
             },
@@ -187,18 +196,21 @@ impl Ctx {
                 self.sock.delete_link(LinkRef::Name(&vh))?;
                 laps.mark("delete veth");
             }
-            Built::Ip { pin, vh } => {
-                run("ip", &["link", "del", &vh])?;
-                laps.mark("ip link del");
+            Built::Ip { pin } => {
+                // `ip netns del` semantics: unmount and remove the pin; the kernel deletes the
+                // veth pair when it frees the namespace.
                 run("umount", &["--lazy", &pin.display().to_string()])?;
                 std::fs::remove_file(&pin)?;
-                laps.mark("umount + rm pin");
+                laps.mark("umount + rm pin (ip netns del)");
             }
             Built::Rtnl { _ns, _inner, conn, pin, host_index } => {
                 let r = self.rtnl.as_ref().ok_or("rtnetlink teardown without a runtime")?;
                 r.rt.block_on(r.host.link().del(host_index).execute())?;
                 laps.mark("delete veth");
                 conn.abort();
+                // The aborted task (and with it the connection's socket, which holds the
+                // namespace) is dropped only when the runtime runs it again.
+                let _ = r.rt.block_on(conn);
                 drop((_ns, _inner));
                 netns::unpin(&pin)?;
                 laps.mark("unpin");
@@ -216,7 +228,7 @@ impl Ctx {
         {
             eprintln!("warning: pool not full at the start of a round ({} ready)", pool.ready());
         }
-        let (setup, teardown, steps) = netns::run_in(&this.host, || -> R<_> {
+        let (setup, teardown, reaped, steps) = netns::run_in(&this.host, || -> R<_> {
             let mut built = Vec::new();
             let mut setup = Vec::new();
             let mut teardown = Vec::new();
@@ -226,7 +238,7 @@ impl Ctx {
                 let mut laps = Laps::new();
                 let t = Instant::now();
                 match this.setup(Sw(i), &mut laps) {
-                    Ok(b) => built.push(b),
+                    Ok(b) => built.push((Sw(i), b)),
                     Err(e) => {
                         failure = Some(format!("{} set-up of sandbox {i}: {e}", this.variant.name()));
                         break;
@@ -236,7 +248,11 @@ impl Ctx {
                 steps.extend(laps.steps);
             }
             // Tear down whatever was built, even after a failure.
-            for b in built {
+            // What to watch until the kernel has freed it (looked up before the clock starts).
+            let mut watch = Vec::new();
+            for (sw, b) in built {
+                let handle = NsFileHandle::of_path(&sw.pin(&this.dir));
+                let host_index = this.sock.link(LinkRef::Name(&sw.vh())).ok().map(|l| l.index);
                 let mut laps = Laps::new();
                 let t = Instant::now();
                 if let Err(e) = this.teardown(b, &mut laps) {
@@ -244,18 +260,43 @@ impl Ctx {
                 }
                 teardown.push(ms(t.elapsed()));
                 steps.extend(laps.steps);
+                watch.push((t, handle, host_index));
             }
+            let reaped = this.wait_reaped(watch);
             match failure {
                 Some(f) => Err(f.into()),
-                None => Ok((setup, teardown, steps)),
+                None => Ok((setup, teardown, reaped, steps)),
             }
         })??;
         self.setup_ms.extend(setup);
         self.teardown_ms.extend(teardown);
+        self.reaped_ms.extend(reaped);
         for (k, d) in steps {
             self.steps.entry(k).or_default().push(ms(d));
         }
         Ok(())
+    }
+
+    /// For each torn-down sandbox (teardown start, namespace handle, host-end index): the time
+    /// until the namespace has no reference left and the host end is gone, polled (bounded).
+    fn wait_reaped(&self, mut watch: Vec<(Instant, Option<NsFileHandle>, Option<u32>)>) -> Vec<f64> {
+        let mut out = Vec::with_capacity(watch.len());
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !watch.is_empty() && Instant::now() < deadline {
+            watch.retain(|(t, h, idx)| {
+                let ns_gone = h.and_then(|h| h.alive()).is_none_or(|alive| !alive);
+                let end_gone = idx.is_none_or(|i| self.sock.link(LinkRef::Index(i)).is_err());
+                if ns_gone && end_gone {
+                    out.push(ms(t.elapsed()));
+                }
+                !(ns_gone && end_gone)
+            });
+            std::thread::sleep(Duration::from_micros(200));
+        }
+        if !watch.is_empty() {
+            eprintln!("warning: {} sandboxes of {} not reaped within 60 s", watch.len(), self.variant.name());
+        }
+        out
     }
 
     /// Links other than `lo` left in the private host namespace.

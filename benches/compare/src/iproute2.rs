@@ -88,7 +88,7 @@ pub(crate) fn ip_inner_cmds(sw: Sw, direct: bool) -> Vec<String> {
 pub(crate) fn ip_step(dir: &Path, sw: Sw, direct: bool, laps: &mut Laps) -> R<Built> {
     let pin = sw.pin(dir);
     ip_netns_create(&pin)?;
-    let built = Built::Ip { pin: pin.clone(), vh: sw.vh() };
+    let built = Built::Ip { pin: pin.clone() };
     laps.mark("unshare --net=pin");
     let host = ip_host_cmds(&pin, sw, direct);
     let (up, create) = host.split_last().ok_or("no host commands")?;
@@ -110,7 +110,7 @@ pub(crate) fn ip_step(dir: &Path, sw: Sw, direct: bool, laps: &mut Laps) -> R<Bu
 pub(crate) fn ip_batch(dir: &Path, sw: Sw, direct: bool, laps: &mut Laps) -> R<Built> {
     let pin = sw.pin(dir);
     ip_netns_create(&pin)?;
-    let built = Built::Ip { pin: pin.clone(), vh: sw.vh() };
+    let built = Built::Ip { pin: pin.clone() };
     laps.mark("unshare --net=pin");
     run_batch(&["ip"], &ip_host_cmds(&pin, sw, direct))?;
     laps.mark("ip -batch host");

@@ -35,6 +35,8 @@ pub(crate) struct LiveReport {
     pub(crate) last_ms: f64,
     /// Teardown of all `n`, per sandbox.
     pub(crate) teardown_ms: f64,
+    /// From the start of the teardown until the kernel had freed everything.
+    pub(crate) reaped_s: f64,
 }
 
 /// Creates `n` live SW sandboxes through the trait, measures, destroys them. `host_ll`: whether
@@ -85,6 +87,10 @@ pub(crate) fn live_sandboxes(ctx: &Ctx, n: usize, host_ll: bool, batch: bool) ->
             }
         }
         let teardown_ms = ms(t.elapsed()) / n.max(1) as f64;
+        if !NetnsSandbox::wait_all_reaped(Duration::from_secs(600)) {
+            eprintln!("warning: the kernel has not reaped the live sandboxes within 600 s");
+        }
+        let reaped_s = t.elapsed().as_secs_f64();
         if let Some(e) = failure {
             return Err(e);
         }
@@ -96,6 +102,7 @@ pub(crate) fn live_sandboxes(ctx: &Ctx, n: usize, host_ll: bool, batch: bool) ->
             first_ms: median(&times[..k]),
             last_ms: median(&times[n - k..]),
             teardown_ms,
+            reaped_s,
         })
     })?
 }

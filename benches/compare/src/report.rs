@@ -16,21 +16,25 @@ pub(crate) fn report(ctxs: &[Ctx], n: usize) {
     let reference = ctxs.iter().find(|c| c.variant == Variant::Trait);
     let (ref_set, ref_tot) =
         reference.map_or((f64::NAN, f64::NAN), |c| (median(&c.setup_ms), median(&c.setup_ms) + median(&c.teardown_ms)));
+    let low_setup = ctxs.iter().find(|c| c.variant == Variant::LowStep).map_or(f64::NAN, |c| median(&c.setup_ms));
     println!("\nSW, N = {n} per variant (median per sandbox, ms)\n");
     println!(
-        "| {:<13} | {:>9} | {:>9} | {:>14} | {:>14} | what",
-        "variant", "set-up", "teardown", "set-up/trait", "total/trait"
+        "| {:<16} | {:>8} | {:>8} | {:>9} | {:>8} | {:>12} | {:>11} | {:>13} | what",
+        "variant", "set-up", "teardown", "lifecycle", "reaped", "set-up/trait", "total/trait", "life/low-set"
     );
-    println!("|{:-<15}|{:->11}|{:->11}|{:->16}|{:->16}|------", "", "", "", "", "");
+    println!("|{:-<18}|{:->10}|{:->10}|{:->11}|{:->10}|{:->14}|{:->13}|{:->15}|------", "", "", "", "", "", "", "", "");
     for c in ctxs {
-        let (s, t) = (median(&c.setup_ms), median(&c.teardown_ms));
+        let (s, t, r) = (median(&c.setup_ms), median(&c.teardown_ms), median(&c.reaped_ms));
         println!(
-            "| {:<13} | {:>9.3} | {:>9.3} | {:>13.2}x | {:>13.2}x | {}",
+            "| {:<16} | {:>8.3} | {:>8.3} | {:>9.3} | {:>8.3} | {:>11.2}x | {:>10.2}x | {:>12.2}x | {}",
             c.variant.name(),
             s,
             t,
+            s + t,
+            r,
             s / ref_set,
             (s + t) / ref_tot,
+            (s + t) / low_setup,
             c.variant.describe()
         );
     }

@@ -58,7 +58,11 @@ pub fn add(req: &Request, conf: &NetConf, stdin: &[u8]) -> Result<Value, CniErro
             Ok(out.to_json(conf.cni_version))
         }
         Err(e) => {
-            // Undo in reverse: the pair (if it was made), then the addresses, then fail.
+            // Undo in reverse: masquerading, the pair (if it was made), then the addresses,
+            // then fail.
+            if conf.ip_masq {
+                let _ = crate::masq::del(&conf.name, id, ifname);
+            }
             let _ = sb.remove_interface(ifname);
             if let Err(d) = ipam.del(id, ifname, stdin) {
                 return Err(CniError {
@@ -225,6 +229,9 @@ fn plumb(
         routes,
         dns: if conf.dns.is_empty() { allocated.dns.clone() } else { conf.dns.clone() },
     };
+    if conf.ip_masq {
+        crate::masq::add(&conf.name, id, ifname, &result)?;
+    }
     Ok(result)
 }
 

@@ -81,6 +81,10 @@ pub fn check(req: &Request, conf: &NetConf, stdin: &[u8]) -> Result<(), CniError
             return Err(mismatch(format!("route {}{via} is missing from {key}", r.dst)));
         }
     }
+    if conf.ip_masq {
+        let subnets: Vec<IpNet> = prev.ips_of(index).map(|i| i.address).collect();
+        crate::masq::check(&conf.name, id, ifname, &subnets)?;
+    }
     // The host end still joins this attachment to the bridge.
     let ends = host::host_ends(&conf.name)?;
     if !ends.iter().any(|e| e.container_id == id && e.ifname == ifname) {

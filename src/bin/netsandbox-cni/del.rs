@@ -50,6 +50,11 @@ pub fn del(req: &Request, conf: &NetConf, stdin: &[u8]) -> Result<(), CniError> 
             }
         }
     }
+    if conf.ip_masq
+        && let Err(e) = crate::masq::del(&conf.name, id, ifname)
+    {
+        first_error.get_or_insert(e);
+    }
     if let Some(ipam) = &ipam
         && let Err(e) = ipam.del(id, ifname, stdin)
     {

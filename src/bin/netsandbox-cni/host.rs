@@ -1,12 +1,19 @@
 //! The host side of an attachment: its identity on the host end's alias, so DEL without a
 //! namespace and GC find host ends from the kernel alone.
 
+use std::os::fd::AsRawFd;
 use std::path::Path;
 use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use nix::sys::socket::{
+    AddressFamily, MsgFlags, SockFlag, SockType, UnixAddr, bind, recv, sendto, setsockopt, socket, sockopt,
+};
+use nix::sys::time::TimeVal;
 
 use netsandbox::cni::{CniError, ErrorCode};
 use netsandbox::netlink::Socket;
-use netsandbox::netlink::link::{LinkChange, LinkRef};
+use netsandbox::netlink::link::{self, LinkChange, LinkRef};
 use netsandbox::netns::{self, NetNs};
 
 const ALIAS_PREFIX: &str = "netsandbox-cni";
@@ -63,19 +70,34 @@ pub fn mac_of(name: &str) -> Option<String> {
     l.mac.map(|m| netsandbox::validate::format_mac(&m))
 }
 
-/// The environment variable that turns the binary into the reaper of one host end.
+/// The environment variable that turns the binary into the host namespace's reaper.
 pub const REAP_ENV: &str = "NETSANDBOX_CNI_REAP";
 
 /// Alias of a container end DEL has retired (its deletion is the reaper's).
 pub const RETIRED: &str = "netsandbox-cni retired";
 
+/// The device group of retired host ends in the host namespace: the reaper deletes the whole
+/// group with one request, so the kernel's RCU wait (and its hold of RTNL, which every other
+/// plugin call needs) is paid once per batch, not once per DEL.
+pub const RETIRED_GROUP: u32 = 0x6e73_de1e;
+
+/// The reaper's name: an abstract unix socket, which belongs to the network namespace it is
+/// bound in, so there is at most one reaper per host namespace, and DEL finds it there.
+const REAPER_SOCKET: &[u8] = b"netsandbox-cni-reaper";
+
+/// How long the reaper waits for DELs to stop coming before it deletes the batch, and the
+/// longest a retired pair waits.
+const REAP_IDLE: Duration = Duration::from_millis(30);
+const REAP_MAX_DELAY: Duration = Duration::from_millis(500);
+
 /// DEL's fast path. Deleting a veth makes the kernel wait for RCU grace periods (tens of ms)
 /// inside the request, and so do bringing a link down and renaming it; DEL need not wait.
 /// So the container end loses its addresses (unusable at once) and is marked retired on its
-/// alias — neither waits for RCU — and a detached process deletes the pair through its host
-/// end, after checking that the host end's alias still names this attachment. An ADD that
-/// finds a retired `ifname` deletes it first ([`clear_retired`]). `Ok(false)`: nothing to do
-/// (no such namespace or interface); an error: the caller removes the interface the slow way.
+/// alias, and the host end (after checking that its alias names this attachment) joins
+/// [`RETIRED_GROUP`] — none of which waits for RCU — and the namespace's reaper, started if
+/// none runs, deletes the group. An ADD that finds a retired `ifname` deletes it first
+/// ([`clear_retired`]). `Ok(false)`: nothing to do (no such namespace or interface); an error:
+/// the caller removes the interface the slow way.
 pub fn retire(netns: &Path, network: &str, id: &str, ifname: &str) -> Result<bool, CniError> {
     let ns = match NetNs::from_path(netns) {
         Ok(ns) => ns,
@@ -105,22 +127,41 @@ pub fn retire(netns: &Path, network: &str, id: &str, ifname: &str) -> Result<boo
             _ => {}
         }
     }
-    let spawned = std::env::current_exe().and_then(|exe| {
-        Command::new(exe)
-            .env_clear()
-            .env(REAP_ENV, format!("{peer} {expected}"))
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-    });
-    if spawned.is_err() {
+    host.set_link(LinkRef::Index(peer), &LinkChange::new().group(RETIRED_GROUP))?;
+    if !wake_reaper() && !spawn_reaper() {
         // No reaper: delete it here (and wait).
         sock.delete_link(LinkRef::Index(l.index))?;
     }
     Ok(true)
 }
 
+fn reaper_addr() -> Option<UnixAddr> {
+    UnixAddr::new_abstract(REAPER_SOCKET).ok()
+}
+
+/// Tells a running reaper that there is more to delete: false when none listens.
+fn wake_reaper() -> bool {
+    let Some(addr) = reaper_addr() else { return false };
+    let Ok(fd) = socket(AddressFamily::Unix, SockType::Datagram, SockFlag::SOCK_CLOEXEC, None) else { return false };
+    sendto(fd.as_raw_fd(), b"r", &addr, MsgFlags::MSG_DONTWAIT).is_ok()
+}
+
+fn spawn_reaper() -> bool {
+    std::env::current_exe()
+        .and_then(|exe| {
+            Command::new(exe)
+                .env_clear()
+                .env(REAP_ENV, "1")
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+        })
+        .is_ok()
+}
+
+/// For ADD: an `ifname` in `netns` that DEL retired and the reaper has not deleted yet is
+/// deleted now (an immediate ADD of the same container and interface must succeed).
 /// For ADD: an `ifname` in `netns` that DEL retired and the reaper has not deleted yet is
 /// deleted now (an immediate ADD of the same container and interface must succeed).
 pub fn clear_retired(netns: &Path, ifname: &str) -> Result<(), CniError> {
@@ -135,14 +176,37 @@ pub fn clear_retired(netns: &Path, ifname: &str) -> Result<(), CniError> {
     }
 }
 
-/// The reaper (a detached child of DEL): deletes host link `index` if its alias is `alias`.
-pub fn reap(spec: &str) {
-    let Some((index, alias)) = spec.split_once(' ') else { return };
-    let Ok(index) = index.parse::<u32>() else { return };
-    let Ok(sock) = Socket::open() else { return };
-    if let Ok(l) = sock.link(LinkRef::Index(index))
-        && l.alias.as_deref() == Some(alias)
-    {
-        let _ = sock.delete_link(LinkRef::Index(index));
+/// The reaper (a detached child of DEL): while DELs keep coming it waits (up to
+/// [`REAP_MAX_DELAY`]), then deletes every retired host end with one request, until none is
+/// left. It exits only after giving up its name and looking once more, so a DEL that woke it
+/// is never left behind; a second reaper finding the name taken exits at once.
+pub fn reap() {
+    let Some(addr) = reaper_addr() else { return };
+    let Ok(host) = Socket::open() else { return };
+    loop {
+        let Ok(fd) = socket(AddressFamily::Unix, SockType::Datagram, SockFlag::SOCK_CLOEXEC, None) else { return };
+        if bind(fd.as_raw_fd(), &addr).is_err() {
+            return; // another reaper serves this namespace
+        }
+        let _ = setsockopt(&fd, sockopt::ReceiveTimeout, &TimeVal::new(0, REAP_IDLE.as_micros() as _));
+        loop {
+            let start = Instant::now();
+            let mut buf = [0u8; 16];
+            while start.elapsed() < REAP_MAX_DELAY && recv(fd.as_raw_fd(), &mut buf, MsgFlags::empty()).is_ok() {}
+            if let Ok(req) = link::delete_group(RETIRED_GROUP) {
+                let _ = host.execute(req);
+            }
+            if !any_retired(&host) {
+                break;
+            }
+        }
+        drop(fd);
+        if !any_retired(&host) {
+            return;
+        }
     }
+}
+
+fn any_retired(host: &Socket) -> bool {
+    host.links().is_ok_and(|ls| ls.iter().any(|l| l.group == RETIRED_GROUP))
 }

@@ -11,6 +11,7 @@ mod del;
 mod host;
 mod ipam;
 mod maint;
+mod masq;
 
 use std::io::{Read, Write};
 
@@ -18,8 +19,8 @@ use netsandbox::cni::{CniError, CniVersion, Command, ErrorCode, NetConf, Request
 use serde_json::{Value, json};
 
 fn main() {
-    if let Ok(spec) = std::env::var(host::REAP_ENV) {
-        host::reap(&spec);
+    if std::env::var_os(host::REAP_ENV).is_some() {
+        host::reap();
         return;
     }
     let mut stdin = Vec::new();
@@ -75,10 +76,6 @@ fn version_info(stdin: &[u8]) -> Value {
 
 /// Refuses what we cannot honour yet instead of ignoring it (code 2).
 fn unsupported_fields(conf: &NetConf) -> Result<(), CniError> {
-    if conf.ip_masq {
-        return Err(CniError::new(ErrorCode::UnsupportedField, "ipMasq is not supported yet")
-            .with_details("netsandbox-cni cannot set up masquerading until its nftables support lands; set ipMasq to false and masquerade on the host"));
-    }
     if conf.enable_dad {
         return Err(CniError::new(ErrorCode::UnsupportedField, "enabledad: true is not supported")
             .with_details("netsandbox-cni adds IPv6 addresses without duplicate address detection, usable at once"));

@@ -48,6 +48,15 @@ pub fn gc(req: &Request, conf: &NetConf, stdin: &[u8]) -> Result<(), CniError> {
         }
         stale.insert((end.container_id, end.ifname));
     }
+    // Masquerade entries go whatever `ipMasq` says now (it may have been on when they were made).
+    let valid_ids = valid.iter().map(|(id, ifname)| (id.as_str(), ifname.as_str()));
+    if let Err(e) = crate::masq::gc(&conf.name, valid_ids) {
+        if conf.ip_masq {
+            first_error.get_or_insert(e);
+        } else {
+            log::debug!("masquerade GC skipped: {}", e.msg);
+        }
+    }
     match &ipam {
         Some(Ipam::Builtin(b)) => {
             let store = b.store()?;

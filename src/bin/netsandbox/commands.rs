@@ -185,12 +185,15 @@ pub fn dispatch(cli: &Cli) -> Result<i32, Failure> {
             // Every name is opened first, so a missing one changes nothing.
             let sbs = keys.iter().map(|name| NetnsSandbox::open(&key(name)?)).collect::<Result<Vec<_>>>()?;
             match sbs.as_slice() {
+                // This process is gone right after: wait for the kernel to free what destroy
+                // left to it (bounded by the reaper's grace period), so the command's effect
+                // is complete when it returns.
                 [one] => {
-                    one.destroy()?;
+                    reaped(one.destroy_detached()?);
                     out.done(json!({ "destroyed": keys[0] }), &format!("destroyed {}", keys[0]));
                 }
                 many => {
-                    NetnsSandbox::destroy_many(&many.iter().collect::<Vec<_>>())?;
+                    reaped(NetnsSandbox::destroy_many_detached(&many.iter().collect::<Vec<_>>())?);
                     out.done(json!({ "destroyed": keys }), &format!("destroyed {}", keys.join(" ")));
                 }
             }
@@ -341,6 +344,15 @@ fn exec(key: &str, command: &[std::ffi::OsString]) -> Result<i32, Failure> {
             eprintln!("netsandbox: run {}: {e}", program.to_string_lossy());
             Ok(if e.kind() == std::io::ErrorKind::NotFound { 127 } else { 126 })
         }
+    }
+}
+
+/// Waits for the kernel to free what a destroy left to it; a namespace held elsewhere still
+/// has its host ends deleted after the reaper's grace period.
+fn reaped(r: netsandbox::sandbox::Reaped) {
+    let limit = netsandbox::sandbox::REAP_GRACE + std::time::Duration::from_secs(30);
+    if !r.wait(limit) {
+        log::warn!("the kernel has not freed the destroyed sandboxes' namespaces after {limit:?}");
     }
 }
 

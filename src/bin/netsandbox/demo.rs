@@ -61,8 +61,14 @@ impl Cleanup<'_> {
     fn run(&mut self) -> Result<()> {
         let mut first = None;
         for sb in self.sandboxes.drain(..) {
-            if let Err(e) = sb.destroy() {
-                first.get_or_insert(e);
+            // The clean-up check that follows wants the host ends gone: wait for the kernel.
+            match sb.destroy_detached() {
+                Ok(r) => {
+                    r.wait(netsandbox::sandbox::REAP_GRACE + std::time::Duration::from_secs(30));
+                }
+                Err(e) => {
+                    first.get_or_insert(e);
+                }
             }
         }
         if let Err(e) = netns::release_base(self.base) {

@@ -335,6 +335,49 @@ mod tests {
         assert!(b.allocate("c2", "eth0", &["203.0.113.1".parse().unwrap()]).is_err());
     }
 
+    /// The index follows changes made behind its back (host-local's files, an operator's
+    /// removals) and host-local's way of releasing (every file holding the id and ifname).
+    #[test]
+    fn index_follows_changes_behind_its_back() {
+        let dir = tmp("idx");
+        let b = conf(&dir, json!({}));
+        b.allocate("c1", "eth0", &[]).unwrap();
+        let net = dir.join("net1");
+        assert!(net.join("netsandbox-index/stamp").exists());
+        // host-local writes an allocation: the stamp moves, the index is rebuilt and finds it.
+        std::fs::write(net.join("198.18.0.5"), "hl\r\neth0").unwrap();
+        assert_eq!(b.allocate("hl", "eth0", &[]).unwrap_err().code, ErrorCode::Plugin(101));
+        assert_eq!(b.store().unwrap().by_id("hl", "eth0").unwrap(), ["198.18.0.5".parse::<IpAddr>().unwrap()]);
+        // host-local's DEL: removes every file under the store holding "c1\r\neth0".
+        for e in walk(&net) {
+            if std::fs::read_to_string(&e).unwrap_or_default() == "c1\r\neth0" {
+                std::fs::remove_file(&e).unwrap();
+            }
+        }
+        assert!(b.store().unwrap().by_id("c1", "eth0").unwrap().is_empty());
+        assert_eq!(b.allocate("c1", "eth0", &[]).unwrap().ips.len(), 1);
+        // Released through the index: the allocation file and its entry go.
+        assert_eq!(b.release("hl", "eth0").unwrap(), ["198.18.0.5".parse::<IpAddr>().unwrap()]);
+        assert!(!net.join("198.18.0.5").exists());
+        assert!(walk(&net).iter().all(|p| std::fs::read_to_string(p).unwrap_or_default() != "hl\r\neth0"));
+        // An operator removes a file by hand: no stale duplicate.
+        let held = b.store().unwrap().by_id("c1", "eth0").unwrap();
+        std::fs::remove_file(net.join(held[0].to_string())).unwrap();
+        assert_eq!(b.allocate("c1", "eth0", &[]).unwrap().ips.len(), 1);
+    }
+
+    fn walk(d: &std::path::Path) -> Vec<PathBuf> {
+        let mut out = Vec::new();
+        for e in std::fs::read_dir(d).unwrap().flatten() {
+            if e.file_type().unwrap().is_dir() {
+                out.extend(walk(&e.path()));
+            } else {
+                out.push(e.path());
+            }
+        }
+        out
+    }
+
     #[test]
     fn held_lock_is_try_again_later() {
         let dir = tmp("lock");

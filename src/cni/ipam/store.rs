@@ -5,6 +5,16 @@
 //! holding `<container id>\r\n<ifname>` (older host-local wrote the id alone);
 //! `last_reserved_ip.<range set index>` holding the last address handed out from that range
 //! set; and `lock`, which every writer holds with `flock(LOCK_EX)` while it works.
+//!
+//! So that ADD's duplicate check and DEL's release need not read every allocation file, the
+//! built-in allocator keeps an index beside them: `netsandbox-index/<hash of id and ifname>/`
+//! with one file `ip-<address>` per address of that attachment, holding the same
+//! `<container id>\r\n<ifname>` as the allocation file. host-local ignores it (no name there
+//! parses as an address) and its DEL, which removes every file under the directory holding
+//! the id and ifname, removes the index entries with the allocation. The index is trusted only
+//! while `netsandbox-index/stamp` equals the network directory's change stamp (mtime, size,
+//! inode) recorded when the built-in allocator last changed the directory: any change by
+//! someone else (host-local, an operator) moves the stamp and the index is rebuilt once.
 
 use std::fs::{File, OpenOptions};
 use std::io::Write;
@@ -23,6 +33,8 @@ use crate::cni::error::{CniError, ErrorCode};
 pub const DEFAULT_DATA_DIR: &str = "/var/lib/cni/networks";
 const LAST_RESERVED: &str = "last_reserved_ip.";
 const LINE_BREAK: &str = "\r\n";
+const INDEX: &str = "netsandbox-index";
+const STAMP: &str = "stamp";
 
 fn io(op: &str, path: &Path, e: impl std::fmt::Display) -> CniError {
     CniError::new(ErrorCode::Io, format!("ipam store: {op} {}: {e}", path.display()))
@@ -31,7 +43,34 @@ fn io(op: &str, path: &Path, e: impl std::fmt::Display) -> CniError {
 /// One network's directory, locked for as long as this value lives.
 pub struct Store {
     dir: PathBuf,
+    /// Whether the index matched the directory when the lock was taken (or was rebuilt), and
+    /// every change since kept it in step: then it is sealed again when the lock goes.
+    index_ok: std::cell::Cell<bool>,
+    changed: std::cell::Cell<bool>,
     _lock: Flock<File>,
+}
+
+impl Drop for Store {
+    fn drop(&mut self) {
+        // Still under the lock (fields drop after this).
+        if self.changed.get() {
+            if self.index_ok.get() {
+                self.seal();
+            } else {
+                let _ = std::fs::remove_file(self.dir.join(INDEX).join(STAMP));
+            }
+        }
+    }
+}
+
+/// FNV-1a of the attachment: the index directory's name.
+fn attachment_key(id: &str, ifname: &str) -> String {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in id.trim().bytes().chain(std::iter::once(0)).chain(ifname.bytes()) {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    format!("{h:016x}")
 }
 
 impl std::fmt::Debug for Store {
@@ -73,7 +112,18 @@ impl Store {
         let mut file = file;
         loop {
             match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
-                Ok(lock) => return Ok(Store { dir, _lock: lock }),
+                Ok(lock) => {
+                    let store = Store {
+                        dir,
+                        index_ok: std::cell::Cell::new(false),
+                        changed: std::cell::Cell::new(false),
+                        _lock: lock,
+                    };
+                    store.index_ok.set(store.stamp().is_some_and(|s| {
+                        std::fs::read_to_string(store.dir.join(INDEX).join(STAMP)).is_ok_and(|r| r == s)
+                    }));
+                    return Ok(store);
+                }
                 Err((f, Errno::EWOULDBLOCK | Errno::EINTR)) if Instant::now() < deadline => {
                     file = f;
                     // Holders keep it for milliseconds (one allocation).
@@ -110,9 +160,81 @@ impl Store {
             let _ = std::fs::remove_file(&path);
             return Err(io("write", &path, e));
         }
+        self.changed.set(true);
+        if self.index_ok.get() && self.index_add(id, ifname, ip, &content).is_err() {
+            self.index_ok.set(false);
+        }
         let last = self.dir.join(format!("{LAST_RESERVED}{range_set}"));
         std::fs::write(&last, ip.to_string()).map_err(|e| io("write", &last, e))?;
         Ok(true)
+    }
+
+    /// The directory's change stamp: creating or removing an entry moves it.
+    fn stamp(&self) -> Option<String> {
+        use std::os::unix::fs::MetadataExt;
+        let m = std::fs::metadata(&self.dir).ok()?;
+        Some(format!("{}.{:09} {} {}", m.mtime(), m.mtime_nsec(), m.size(), m.ino()))
+    }
+
+    /// Records the directory's stamp as the one the index matches.
+    fn seal(&self) {
+        if let Some(s) = self.stamp() {
+            let _ = std::fs::write(self.dir.join(INDEX).join(STAMP), s);
+        }
+    }
+
+    fn index_add(&self, id: &str, ifname: &str, ip: IpAddr, content: &str) -> std::io::Result<()> {
+        let d = self.dir.join(INDEX).join(attachment_key(id, ifname));
+        std::fs::create_dir_all(&d)?;
+        std::fs::write(d.join(format!("ip-{ip}")), content)
+    }
+
+    fn index_remove(&self, id: &str, ifname: &str, ip: IpAddr) {
+        let d = self.dir.join(INDEX).join(attachment_key(id, ifname));
+        let _ = std::fs::remove_file(d.join(format!("ip-{ip}")));
+        let _ = std::fs::remove_dir(&d);
+    }
+
+    /// Makes the index trustworthy: rebuilt from every allocation file when the directory
+    /// changed behind it (once after host-local or an operator worked on the store). Files of
+    /// older host-local versions (the id alone) cannot be indexed: then `false`, and callers
+    /// read the whole store.
+    fn ensure_index(&self) -> Result<bool, CniError> {
+        if self.index_ok.get() {
+            return Ok(true);
+        }
+        let index = self.dir.join(INDEX);
+        let all = self.allocations()?;
+        if all.iter().any(|a| a.ifname.is_empty()) {
+            return Ok(false);
+        }
+        match std::fs::remove_dir_all(&index) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(io("remove", &index, e)),
+            _ => {}
+        }
+        std::fs::create_dir_all(&index).map_err(|e| io("create", &index, e))?;
+        for a in &all {
+            let content = format!("{}{LINE_BREAK}{}", a.container_id, a.ifname);
+            self.index_add(&a.container_id, &a.ifname, a.ip, &content).map_err(|e| io("write", &index, e))?;
+        }
+        self.index_ok.set(true);
+        self.changed.set(true);
+        Ok(true)
+    }
+
+    /// The addresses the index holds for (`id`, `ifname`).
+    fn indexed(&self, id: &str, ifname: &str) -> Vec<IpAddr> {
+        let d = self.dir.join(INDEX).join(attachment_key(id, ifname));
+        let Ok(entries) = std::fs::read_dir(&d) else { return Vec::new() };
+        let want = format!("{}{LINE_BREAK}{ifname}", id.trim());
+        entries
+            .flatten()
+            .filter_map(|e| {
+                let ip = e.file_name().to_str()?.strip_prefix("ip-")?.parse::<IpAddr>().ok()?;
+                // A hash collision of two attachments is told apart by the content.
+                (std::fs::read_to_string(e.path()).ok()?.trim() == want).then_some(ip)
+            })
+            .collect()
     }
 
     /// The last address reserved from range set `range_set`, if recorded and readable.
@@ -144,6 +266,9 @@ impl Store {
 
     /// The addresses held by (`id`, `ifname`) (or by `id` alone, in older files).
     pub fn by_id(&self, id: &str, ifname: &str) -> Result<Vec<IpAddr>, CniError> {
+        if self.ensure_index()? {
+            return Ok(self.indexed(id, ifname));
+        }
         Ok(self.allocations()?.into_iter().filter(|a| owned_by(a, id, ifname)).map(|a| a.ip).collect())
     }
 
@@ -151,6 +276,14 @@ impl Store {
     /// back to files holding the id alone). Returns the addresses released.
     pub fn release(&self, id: &str, ifname: &str) -> Result<Vec<IpAddr>, CniError> {
         let mut released = Vec::new();
+        if self.ensure_index()? {
+            for ip in self.indexed(id, ifname) {
+                self.release_ip(ip)?;
+                released.push(ip);
+            }
+            released.sort_by_key(|ip| (ip.is_ipv6(), super::range::to_u128(*ip)));
+            return Ok(released);
+        }
         let all = self.allocations()?;
         let exact: Vec<&Allocation> =
             all.iter().filter(|a| a.container_id == id.trim() && a.ifname == ifname).collect();
@@ -161,6 +294,7 @@ impl Store {
         };
         for a in chosen {
             let path = self.dir.join(a.ip.to_string());
+            self.changed.set(true);
             match std::fs::remove_file(&path) {
                 Ok(()) => released.push(a.ip),
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
@@ -173,6 +307,12 @@ impl Store {
     /// Releases one address.
     pub fn release_ip(&self, ip: IpAddr) -> Result<(), CniError> {
         let path = self.dir.join(ip.to_string());
+        if let Ok(content) = std::fs::read_to_string(&path) {
+            let mut lines = content.trim().lines();
+            let (id, ifname) = (lines.next().unwrap_or("").trim(), lines.next().unwrap_or("").trim());
+            self.index_remove(id, ifname, ip);
+        }
+        self.changed.set(true);
         match std::fs::remove_file(&path) {
             Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(io("remove", &path, e)),
             _ => Ok(()),

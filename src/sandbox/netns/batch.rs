@@ -12,7 +12,7 @@ use log::{debug, warn};
 
 use super::host::Host;
 use super::mark;
-use super::{Live, NetnsSandbox};
+use super::{Live, NetnsSandbox, Reaped};
 use crate::error::{Error, Result};
 use crate::netlink::LinkKind;
 use crate::netlink::link::{self, LinkChange, LinkRef};
@@ -36,9 +36,54 @@ impl NetnsSandbox {
     /// uses costs one dump of the origin's links, so for a single sandbox plain `destroy` is
     /// cheaper. Sandboxes already destroyed (or listed twice) are skipped. Returns the first
     /// error after trying every sandbox.
+    ///
+    /// Sandboxes whose namespace the sandbox made take the short path of
+    /// [`destroy_detached`](Self::destroy_detached) instead (nothing deleted on the caller's
+    /// path, and the kernel frees all their namespaces in one batch), so for them the host ends
+    /// may still exist on return: use [`destroy_many_detached`](Self::destroy_many_detached)
+    /// to wait for the kernel. The group deletion remains for adopted namespaces.
     pub fn destroy_many(sandboxes: &[&NetnsSandbox]) -> Result<()> {
-        let lives: Vec<(&NetnsSandbox, Live)> =
-            sandboxes.iter().filter_map(|sb| sb.live.write().take().map(|live| (*sb, live))).collect();
+        Self::destroy_many_detached(sandboxes).map(drop)
+    }
+
+    /// [`destroy_many`](Self::destroy_many), with one [`Reaped`] for everything left to the
+    /// kernel.
+    pub fn destroy_many_detached(sandboxes: &[&NetnsSandbox]) -> Result<Reaped> {
+        let mut reaped = Reaped::default();
+        let mut first_error = None;
+        let mut slow = Vec::new();
+        for sb in sandboxes {
+            let taken = sb.live.write().take();
+            let Some(live) = taken else { continue };
+            if !sb.owned {
+                slow.push((*sb, live));
+                continue;
+            }
+            if !sb.pinned_here(&live) {
+                continue;
+            }
+            // A namespace the sandbox made takes the short path; adopted ones are grouped.
+            match live.sock.links() {
+                Ok(links) if super::owned(&links) => match super::reap::teardown(sb, live, links) {
+                    Ok((report, r)) => {
+                        log_left_behind(sb, report);
+                        reaped.merge(r);
+                    }
+                    Err(e) => {
+                        first_error.get_or_insert(e);
+                    }
+                },
+                _ => slow.push((*sb, live)),
+            }
+        }
+        if let Err(e) = Self::destroy_many_grouped(slow) {
+            first_error.get_or_insert(e);
+        }
+        first_error.map_or(Ok(reaped), Err)
+    }
+
+    /// The synchronous batch: host ends grouped and deleted with one request.
+    fn destroy_many_grouped(lives: Vec<(&NetnsSandbox, Live)>) -> Result<()> {
         let mut by_origin: Vec<(Arc<Host>, Vec<u32>)> = Vec::new();
         for (sb, live) in lives.iter().filter(|(sb, _)| sb.owned) {
             let ends = match host_ends(sb, live) {
@@ -61,17 +106,19 @@ impl NetnsSandbox {
         let mut first_error = None;
         for (sb, live) in lives {
             match sb.empty_and_unpin(live) {
-                Ok(report) => {
-                    for (name, why) in report.left_behind {
-                        warn!("sandbox {}: {name} left in the namespace: {why}", sb.key);
-                    }
-                }
+                Ok(report) => log_left_behind(sb, report),
                 Err(e) => {
                     first_error.get_or_insert(e);
                 }
             }
         }
         first_error.map_or(Ok(()), Err)
+    }
+}
+
+fn log_left_behind(sb: &NetnsSandbox, report: super::DestroyReport) {
+    for (name, why) in report.left_behind {
+        warn!("sandbox {}: {name} left in the namespace: {why}", sb.key);
     }
 }
 

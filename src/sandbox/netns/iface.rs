@@ -9,6 +9,7 @@ use log::{debug, warn};
 
 use super::host::Host;
 use super::mark::{self, Origin};
+use super::prewire;
 use super::{DestroyReport, Live, NetnsSandbox, RTPROT_NETSANDBOX_IFACE};
 use crate::error::{Error, Result};
 use crate::netlink::addr::{self, AddrOptions};
@@ -84,10 +85,36 @@ pub(super) fn add(
         Some(br) => Some(crate::sandbox::bridge::bridge_link(&sb.host.sock, br)?.index),
         None => None,
     };
-    let name = if opts.exact_name { exact_name_free(live, prefix)? } else { free_name(live, prefix)? };
+    // A pre-wired pool's pair is used for the first add_veth whose name it has inside.
+    let prewired = match src {
+        Source::Veth(_) if !opts.bridge && !opts.exact_name && format!("{prefix}0") == prewire::INSIDE_NAME => {
+            sb.prewired.lock().take()
+        }
+        Source::Veth(_) if !opts.bridge && opts.exact_name && prefix == prewire::INSIDE_NAME => {
+            sb.prewired.lock().take()
+        }
+        _ => None,
+    };
+    let name = match prewired {
+        Some(_) => prewire::INSIDE_NAME.to_owned(),
+        None if opts.exact_name => exact_name_free(live, prefix)?,
+        None => free_name(live, prefix)?,
+    };
 
     // Bring the link in: create it inside, or move it (renamed on the way, in one request).
     let (index, before) = match (src, source) {
+        (Source::Veth(host_name), _) if prewired.is_some() => {
+            let p = prewired
+                .clone()
+                .ok_or_else(|| Error::Protocol { op: "add veth", detail: "pre-wired pair vanished".into() })?;
+            match prewire::adopt(sb, &p, host_name, opts, host_master) {
+                Ok(i) => (i, None),
+                Err(e) => {
+                    *sb.prewired.lock() = Some(p);
+                    return Err(e);
+                }
+            }
+        }
         _ if opts.bridge => {
             live.sock.execute(link::create_bridge(&name)?)?;
             (live.sock.link(LinkRef::Name(&name))?.index, None)
@@ -102,7 +129,7 @@ pub(super) fn add(
 
     // A veth peer is born with its MAC and MTU: setting them again is kernel work (address
     // change notifiers) for nothing.
-    let born_configured = matches!(src, Source::Veth(_));
+    let born_configured = matches!(src, Source::Veth(_)) && prewired.is_none();
     match configure(live, index, master, opts, &name, before.is_none(), born_configured) {
         Ok(()) => {
             debug!("{}: added {name}", sb.key);
@@ -156,17 +183,25 @@ fn add_veth_pair(
         netns: Some(ns.as_fd()),
         // The host end can be born up (only the peer cannot): saves a request. Not when it
         // must never get a link-local address: that mode can only be set once it exists.
-        host_up: !opts.no_host_link_local,
+        host_up: opts.host_link_local,
         // Joins the bridge in the creating request: no window in which it is loose.
         host_master,
         ..Default::default()
     };
-    // The echoed host end names the peer's index inside: saves a lookup in the sandbox.
-    let host_end = sb.host.sock.create_veth_echoed(host_name, opts.mtu, &peer).map_err(|e| {
+    // The echoed host end names the peer's index inside: saves a lookup in the sandbox. The
+    // name may still be held by the host end of a sandbox destroyed a moment ago that the
+    // kernel has not reaped yet: that one is moved out of the way (`reap`) and we try again.
+    let host_end = match sb.host.sock.create_veth_echoed(host_name, opts.mtu, &peer) {
+        Err(e) if e.is_already_exists() && super::reap::unblock_name(&sb.host, host_name) => {
+            sb.host.sock.create_veth_echoed(host_name, opts.mtu, &peer)
+        }
+        r => r,
+    };
+    let host_end = host_end.map_err(|e| {
         if e.is_already_exists() { Error::AlreadyExists { kind: "link", name: host_name.to_owned() } } else { e }
     })?;
     let peer_index = host_end.as_ref().and_then(|l| l.link);
-    let ready = host_end_without_link_local(sb, host_name, opts.no_host_link_local)
+    let ready = host_end_without_link_local(sb, host_name, !opts.host_link_local)
         .and_then(|()| host_end_hairpin(sb, host_name, opts.host_hairpin))
         .and_then(|()| host_end_alias(sb, host_name, opts.host_alias.as_deref()))
         .and_then(|()| peer_index.map_or_else(|| live.sock.link(LinkRef::Name(name)).map(|l| l.index), Ok));
@@ -228,9 +263,27 @@ fn host_end_without_link_local(sb: &NetnsSandbox, host_name: &str, wanted: bool)
     if !wanted {
         return Ok(());
     }
+    host_end_without_ipv6(sb, host_name);
     let host = LinkRef::Name(host_name);
     let reqs = [LinkChange::new().ipv6_link_local(false).request(host)?, LinkChange::new().up(true).request(host)?];
     sb.host.sock.batch(&reqs, BatchMode::StopAtFirstError)?.into_result()
+}
+
+/// A host end without link-local address also gets no IPv6 at all (`disable_ipv6` on it, in the
+/// origin, before it comes up): otherwise bringing it up still adds its own `ff00::/8`
+/// multicast route, all of them on one fib6 node that the kernel walks linearly on every
+/// insertion, and set-up grew 10x by 3 000 host ends (BENCHMARKS.md). Best effort: without
+/// IPv6 in the kernel there is nothing to disable.
+fn host_end_without_ipv6(sb: &NetnsSandbox, host_name: &str) {
+    let key = format!("net/ipv6/conf/{host_name}/disable_ipv6");
+    // /proc/sys/net follows the opener's namespace: write directly when this thread is in the
+    // origin (the common case), else from a thread inside it.
+    let here = nix::sys::stat::stat("/proc/thread-self/ns/net")
+        .is_ok_and(|st| st.st_dev == sb.host.inode.dev && st.st_ino == sb.host.inode.ino);
+    let written = if here { sysctl::write(None, &key, "1") } else { sysctl::write(Some(&sb.host.ns), &key, "1") };
+    if let Err(e) = written {
+        debug!("{}: IPv6 left on host end {host_name}: {e}", sb.key);
+    }
 }
 
 /// For [`IfaceOptions::host_hairpin`]: the port mode can only be set once the host end is a

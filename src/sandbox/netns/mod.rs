@@ -12,7 +12,9 @@ mod iface;
 mod inspect;
 mod mark;
 mod pool;
+mod prewire;
 mod read;
+mod reap;
 
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
@@ -39,6 +41,7 @@ use crate::sysctl::{self, Outcome};
 use crate::validate;
 use host::Host;
 pub use pool::WarmPool;
+pub use reap::{GRACE as REAP_GRACE, Reaped};
 
 /// `rtm_protocol` of routes added for an interface ([`IfaceOptions::routes`]), so `restore`
 /// tells them from static routes.
@@ -82,6 +85,8 @@ pub struct NetnsSandbox {
     live: RwLock<Option<Live>>,
     /// Serializes changes to the set of interfaces (name allocation, move, rollback).
     ifaces: Mutex<()>,
+    /// A veth pair made ahead by a pre-wired [`WarmPool`], for the first `add_veth`.
+    prewired: Mutex<Option<prewire::Prewired>>,
     /// False for [`NetnsSandbox::attach`]: the namespace belongs to someone else, so destroy
     /// only lets go of it.
     owned: bool,
@@ -208,6 +213,7 @@ impl NetnsSandbox {
             host,
             live: RwLock::new(Some(live)),
             ifaces: Mutex::new(()),
+            prewired: Mutex::new(None),
             owned: true,
         })
     }
@@ -217,6 +223,61 @@ impl NetnsSandbox {
     /// socket alone keeps the old, emptied namespace alive.
     fn pinned_here(&self, live: &Live) -> bool {
         nix::sys::stat::stat(&self.path).is_ok_and(|st| st.st_dev == live.inode.dev && st.st_ino == live.inode.ino)
+    }
+
+    /// [`Sandbox::destroy`] with a handle on what is left for the kernel to free.
+    ///
+    /// For a namespace the sandbox made ([`create`](Self::create), [`WarmPool::take`], also
+    /// when reopened later) the caller's path is short: links moved in still go back to their
+    /// origin before it returns, but the veth pairs made by `add_veth` (and bridges made
+    /// inside) are not deleted — the kernel waits ~32 ms for RCU per deletion — they go when
+    /// the kernel frees the namespace, which it does for many namespaces in one batch. Until
+    /// then a pair's host end keeps its name; a new `add_veth` in this process that wants the
+    /// name moves it out of the way first (down and renamed `nsp…` in one batch), so the name
+    /// can be reused at once. [`Reaped::wait`] blocks until the kernel has freed everything; a
+    /// process-wide reaper deletes the host ends itself if the namespace is still held
+    /// elsewhere (a process still inside, an fd) after [`REAP_GRACE`]. An adopted namespace
+    /// ([`from_external`](Self::from_external)) is emptied synchronously as before and gives an
+    /// already-reaped handle. Links that could not go home are logged, as by `destroy`.
+    pub fn destroy_detached(&self) -> Result<Reaped> {
+        let (report, reaped) = self.teardown()?;
+        for (name, why) in report.left_behind {
+            warn!("sandbox {}: {name} left in the namespace: {why}", self.key);
+        }
+        Ok(reaped)
+    }
+
+    /// Waits until the kernel has freed what every destroy in this process left to it (see
+    /// [`Reaped`]) and the reaper thread has exited, or `timeout` passed. Returns whether all
+    /// is done.
+    pub fn wait_all_reaped(timeout: std::time::Duration) -> bool {
+        reap::wait_all(timeout)
+    }
+
+    /// The one teardown behind `destroy`, `destroy_reporting` and `destroy_detached`.
+    fn teardown(&self) -> Result<(DestroyReport, Reaped)> {
+        // Every other operation holds the read lock for its whole run, so the write lock waits
+        // for them to finish. (Taking `ifaces` here too would invert the lock order with
+        // add_interface and could deadlock.)
+        let taken = self.live.write().take();
+        let Some(live) = taken else { return Ok(Default::default()) };
+        self.teardown_live(live)
+    }
+
+    /// [`teardown`](Self::teardown) once `live` is taken: the short path of `reap` for a
+    /// namespace the sandbox made, [`empty_and_unpin`](Self::empty_and_unpin) otherwise.
+    fn teardown_live(&self, live: Live) -> Result<(DestroyReport, Reaped)> {
+        if !self.owned {
+            return Ok((self.empty_and_unpin(live)?, Reaped::default()));
+        }
+        if !self.pinned_here(&live) {
+            debug!("sandbox {} was destroyed elsewhere; handle released", self.key);
+            return Ok(Default::default());
+        }
+        match live.sock.links() {
+            Ok(links) if owned(&links) => reap::teardown(self, live, links),
+            _ => Ok((self.empty_and_unpin(live)?, Reaped::default())),
+        }
     }
 
     /// The namespace handle (for callers that need to run their own code or sockets inside).
@@ -296,10 +357,7 @@ impl NetnsSandbox {
             return Ok(DestroyReport::default());
         }
         let report = match live.sock.links() {
-            Ok(links) => {
-                let owned = links.iter().any(|l| l.index == 1 && l.altnames.iter().any(|a| a == mark::OWNED));
-                iface::evacuate(self, &live, &links, owned)
-            }
+            Ok(links) => iface::evacuate(self, &live, &links, owned(&links)),
             Err(e) => {
                 warn!("sandbox {}: cannot list its links ({e}); they go with the namespace", self.key);
                 DestroyReport::default()
@@ -314,14 +372,7 @@ impl NetnsSandbox {
     /// [`Sandbox::destroy`], telling what it could not do: the links moved in that could not go
     /// home (see [`DestroyReport`]). `destroy` logs them instead.
     pub fn destroy_reporting(&self) -> Result<DestroyReport> {
-        // Every other operation holds the read lock for its whole run, so the write lock waits
-        // for them to finish. (Taking `ifaces` here too would invert the lock order with
-        // add_interface and could deadlock.)
-        let taken = self.live.write().take();
-        match taken {
-            Some(live) => self.empty_and_unpin(live),
-            None => Ok(DestroyReport::default()),
-        }
+        self.teardown().map(|(report, _)| report)
     }
 
     /// Removes stale entries under `base` after a crash: files that are not a pinned network
@@ -363,13 +414,13 @@ impl NetnsSandbox {
                 _ => netns::unpin(&path)?,
             }
             if stale.len() == GC_BATCH {
-                NetnsSandbox::destroy_many(&stale.iter().collect::<Vec<_>>())?;
+                gc_destroy(&stale)?;
                 stale.clear();
             }
             debug!("gc removes {}", path.display());
             removed.push(path);
         }
-        NetnsSandbox::destroy_many(&stale.iter().collect::<Vec<_>>())?;
+        gc_destroy(&stale)?;
         drop(stale);
         netns::release_base_if_unused(base)?;
         Ok(removed)
@@ -436,6 +487,21 @@ impl NetnsSandbox {
             NeighFamily::Bridge => NeighSpec::fdb(index, mac, Some(ip)),
         })
     }
+}
+
+/// `gc`'s batch: destroyed together, and waited for, so that what gc removes is gone when it
+/// returns (it is a clean-up tool, not a hot path).
+fn gc_destroy(stale: &[NetnsSandbox]) -> Result<()> {
+    let reaped = NetnsSandbox::destroy_many_detached(&stale.iter().collect::<Vec<_>>())?;
+    if !reaped.wait(reap::GRACE + std::time::Duration::from_secs(30)) {
+        warn!("gc: the kernel has not freed {} destroyed namespaces yet", stale.len());
+    }
+    Ok(())
+}
+
+/// True when the loopback in `links` carries the mark of a namespace the sandbox made.
+fn owned(links: &[Link]) -> bool {
+    links.iter().any(|l| l.index == 1 && l.altnames.iter().any(|a| a == mark::OWNED))
 }
 
 /// Set-up of a fresh namespace, run on a thread that is inside it: the socket binds here and
@@ -636,9 +702,6 @@ impl Sandbox for NetnsSandbox {
     }
 
     fn destroy(&self) -> Result<()> {
-        for (name, why) in self.destroy_reporting()?.left_behind {
-            warn!("sandbox {}: {name} left in the namespace: {why}", self.key);
-        }
-        Ok(())
+        self.destroy_detached().map(drop)
     }
 }

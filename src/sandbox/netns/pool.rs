@@ -15,6 +15,7 @@ use log::{debug, warn};
 use parking_lot::{Condvar, Mutex};
 
 use super::host::Host;
+use super::prewire::{self, Prewired};
 use super::{CreateOptions, NetnsSandbox, prepare_inside};
 use crate::error::{Error, Result};
 use crate::netlink::Socket;
@@ -25,6 +26,8 @@ use crate::sandbox::key::check_key;
 struct Ready {
     ns: NetNs,
     sock: Socket,
+    /// The veth pair of a pre-wired pool.
+    pair: Option<Prewired>,
 }
 
 struct Shared {
@@ -33,6 +36,8 @@ struct Shared {
     size: usize,
     opts: CreateOptions,
     quiet: Duration,
+    /// Pre-wired: each namespace comes with a veth pair whose host end is in this origin.
+    prewire: Option<Arc<Host>>,
 }
 
 struct State {
@@ -67,11 +72,16 @@ impl std::fmt::Debug for WarmPool {
 
 /// Makes one namespace with its loopback up and a socket bound inside (see
 /// [`netns::hop`] for which thread does it).
-fn make(opts: &CreateOptions) -> Result<Ready> {
-    netns::hop(&NetNs::current()?, netns::Target::New, || {
+fn make(opts: &CreateOptions, prewire: Option<&Host>) -> Result<Ready> {
+    let (ns, sock) = netns::hop(&NetNs::current()?, netns::Target::New, || {
         let sock = prepare_inside(opts, "pooled namespace")?;
-        Ok(Ready { ns: NetNs::current()?, sock })
-    })
+        Ok((NetNs::current()?, sock))
+    })?;
+    let pair = match prewire {
+        Some(host) => Some(prewire::make(host, &ns, &sock)?),
+        None => None,
+    };
+    Ok(Ready { ns, sock, pair })
 }
 
 impl WarmPool {
@@ -87,14 +97,29 @@ impl WarmPool {
     /// Like [`new`](Self::new), refilling only once no `take` has happened for `quiet`
     /// (`Duration::ZERO`: refill at once).
     pub fn with_quiet_period(size: usize, opts: CreateOptions, quiet: Duration) -> Result<WarmPool> {
+        Self::start(size, opts, quiet, false)
+    }
+
+    /// A pre-wired pool: each namespace also holds a veth pair made ahead (the sandbox end born
+    /// inside as `eth0`, the host end in the caller's namespace under a temporary name `nsw…`,
+    /// both down). The first [`add_veth`](crate::sandbox::Sandbox::add_veth)`(host_name, "eth",
+    /// opts)` on a taken sandbox then renames the host end to `host_name` and applies `opts`
+    /// instead of creating a pair; any other first call ignores it (the pair goes with the
+    /// namespace). Refilling (namespace and pair) waits for the quiet period as usual.
+    pub fn prewired(size: usize, opts: CreateOptions) -> Result<WarmPool> {
+        Self::start(size, opts, Self::DEFAULT_QUIET, true)
+    }
+
+    fn start(size: usize, opts: CreateOptions, quiet: Duration, prewire: bool) -> Result<WarmPool> {
+        let host = Host::current()?;
         let shared = Arc::new(Shared {
             ready: Mutex::new(State { queue: VecDeque::new(), stop: false, last_take: None }),
             wake: Condvar::new(),
             size,
             opts,
             quiet,
+            prewire: prewire.then(|| Arc::clone(&host)),
         });
-        let host = Host::current()?;
         let worker_shared = Arc::clone(&shared);
         let worker = std::thread::Builder::new()
             .name("netsandbox-pool".into())
@@ -132,16 +157,18 @@ impl WarmPool {
             self.shared.wake.notify_all();
             r
         };
-        let Ready { ns, sock } = match pooled {
+        let Ready { ns, sock, pair } = match pooled {
             Some(r) => r,
             None => {
                 debug!("pool empty: creating a namespace for {key} on the caller's thread");
-                make(&self.shared.opts)?
+                make(&self.shared.opts, self.shared.prewire.as_deref())?
             }
         };
         // On failure `ns` and `sock` are dropped: the namespace is freed, nothing is pinned.
         netns::pin_existing(&ns, &path)?;
-        NetnsSandbox::assemble(key, path, Arc::clone(&self.host), ns, sock.labelled(key))
+        let sb = NetnsSandbox::assemble(key, path, Arc::clone(&self.host), ns, sock.labelled(key))?;
+        *sb.prewired.lock() = pair;
+        Ok(sb)
     }
 
     /// Stops refilling and releases every pooled namespace. Idempotent; also done on drop.
@@ -149,7 +176,10 @@ impl WarmPool {
         {
             let mut st = self.shared.ready.lock();
             st.stop = true;
-            st.queue.clear();
+            let host = self.shared.prewire.clone();
+            for r in st.queue.drain(..) {
+                release(r, host.as_ref());
+            }
             self.shared.wake.notify_all();
         }
         if let Some(h) = self.worker.lock().take()
@@ -187,7 +217,7 @@ fn refill(shared: &Shared) {
                 }
             }
         }
-        match make(&shared.opts) {
+        match make(&shared.opts, shared.prewire.as_deref()) {
             Ok(r) => {
                 failures = 0;
                 let mut st = shared.ready.lock();
@@ -208,5 +238,16 @@ fn refill(shared: &Shared) {
                 }
             }
         }
+    }
+}
+
+/// Lets a pooled namespace go: the kernel frees it, with its pre-wired pair, which the reaper
+/// watches like a destroyed sandbox's.
+fn release(r: Ready, host: Option<&Arc<Host>>) {
+    let Ready { ns, sock, pair } = r;
+    if let (Some(pair), Some(host)) = (pair, host) {
+        let handle = crate::netns::NsFileHandle::of_fd(&ns);
+        drop((ns, sock));
+        super::reap::watch("pooled namespace", host, vec![pair.host_index], handle);
     }
 }
