@@ -112,22 +112,26 @@ fn nft_bulk_script(services: usize, per: usize) -> String {
         let port = 1 + i;
         let id = format!("tcp-198.51.100.1-{port}");
         s += &format!("add chain inet netsandbox svc-{id}\n");
-        s += &format!("add map inet netsandbox sel-{id} {{ typeof numgen random mod 2 : verdict; }}\n");
+        s += &format!("add map inet netsandbox sel-{id} {{ typeof numgen random mod 2 : ip daddr . tcp dport; }}\n");
+        s += &format!("add map inet netsandbox be-{id} {{ typeof ip daddr . tcp dport : meta mark; }}\n");
         s += &format!("add element inet netsandbox services4 {{ 198.51.100.1 . tcp . {port} : goto svc-{id} }}\n");
         for b in 0..per {
             s += &nft_add_backend(&id, backend(i * per + b), b);
         }
-        s += &format!("add rule inet netsandbox svc-{id} numgen random mod {per} vmap @sel-{id}\n");
+        s += &nft_svc_rule(&id, per);
     }
     s
 }
 
+/// The service rule as our layout has it: `dnat` to the slot's `addr . port`.
+fn nft_svc_rule(id: &str, modulus: usize) -> String {
+    format!("add rule inet netsandbox svc-{id} meta l4proto tcp dnat ip to numgen random mod {modulus} map @sel-{id}\n")
+}
+
 fn nft_add_backend(id: &str, ip: IpAddr, slot: usize) -> String {
-    let ep = format!("ep-{id}-{ip}-8080");
     format!(
-        "add chain inet netsandbox {ep}\n\
-         add rule inet netsandbox {ep} meta nfproto ipv4 meta l4proto tcp dnat ip to {ip}:8080\n\
-         add element inet netsandbox sel-{id} {{ {slot} : goto {ep} }}\n"
+        "add element inet netsandbox be-{id} {{ {ip} . 8080 : 1 }}\n\
+         add element inet netsandbox sel-{id} {{ {slot} : {ip} . 8080 }}\n"
     )
 }
 
@@ -219,19 +223,21 @@ fn programming() {
         let (a, d) = (median(add), median(del));
         // The same change through nft -f, on the same ruleset (our table, our names).
         let id = "tcp-198.51.100.1-1";
-        let ep = format!("ep-{id}-{}-8080", extra.ip);
         let (mut nadd, mut ndel) = (Vec::new(), Vec::new());
         for _ in 0..15 {
             nadd.push(nft_f(
                 &sb,
                 nft_add_backend(id, extra.ip, 10)
-                    + &format!("flush chain inet netsandbox svc-{id}\nadd rule inet netsandbox svc-{id} numgen random mod 11 vmap @sel-{id}\n"),
+                    + &format!("flush chain inet netsandbox svc-{id}\n")
+                    + &nft_svc_rule(id, 11),
             ));
             ndel.push(nft_f(
                 &sb,
                 format!(
-                    "delete element inet netsandbox sel-{id} {{ 10 }}\nflush chain inet netsandbox svc-{id}\n\
-                     add rule inet netsandbox svc-{id} numgen random mod 10 vmap @sel-{id}\ndelete chain inet netsandbox {ep}\n"
+                    "delete element inet netsandbox sel-{id} {{ 10 }}\nflush chain inet netsandbox svc-{id}\n{}\
+                     delete element inet netsandbox be-{id} {{ {} . 8080 }}\n",
+                    nft_svc_rule(id, 10),
+                    extra.ip
                 ),
             ));
         }

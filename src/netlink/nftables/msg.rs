@@ -417,6 +417,25 @@ impl Batch {
         });
     }
 
+    /// Adds elements `key → value` to a data map. Elements that exist are an error (`EEXIST`).
+    pub fn add_data_elems(&mut self, family: Family, table: &str, set: &str, elems: &[(Vec<u8>, Vec<u8>)]) {
+        if elems.is_empty() {
+            return;
+        }
+        self.message(msg_type::NEWSETELEM, NLM_F_CREATE | NLM_F_EXCL, family, "add element to", set.into(), |b, _| {
+            put_str(b, NFTA_SET_ELEM_LIST_TABLE, table);
+            put_str(b, NFTA_SET_ELEM_LIST_SET, set);
+            nest(b, NFTA_SET_ELEM_LIST_ELEMENTS, |b| {
+                for (key, data) in elems {
+                    nest(b, NFTA_LIST_ELEM, |b| {
+                        put_value(b, NFTA_SET_ELEM_KEY, key);
+                        put_value(b, NFTA_SET_ELEM_DATA, data);
+                    });
+                }
+            });
+        });
+    }
+
     /// Deletes elements by key (a missing one is an error: `ENOENT`).
     pub fn del_elems(&mut self, family: Family, table: &str, set: &str, keys: &[Vec<u8>]) {
         if keys.is_empty() {
@@ -520,6 +539,8 @@ pub struct ElemInfo {
     pub key: Vec<u8>,
     /// For a verdict map: the verdict.
     pub verdict: Option<Verdict>,
+    /// For a data map: the value bytes.
+    pub data: Option<Vec<u8>>,
 }
 
 /// A rule as dumped (handle and comment only: we never need its expressions back).
@@ -646,14 +667,17 @@ pub fn decode_elems(payload: &[u8]) -> Result<Vec<ElemInfo>, WireError> {
             if k != NFTA_LIST_ELEM {
                 continue;
             }
-            let mut e = ElemInfo { key: Vec::new(), verdict: None };
+            let mut e = ElemInfo { key: Vec::new(), verdict: None, data: None };
             for (k, v) in attrs(el) {
                 match k {
                     NFTA_SET_ELEM_KEY => {
                         e.key =
                             attrs(v).find(|(k, _)| *k == NFTA_DATA_VALUE).map(|(_, v)| v.to_vec()).unwrap_or_default()
                     }
-                    NFTA_SET_ELEM_DATA => e.verdict = decode_verdict(v),
+                    NFTA_SET_ELEM_DATA => {
+                        e.verdict = decode_verdict(v);
+                        e.data = attrs(v).find(|(k, _)| *k == NFTA_DATA_VALUE).map(|(_, v)| v.to_vec());
+                    }
                     _ => {}
                 }
             }
@@ -767,8 +791,8 @@ mod tests {
         b.encode(1, 0, &mut out);
         let f: Vec<_> = frames(&out).collect::<Result<_, _>>().unwrap();
         let got = decode_elems(f[1].payload).unwrap();
-        assert_eq!(got[0], ElemInfo { key: vec![1, 2, 3, 4], verdict: Some(Verdict::Goto("ep-a".into())) });
-        assert_eq!(got[1], ElemInfo { key: vec![5, 6, 7, 8], verdict: None });
+        assert_eq!(got[0], ElemInfo { key: vec![1, 2, 3, 4], verdict: Some(Verdict::Goto("ep-a".into())), data: None });
+        assert_eq!(got[1], ElemInfo { key: vec![5, 6, 7, 8], verdict: None, data: None });
         assert!(decode_elems(&[1, 2]).is_err());
         let mut empty = Batch::new();
         empty.add_elems(Family::Inet, "t", "m", &[]);

@@ -4,8 +4,11 @@
 //! - one table, `inet netsandbox`, owned by netsandbox;
 //! - `ip daddr . meta l4proto . th dport vmap @services4` (and `@services6`) send a packet for a
 //!   service to its chain `svc-…`;
-//! - the service chain picks a backend with `numgen random mod W vmap @sel-…` (W = total weight
-//!   of its active backends) and jumps to the backend's chain `ep-…`, which DNATs to it;
+//! - the service chain's one rule picks a backend and DNATs to it: `dnat to numgen random mod W
+//!   map @sel-…` (W = total weight of its active backends) over a *data* map `slot → addr .
+//!   port`. A backend is data, not a chain: a backend change adds no chain and no jump, so the
+//!   kernel neither re-validates the chain graph for it nor grows the per-commit chain walk;
+//! - the backends map `be-…` (`addr . port → weight`) records every backend, drained ones too;
 //! - `postrouting` masquerades DNATed flows (`ct status dnat`), so replies come back through the
 //!   sandbox whether the backends route through it or not (hairpin included);
 //! - ingress: `iifname . meta l4proto . th dport vmap @published` sends a published port on an
@@ -15,7 +18,7 @@
 //! alias on the loopback (changed after the transaction commits; a failed alias undoes the
 //! transaction). Draining takes a backend out of the selection map only: conntrack keeps its
 //! established flows. State lives in the kernel: services, backends, weights and drain state are
-//! read back from the table's chains (their comments) and maps, so [`LoadBalancer::lb_restore`]
+//! read back from the service chains' comments and the maps, so [`LoadBalancer::lb_restore`]
 //! after an engine restart sees exactly what was built.
 
 mod fake;

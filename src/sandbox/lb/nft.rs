@@ -1,5 +1,5 @@
 //! The load balancer's nf_tables layout: [`Op`]s encoded as batch messages, and the state read
-//! back from the kernel (chain comments, selection maps, the published-ports map).
+//! back from the kernel (service chain comments, backends and selection maps, published ports).
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
@@ -21,7 +21,6 @@ const SERVICES4: &str = "services4";
 const SERVICES6: &str = "services6";
 const PUBLISHED: &str = "published";
 const SVC_COMMENT: &str = "netsandbox service";
-const EP_COMMENT: &str = "netsandbox backend";
 /// `NF_IP_PRI_NAT_DST` / `NF_IP_PRI_NAT_SRC`.
 const PRIO_DSTNAT: i32 = -100;
 const PRIO_SRCNAT: i32 = 100;
@@ -51,8 +50,41 @@ fn sel_map(k: &ServiceKey) -> String {
     format!("sel-{}", svc_id(k))
 }
 
-fn ep_chain(k: &ServiceKey, (ip, port): BackendAddr) -> String {
-    format!("ep-{}-{}-{port}", svc_id(k), ident(ip))
+fn be_map(k: &ServiceKey) -> String {
+    format!("be-{}", svc_id(k))
+}
+
+/// `addr . port` as concatenated register fields (the port padded to 4 bytes): the backends
+/// map's key and the selection map's data, which `dnat` reads as address and port registers.
+fn addr_port(ip: IpAddr, port: u16) -> Vec<u8> {
+    let mut v = ip_bytes(ip);
+    let p = port.to_be_bytes();
+    v.extend_from_slice(&[p[0], p[1], 0, 0]);
+    v
+}
+
+fn parse_addr_port(b: &[u8]) -> Option<BackendAddr> {
+    let (ip, rest) = match b.len() {
+        8 => (IpAddr::from(<[u8; 4]>::try_from(&b[..4]).ok()?), &b[4..]),
+        20 => (IpAddr::from(<[u8; 16]>::try_from(&b[..16]).ok()?), &b[16..]),
+        _ => return None,
+    };
+    Some((ip, u16::from_be_bytes([rest[0], rest[1]])))
+}
+
+fn data_map(name: &str, key_type: u32, key_len: u32, concat: Vec<u32>, data_type: u32, data_len: u32) -> SetSpec {
+    SetSpec { data_type: Some(data_type), data_len, ..verdict_map(name, key_type, key_len, concat) }
+}
+
+/// The service's backends map `addr . port → weight` (what `restore` reads backends from) and
+/// its selection map `slot → addr . port` (what `dnat` reads).
+fn service_maps(k: &ServiceKey) -> [SetSpec; 2] {
+    let (addr_type, alen) = if k.vip.is_ipv4() { (dtype::IPADDR, 4) } else { (dtype::IP6ADDR, 16) };
+    let ap = dtype::concat(&[addr_type, dtype::INET_SERVICE]);
+    [
+        data_map(&be_map(k), ap, alen + 4, vec![alen, 2], dtype::INTEGER, 4),
+        data_map(&sel_map(k), dtype::INTEGER, 4, Vec::new(), ap, alen + 4),
+    ]
 }
 
 fn nfproto(ip: IpAddr) -> u8 {
@@ -170,64 +202,87 @@ fn skeleton(b: &mut Batch) {
     );
 }
 
+/// Data elements waiting to be sent, per map: `key → value`.
+type Pending = BTreeMap<String, Vec<(Vec<u8>, Vec<u8>)>>;
+
 /// The transaction for `ops`.
 pub(crate) fn encode(ops: &[Op]) -> Batch {
     let mut b = Batch::new();
-    for op in ops {
+    // A service's rule is written once per transaction, by its last slot change: rewriting it for
+    // every backend of a bulk `lb_apply` cost a rule (and a validation mark) per backend.
+    let mut last_slots: BTreeMap<ServiceKey, usize> = BTreeMap::new();
+    for (i, op) in ops.iter().enumerate() {
+        if let Op::Slots { svc, .. } = op {
+            last_slots.insert(*svc, i);
+        }
+    }
+    // Data elements are queued per map and sent as one message per map (a message per backend
+    // cost a set lookup by name each); the queue is flushed before anything deletes.
+    let mut pending: Pending = BTreeMap::new();
+    let flush = |b: &mut Batch, pending: &mut Pending| {
+        for (set, elems) in std::mem::take(pending) {
+            b.add_data_elems(FAMILY, LB_TABLE, &set, &elems);
+        }
+    };
+    for (i, op) in ops.iter().enumerate() {
+        if matches!(op, Op::DelService(..) | Op::DelBackend(..) | Op::Unpublish(_))
+            || matches!(op, Op::Slots { del, .. } if !del.is_empty())
+        {
+            flush(&mut b, &mut pending);
+        }
         match op {
             Op::CreateTable => skeleton(&mut b),
             Op::AddService(k) => {
                 let comment = format!("{SVC_COMMENT} {} {} {}", k.proto, k.vip, k.port);
                 b.add_chain(&chain(&svc_chain(k), None, Some(comment)), true);
-                b.add_set(&SetSpec { flags: 0, ..verdict_map(&sel_map(k), dtype::INTEGER, 4, Vec::new()) });
+                for m in service_maps(k) {
+                    b.add_set(&m);
+                }
                 let map = if k.vip.is_ipv4() { SERVICES4 } else { SERVICES6 };
                 b.add_elems(FAMILY, LB_TABLE, map, &[(service_key(k), Some(Verdict::Goto(svc_chain(k))))]);
             }
-            Op::DelService(k, backends) => {
+            Op::DelService(k, _) => {
                 let map = if k.vip.is_ipv4() { SERVICES4 } else { SERVICES6 };
                 b.del_elems(FAMILY, LB_TABLE, map, &[service_key(k)]);
                 b.flush_chain(FAMILY, LB_TABLE, &svc_chain(k));
                 b.del_set(FAMILY, LB_TABLE, &sel_map(k));
-                for a in backends {
-                    b.del_chain(FAMILY, LB_TABLE, &ep_chain(k, *a));
-                }
+                b.del_set(FAMILY, LB_TABLE, &be_map(k));
                 b.del_chain(FAMILY, LB_TABLE, &svc_chain(k));
             }
-            Op::AddBackend(k, be) => {
-                let name = ep_chain(k, (be.ip, be.port));
-                let comment =
-                    format!("{EP_COMMENT} {} {} {} {} {} {}", k.proto, k.vip, k.port, be.ip, be.port, be.weight);
-                b.add_chain(&chain(&name, None, Some(comment)), true);
-                let mut e = match_nfproto(nfproto(be.ip)).to_vec();
-                e.extend([
-                    Expr::Immediate { dreg: Reg::R32(0), data: ip_bytes(be.ip) },
-                    Expr::Immediate { dreg: Reg::R32(4), data: be.port.to_be_bytes().to_vec() },
-                    Expr::Nat {
-                        kind: NatKind::Dnat,
-                        family: nfproto(be.ip),
-                        addr: Some(Reg::R32(0)),
-                        port: Some(Reg::R32(4)),
-                    },
-                ]);
-                b.add_rule(FAMILY, LB_TABLE, &name, &e, None);
-            }
-            Op::DelBackend(k, a) => b.del_chain(FAMILY, LB_TABLE, &ep_chain(k, *a)),
+            Op::AddBackend(k, be) => pending
+                .entry(be_map(k))
+                .or_default()
+                .push((addr_port(be.ip, be.port), be.weight.to_ne_bytes().to_vec())),
+            Op::DelBackend(k, (ip, port)) => b.del_elems(FAMILY, LB_TABLE, &be_map(k), &[addr_port(*ip, *port)]),
             Op::Slots { svc, del, add, modulus } => {
                 let sel = sel_map(svc);
                 let keys: Vec<_> = del.iter().map(|s| slot_key(*s)).collect();
                 b.del_elems(FAMILY, LB_TABLE, &sel, &keys);
-                let elems: Vec<_> =
-                    add.iter().map(|(s, a)| (slot_key(*s), Some(Verdict::Goto(ep_chain(svc, *a))))).collect();
-                b.add_elems(FAMILY, LB_TABLE, &sel, &elems);
+                pending
+                    .entry(sel.clone())
+                    .or_default()
+                    .extend(add.iter().map(|(s, (ip, port))| (slot_key(*s), addr_port(*ip, *port))));
+                if last_slots.get(svc) != Some(&i) {
+                    continue;
+                }
                 b.flush_chain(FAMILY, LB_TABLE, &svc_chain(svc));
                 if *modulus > 0 {
+                    // The looked-up `addr . port` lands in consecutive registers from R32(0):
+                    // the address, then the port right after it.
+                    let port_reg = if svc.vip.is_ipv4() { 1 } else { 4 };
                     b.add_rule(
                         FAMILY,
                         LB_TABLE,
                         &svc_chain(svc),
                         &[
                             Expr::Numgen { dreg: Reg::R32(0), modulus: *modulus, random: true },
-                            Expr::Lookup { set: sel, sreg: Reg::R32(0), dreg: Some(Reg::Verdict) },
+                            Expr::Lookup { set: sel, sreg: Reg::R32(0), dreg: Some(Reg::R32(0)) },
+                            Expr::Nat {
+                                kind: NatKind::Dnat,
+                                family: nfproto(svc.vip),
+                                addr: Some(Reg::R32(0)),
+                                port: Some(Reg::R32(port_reg)),
+                            },
                         ],
                         None,
                     );
@@ -242,6 +297,7 @@ pub(crate) fn encode(ops: &[Op]) -> Batch {
             Op::Unpublish(p) => b.del_elems(FAMILY, LB_TABLE, PUBLISHED, &[published_key(&p.iface, p.proto, p.port)]),
         }
     }
+    flush(&mut b, &mut pending);
     b
 }
 
@@ -284,32 +340,31 @@ fn load_once(sock: &NftSocket) -> Result<LbState> {
         return Ok(st);
     }
     st.table = true;
-    let mut by_chain: BTreeMap<String, (ServiceKey, Option<BackendAddr>)> = BTreeMap::new();
+    let mut by_chain: BTreeMap<String, ServiceKey> = BTreeMap::new();
     for c in sock.chains(FAMILY, LB_TABLE)? {
         let Some(comment) = &c.comment else { continue };
         if let Some(rest) = comment.strip_prefix(SVC_COMMENT) {
             let words: Vec<&str> = rest.split_whitespace().collect();
             let k = parse_service(&words).ok_or_else(|| inconsistent(format!("chain {}: bad comment", c.name)))?;
             st.services.entry(k).or_default();
-            by_chain.insert(c.name, (k, None));
-        } else if let Some(rest) = comment.strip_prefix(EP_COMMENT) {
-            let words: Vec<&str> = rest.split_whitespace().collect();
-            let bad = || inconsistent(format!("chain {}: bad comment", c.name));
-            let k = parse_service(&words).ok_or_else(bad)?;
-            let (ip, port, weight) = match &words[3..] {
-                [ip, port, w] => {
-                    (ip.parse().map_err(|_| bad())?, port.parse().map_err(|_| bad())?, w.parse().map_err(|_| bad())?)
-                }
-                _ => return Err(bad()),
-            };
-            st.services.entry(k).or_default().backends.insert((ip, port), Be { weight, slots: Vec::new() });
-            by_chain.insert(c.name, (k, Some((ip, port))));
+            by_chain.insert(c.name, k);
         }
     }
     let keys: Vec<ServiceKey> = st.services.keys().copied().collect();
     for k in keys {
-        let elems = sock.elems(FAMILY, LB_TABLE, &sel_map(&k))?;
         let s: &mut Svc = st.services.entry(k).or_default();
+        for e in sock.elems(FAMILY, LB_TABLE, &be_map(&k))? {
+            let bad = || inconsistent(format!("{}: bad element", be_map(&k)));
+            let addr = parse_addr_port(&e.key).ok_or_else(bad)?;
+            let weight = e
+                .data
+                .as_deref()
+                .and_then(|d| d.get(..4))
+                .map(|b| u32::from_ne_bytes([b[0], b[1], b[2], b[3]]))
+                .ok_or_else(bad)?;
+            s.backends.insert(addr, Be { weight, slots: Vec::new() });
+        }
+        let elems = sock.elems(FAMILY, LB_TABLE, &sel_map(&k))?;
         s.slots = vec![(IpAddr::from([0u8; 4]), 0); elems.len()];
         for e in elems {
             let slot = e
@@ -317,8 +372,8 @@ fn load_once(sock: &NftSocket) -> Result<LbState> {
                 .get(..4)
                 .map(|b| u32::from_ne_bytes([b[0], b[1], b[2], b[3]]))
                 .ok_or_else(|| inconsistent(format!("{}: short key", sel_map(&k))))?;
-            let owner = match e.verdict.as_ref().and_then(Verdict::chain).and_then(|c| by_chain.get(c)) {
-                Some((sk, Some(a))) if *sk == k => *a,
+            let owner = match e.data.as_deref().and_then(parse_addr_port) {
+                Some(a) if s.backends.contains_key(&a) => a,
                 _ => return Err(inconsistent(format!("{}: slot {slot} leads nowhere known", sel_map(&k)))),
             };
             let n = s.slots.len();
@@ -336,7 +391,7 @@ fn load_once(sock: &NftSocket) -> Result<LbState> {
         let (Some(name), Some(pp)) = (e.key.get(..16), e.key.get(16..24)) else { continue };
         let iface = String::from_utf8_lossy(name.split(|&b| b == 0).next().unwrap_or_default()).into_owned();
         let (Some(proto), port) = (Protocol::from_number(pp[0]), u16::from_be_bytes([pp[4], pp[5]])) else { continue };
-        let Some((service, None)) = e.verdict.as_ref().and_then(Verdict::chain).and_then(|c| by_chain.get(c)) else {
+        let Some(service) = e.verdict.as_ref().and_then(Verdict::chain).and_then(|c| by_chain.get(c)) else {
             continue;
         };
         st.published.insert((iface, proto, port), *service);
