@@ -398,27 +398,28 @@ impl Batch {
     /// Adds elements `key → verdict` to a verdict map (`verdict` `None` for a plain set).
     /// Elements that exist are an error (`EEXIST`), so a change never silently overwrites.
     pub fn add_elems(&mut self, family: Family, table: &str, set: &str, elems: &[(Vec<u8>, Option<Verdict>)]) {
-        if elems.is_empty() {
-            return;
-        }
-        self.message(msg_type::NEWSETELEM, NLM_F_CREATE | NLM_F_EXCL, family, "add element to", set.into(), |b, _| {
-            put_str(b, NFTA_SET_ELEM_LIST_TABLE, table);
-            put_str(b, NFTA_SET_ELEM_LIST_SET, set);
-            nest(b, NFTA_SET_ELEM_LIST_ELEMENTS, |b| {
-                for (key, v) in elems {
-                    nest(b, NFTA_LIST_ELEM, |b| {
-                        put_value(b, NFTA_SET_ELEM_KEY, key);
-                        if let Some(v) = v {
-                            put_verdict(b, NFTA_SET_ELEM_DATA, v);
-                        }
-                    });
-                }
-            });
+        self.new_elems(family, table, set, elems, |b, v| {
+            if let Some(v) = v {
+                put_verdict(b, NFTA_SET_ELEM_DATA, v);
+            }
         });
     }
 
     /// Adds elements `key → value` to a data map. Elements that exist are an error (`EEXIST`).
     pub fn add_data_elems(&mut self, family: Family, table: &str, set: &str, elems: &[(Vec<u8>, Vec<u8>)]) {
+        self.new_elems(family, table, set, elems, |b, data| put_value(b, NFTA_SET_ELEM_DATA, data));
+    }
+
+    /// One NEWSETELEM message for `elems` (none: no message); `put_data` writes each element's
+    /// data attribute, the only part in which verdict maps, data maps and sets differ.
+    fn new_elems<D>(
+        &mut self,
+        family: Family,
+        table: &str,
+        set: &str,
+        elems: &[(Vec<u8>, D)],
+        put_data: impl Fn(&mut Vec<u8>, &D),
+    ) {
         if elems.is_empty() {
             return;
         }
@@ -429,7 +430,7 @@ impl Batch {
                 for (key, data) in elems {
                     nest(b, NFTA_LIST_ELEM, |b| {
                         put_value(b, NFTA_SET_ELEM_KEY, key);
-                        put_value(b, NFTA_SET_ELEM_DATA, data);
+                        put_data(b, data);
                     });
                 }
             });
