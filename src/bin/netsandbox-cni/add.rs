@@ -7,8 +7,8 @@ use std::net::IpAddr;
 use ipnet::IpNet;
 use netsandbox::Error;
 use netsandbox::cni::{CniError, CniResult, ErrorCode, Interface, IpConfig, NetConf, Request, Route};
-use netsandbox::netlink::Socket;
 use netsandbox::netlink::link::LinkRef;
+use netsandbox::netlink::{Link, LinkKind, Socket};
 use netsandbox::sandbox::random::{random_local_mac, random_veth_name};
 use netsandbox::sandbox::{BridgeOptions, HostBridge, IfaceOptions, NetnsSandbox, Sandbox, StaticRoute};
 use netsandbox::validate;
@@ -21,6 +21,7 @@ use crate::ipam::Ipam;
 const NAME_ATTEMPTS: usize = 8;
 
 pub fn add(req: &Request, conf: &NetConf, stdin: &[u8]) -> Result<Value, CniError> {
+    crate::mark("parsed");
     crate::unsupported_fields(conf)?;
     let id = req.container_id()?;
     let ifname = req.ifname()?;
@@ -40,15 +41,17 @@ pub fn add(req: &Request, conf: &NetConf, stdin: &[u8]) -> Result<Value, CniErro
     // a DEL retired and its reaper has not deleted yet.
     if sb.statistics(ifname).is_ok() {
         host::clear_retired(netns, ifname)?;
-    }
-    if sb.statistics(ifname).is_ok() {
-        return Err(CniError::new(
-            ErrorCode::Plugin(107),
-            format!("interface {ifname} already exists in {}", netns.display()),
-        ));
+        if sb.statistics(ifname).is_ok() {
+            return Err(CniError::new(
+                ErrorCode::Plugin(107),
+                format!("interface {ifname} already exists in {}", netns.display()),
+            ));
+        }
     }
 
+    crate::mark("attached");
     let allocated = ipam.add(req, conf, stdin)?;
+    crate::mark("ipam");
     match plumb(&sb, req, conf, &allocated, mac) {
         Ok(result) => {
             let out = match &conf.prev_result {
@@ -117,27 +120,22 @@ fn plumb(
     let ifname = req.ifname()?;
     let gws = gateways(allocated);
 
-    // The bridge, made once however many ADDs race for it: first without addresses (so a
-    // creation can never fail half-way and be rolled back under another ADD's port), then the
-    // gateway addresses, which a concurrent ADD may add first (EEXIST: look again).
-    let mut bopts = BridgeOptions::new();
-    if let Some(m) = conf.mtu {
-        bopts = bopts.mtu(m);
-    }
-    if conf.promisc_mode {
-        bopts = bopts.promisc(true);
-    }
-    let mut bridge = HostBridge::ensure(&conf.bridge, &bopts)?;
-    if conf.is_gateway {
-        check_bridge_addresses(&conf.bridge, &gws, conf.force_address)?;
-        let mut with_addrs = bopts.clone();
-        for g in &gws {
-            with_addrs = with_addrs.address(*g);
+    // One socket in the host namespace for the bridge and the result's MACs.
+    let host = Socket::open()?;
+    let (bridge_name, bridge_mac) = match ready_bridge(&host, conf, &gws)? {
+        Some(l) => {
+            if conf.is_gateway {
+                enable_forwarding(&gws);
+            }
+            (l.name, l.mac)
         }
-        enable_forwarding(&gws);
-        bridge = HostBridge::ensure(&conf.bridge, &with_addrs)
-            .or_else(|e| if e.is_already_exists() { HostBridge::ensure(&conf.bridge, &with_addrs) } else { Err(e) })?;
-    }
+        None => {
+            let b = ensure_bridge(&host, conf, &gws)?;
+            let mac = host.link(LinkRef::Index(b.index())).ok().and_then(|l| l.mac);
+            (b.name().to_owned(), mac)
+        }
+    };
+    crate::mark("bridge");
 
     // The pair: the container end born inside with its final name, MAC and MTU.
     let v4: Vec<&IpConfig> = allocated.ips.iter().filter(|i| i.address.addr().is_ipv4()).collect();
@@ -145,7 +143,7 @@ fn plumb(
     let mut opts = IfaceOptions::new()
         .exact_name(true)
         .mac(mac)
-        .host_master(bridge.name())
+        .host_master(&bridge_name)
         .host_hairpin(conf.hairpin_mode)
         .host_link_local(false);
     if let Some(a) = host::alias(&conf.name, id, ifname) {
@@ -178,6 +176,7 @@ fn plumb(
             Err(e) => return Err(e.into()),
         }
     }
+    crate::mark("veth");
     for extra in v4.iter().skip(1).chain(v6.iter().skip(1)) {
         sb.add_alias_ip(ifname, extra.address)?;
     }
@@ -211,12 +210,13 @@ fn plumb(
         sb.add_static_route(&route)?;
     }
 
+    crate::mark("routes");
     let netns = sb.key().to_owned();
     let result = CniResult {
         cni_version: conf.cni_version,
         interfaces: vec![
-            Interface { name: bridge.name().to_owned(), mac: host::mac_of(bridge.name()), ..Default::default() },
-            Interface { name: host_name.clone(), mac: host::mac_of(&host_name), ..Default::default() },
+            Interface { name: bridge_name, mac: bridge_mac.map(|m| validate::format_mac(&m)), ..Default::default() },
+            Interface { name: host_name.clone(), mac: mac_of(&host, &host_name), ..Default::default() },
             Interface {
                 name: ifname.to_owned(),
                 mac: Some(validate::format_mac(&mac)),
@@ -229,6 +229,7 @@ fn plumb(
         routes,
         dns: if conf.dns.is_empty() { allocated.dns.clone() } else { conf.dns.clone() },
     };
+    crate::mark("result");
     if conf.ip_masq {
         crate::masq::add(&conf.name, id, ifname, &result)?;
     }
@@ -239,25 +240,82 @@ fn family_gateway(allocated: &CniResult, like: IpAddr) -> Option<IpAddr> {
     allocated.ips.iter().filter_map(|i| i.gateway).find(|g| g.is_ipv4() == like.is_ipv4())
 }
 
-/// The bridge plugin's `forceAddress`: an existing address of the bridge in the same subnet as
-/// a gateway but different from it is an error, or is replaced when forced.
-fn check_bridge_addresses(bridge: &str, gws: &[IpNet], force: bool) -> Result<(), CniError> {
-    let sock = Socket::open()?;
-    let Ok(link) = sock.link(LinkRef::Name(bridge)) else { return Ok(()) };
-    for a in sock.addresses(None, Some(link.index))? {
-        let Some(g) = gws.iter().find(|g| g.addr().is_ipv4() == a.addr.addr().is_ipv4()) else { continue };
-        if a.addr == *g || a.addr.addr().is_ipv6() && a.addr.addr().to_string().starts_with("fe80") {
+/// The bridge when it already is as this ADD needs it — a bridge, up, with the configured MTU,
+/// no promiscuity to apply, and (as gateway) every gateway address — after the `forceAddress`
+/// check: then ADD need not touch it (one lookup and one filtered address dump, where
+/// [`ensure_bridge`] takes three of each). `None`: it must be made or changed.
+fn ready_bridge(host: &Socket, conf: &NetConf, gws: &[IpNet]) -> Result<Option<Link>, CniError> {
+    let l = match host.link(LinkRef::Name(&conf.bridge)) {
+        Ok(l) if l.kind == LinkKind::Bridge => l,
+        _ => return Ok(None),
+    };
+    if !l.up || conf.mtu.is_some_and(|m| l.mtu != Some(m)) || conf.promisc_mode {
+        return Ok(None);
+    }
+    if !conf.is_gateway {
+        return Ok(Some(l));
+    }
+    let have: Vec<IpNet> = host.addresses(None, Some(l.index))?.into_iter().map(|a| a.addr).collect();
+    check_bridge_addresses(host, &l, &have, gws, conf.force_address)?;
+    Ok(gws.iter().all(|g| have.contains(g)).then_some(l))
+}
+
+/// The bridge, made once however many ADDs race for it: first without addresses (so a
+/// creation can never fail half-way and be rolled back under another ADD's port), then the
+/// gateway addresses, which a concurrent ADD may add first (EEXIST: look again).
+fn ensure_bridge(host: &Socket, conf: &NetConf, gws: &[IpNet]) -> Result<HostBridge, CniError> {
+    let mut bopts = BridgeOptions::new();
+    if let Some(m) = conf.mtu {
+        bopts = bopts.mtu(m);
+    }
+    if conf.promisc_mode {
+        bopts = bopts.promisc(true);
+    }
+    let bridge = HostBridge::ensure(&conf.bridge, &bopts)?;
+    if !conf.is_gateway {
+        return Ok(bridge);
+    }
+    if let Ok(l) = host.link(LinkRef::Index(bridge.index())) {
+        let have: Vec<IpNet> = host.addresses(None, Some(l.index))?.into_iter().map(|a| a.addr).collect();
+        check_bridge_addresses(host, &l, &have, gws, conf.force_address)?;
+    }
+    let mut with_addrs = bopts;
+    for g in gws {
+        with_addrs = with_addrs.address(*g);
+    }
+    enable_forwarding(gws);
+    Ok(HostBridge::ensure(&conf.bridge, &with_addrs)
+        .or_else(|e| if e.is_already_exists() { HostBridge::ensure(&conf.bridge, &with_addrs) } else { Err(e) })?)
+}
+
+/// The MAC of host link `name`, formatted, when it can be read.
+fn mac_of(host: &Socket, name: &str) -> Option<String> {
+    host.link(LinkRef::Name(name)).ok()?.mac.map(|m| validate::format_mac(&m))
+}
+
+/// The bridge plugin's `forceAddress`: an existing address of the bridge (`have`) in the same
+/// subnet as a gateway but different from it is an error, or is replaced when forced.
+fn check_bridge_addresses(
+    sock: &Socket,
+    bridge: &Link,
+    have: &[IpNet],
+    gws: &[IpNet],
+    force: bool,
+) -> Result<(), CniError> {
+    for a in have {
+        let Some(g) = gws.iter().find(|g| g.addr().is_ipv4() == a.addr().is_ipv4()) else { continue };
+        if a == g || a.addr().is_ipv6() && a.addr().to_string().starts_with("fe80") {
             continue;
         }
-        if g.trunc().contains(&a.addr.addr()) || a.addr.trunc().contains(&g.addr()) {
+        if g.trunc().contains(&a.addr()) || a.trunc().contains(&g.addr()) {
             if !force {
                 return Err(CniError::new(
                     ErrorCode::Plugin(108),
-                    format!("{bridge} already has address {}, not the gateway {g}", a.addr),
+                    format!("{} already has address {a}, not the gateway {g}", bridge.name),
                 )
                 .with_details("set forceAddress to replace it"));
             }
-            sock.delete_address(link.index, &a.addr)?;
+            sock.delete_address(bridge.index, a)?;
         }
     }
     Ok(())

@@ -64,12 +64,6 @@ pub fn delete_link(name: &str) -> Result<(), CniError> {
     }
 }
 
-/// The MAC of host link `name`, formatted, when it can be read.
-pub fn mac_of(name: &str) -> Option<String> {
-    let l = Socket::open().ok()?.link(LinkRef::Name(name)).ok()?;
-    l.mac.map(|m| netsandbox::validate::format_mac(&m))
-}
-
 /// The environment variable that turns the binary into the host namespace's reaper.
 pub const REAP_ENV: &str = "NETSANDBOX_CNI_REAP";
 

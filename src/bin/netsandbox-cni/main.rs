@@ -14,11 +14,25 @@ mod maint;
 mod masq;
 
 use std::io::{Read, Write};
+use std::sync::OnceLock;
+use std::time::Instant;
 
 use netsandbox::cni::{CniError, CniVersion, Command, ErrorCode, NetConf, Request, SUPPORTED_VERSIONS};
 use serde_json::{Value, json};
 
+/// With `NETSANDBOX_CNI_PROFILE` set, writes `<ms since start> <phase>` to stderr at each
+/// phase of a call (how BENCHMARKS.md's profile of an ADD was taken). Off: one flag test.
+pub fn mark(phase: &str) {
+    static START: OnceLock<Option<Instant>> = OnceLock::new();
+    if let Some(t0) = START.get_or_init(|| std::env::var_os(PROFILE_ENV).map(|_| Instant::now())) {
+        eprintln!("{:8.3} {phase}", t0.elapsed().as_secs_f64() * 1e3);
+    }
+}
+
+const PROFILE_ENV: &str = "NETSANDBOX_CNI_PROFILE";
+
 fn main() {
+    mark("main");
     if std::env::var_os(host::REAP_ENV).is_some() {
         host::reap();
         return;
@@ -44,6 +58,7 @@ fn main() {
         }
     };
     let _ = out.flush();
+    mark("out");
     std::process::exit(code);
 }
 

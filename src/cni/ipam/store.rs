@@ -81,10 +81,8 @@ struct Index {
 impl Drop for Store {
     fn drop(&mut self) {
         // Still under the lock (fields drop after this).
-        if self.changed.get() {
-            if !(self.index_ok.get() && self.seal().is_ok()) {
-                let _ = std::fs::remove_file(self.dir.join(INDEX));
-            }
+        if self.changed.get() && !(self.index_ok.get() && self.seal().is_ok()) {
+            let _ = std::fs::remove_file(self.dir.join(INDEX));
         }
     }
 }

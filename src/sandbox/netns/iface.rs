@@ -201,9 +201,11 @@ fn add_veth_pair(
         if e.is_already_exists() { Error::AlreadyExists { kind: "link", name: host_name.to_owned() } } else { e }
     })?;
     let peer_index = host_end.as_ref().and_then(|l| l.link);
-    let ready = host_end_without_link_local(sb, host_name, !opts.host_link_local)
-        .and_then(|()| host_end_hairpin(sb, host_name, opts.host_hairpin))
-        .and_then(|()| host_end_alias(sb, host_name, opts.host_alias.as_deref()))
+    let ready = host_end_without_link_local(sb, host_name, !opts.host_link_local, opts.host_alias.as_deref())
+        .and_then(|aliased| {
+            host_end_hairpin(sb, host_name, opts.host_hairpin)?;
+            if aliased { Ok(()) } else { host_end_alias(sb, host_name, opts.host_alias.as_deref()) }
+        })
         .and_then(|()| peer_index.map_or_else(|| live.sock.link(LinkRef::Name(name)).map(|l| l.index), Ok));
     ready.inspect_err(|_| {
         let _ = sb.host.sock.delete_link(LinkRef::Name(host_name));
@@ -258,31 +260,43 @@ fn move_in(sb: &NetnsSandbox, live: &Live, src_name: &str, name: &str, before: &
 }
 
 /// For [`IfaceOptions::host_link_local`]`(false)`: the host end was born down; its link-local
-/// address generation is switched off before it comes up, in one send.
-fn host_end_without_link_local(sb: &NetnsSandbox, host_name: &str, wanted: bool) -> Result<()> {
+/// address generation is switched off before it comes up, in one send. Once it has no IPv6 at
+/// all (the usual case) the order no longer matters, and mode, up and `alias` go in one
+/// request: true when the alias was set here.
+fn host_end_without_link_local(sb: &NetnsSandbox, host_name: &str, wanted: bool, alias: Option<&str>) -> Result<bool> {
     if !wanted {
-        return Ok(());
+        return Ok(false);
     }
-    host_end_without_ipv6(sb, host_name);
     let host = LinkRef::Name(host_name);
+    if host_end_without_ipv6(sb, host_name) {
+        let mut change = LinkChange::new().ipv6_link_local(false).up(true);
+        if let Some(a) = alias {
+            change = change.alias(a);
+        }
+        return sb.host.sock.execute(change.request(host)?).map(|()| alias.is_some());
+    }
     let reqs = [LinkChange::new().ipv6_link_local(false).request(host)?, LinkChange::new().up(true).request(host)?];
-    sb.host.sock.batch(&reqs, BatchMode::StopAtFirstError)?.into_result()
+    sb.host.sock.batch(&reqs, BatchMode::StopAtFirstError)?.into_result().map(|()| false)
 }
 
 /// A host end without link-local address also gets no IPv6 at all (`disable_ipv6` on it, in the
 /// origin, before it comes up): otherwise bringing it up still adds its own `ff00::/8`
 /// multicast route, all of them on one fib6 node that the kernel walks linearly on every
 /// insertion, and set-up grew 10x by 3 000 host ends (BENCHMARKS.md). Best effort: without
-/// IPv6 in the kernel there is nothing to disable.
-fn host_end_without_ipv6(sb: &NetnsSandbox, host_name: &str) {
+/// IPv6 in the kernel there is nothing to disable. True when it is disabled.
+fn host_end_without_ipv6(sb: &NetnsSandbox, host_name: &str) -> bool {
     let key = format!("net/ipv6/conf/{host_name}/disable_ipv6");
     // /proc/sys/net follows the opener's namespace: write directly when this thread is in the
     // origin (the common case), else from a thread inside it.
     let here = nix::sys::stat::stat("/proc/thread-self/ns/net")
         .is_ok_and(|st| st.st_dev == sb.host.inode.dev && st.st_ino == sb.host.inode.ino);
     let written = if here { sysctl::write(None, &key, "1") } else { sysctl::write(Some(&sb.host.ns), &key, "1") };
-    if let Err(e) = written {
-        debug!("{}: IPv6 left on host end {host_name}: {e}", sb.key);
+    match written {
+        Ok(_) => true,
+        Err(e) => {
+            debug!("{}: IPv6 left on host end {host_name}: {e}", sb.key);
+            false
+        }
     }
 }
 
