@@ -2,7 +2,10 @@
 //! reference `bridge` + `host-local`, same conflist keys (only `type` changes), one exec driver
 //! (env + stdin, as libcni runs plugins), in one run. Prints median/min/max per call.
 //!
-//! `cargo bench --bench cni` (N = 100; `CNI_BENCH_N=1000` for the growth check).
+//! `cargo bench --bench cni` (N = 100; `CNI_BENCH_N=1000` for the growth check;
+//! `CNI_BENCH_CONTAINER_IPV6=0` switches IPv6 off in every container namespace before its ADD,
+//! for every variant, which takes the kernel's flooding of each new interface's IPv6 link-local
+//! traffic (DAD, MLD, router solicitation) to every port of the bridge out of the figures).
 //!
 //! Safety: the runner thread unshares into a brand-new network namespace first; container
 //! namespaces are pinned under `$TMPDIR/netsandbox-cni-bench-<pid>/` and removed at the end.
@@ -57,6 +60,13 @@ fn stats(v: Vec<Duration>) -> String {
     format!("median {:7.2} ms  min {:7.2}  max {:7.2}{growth}", ms(v[v.len() / 2]), ms(v[0]), ms(v[v.len() - 1]))
 }
 
+/// The first three fields of /proc/loadavg: the machine is shared, so figures say how busy it was.
+fn loadavg() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_default()
+}
+
 struct Variant {
     label: &'static str,
     exe: String,
@@ -78,8 +88,14 @@ fn run_variant(v: &Variant, idx: usize, n: usize, base: &Path, cni_path: &str) -
     });
     let stdin = serde_json::to_vec(&conf).unwrap();
     let pins: Vec<PathBuf> = (0..n).map(|i| base.join(format!("v{idx}-{i}"))).collect();
+    let no_v6 = std::env::var("CNI_BENCH_CONTAINER_IPV6").is_ok_and(|v| v == "0");
     for p in &pins {
-        drop(netns::create_pinned(p).unwrap());
+        let ns = netns::create_pinned(p).unwrap();
+        if no_v6 {
+            for key in ["net.ipv6.conf.default.disable_ipv6", "net.ipv6.conf.all.disable_ipv6"] {
+                netsandbox::sysctl::write(Some(&ns), key, "1").unwrap();
+            }
+        }
     }
     let mut adds = Vec::new();
     let mut dels = Vec::new();
@@ -156,6 +172,10 @@ fn main() {
             nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNET).expect("unshare(CLONE_NEWNET)");
             netns::ensure_shared_base(&base).unwrap();
             println!("CNI ADD/DEL through one exec driver, N = {n} sandboxes on one bridge per variant");
+            println!("load average at start: {}", loadavg());
+            if std::env::var("CNI_BENCH_CONTAINER_IPV6").is_ok_and(|v| v == "0") {
+                println!("IPv6 off in the container namespaces (CNI_BENCH_CONTAINER_IPV6=0)");
+            }
             let mut medians = Vec::new();
             for (i, v) in variants.iter().enumerate() {
                 let (adds, dels) = run_variant(v, i, n, &base, &cni_path);
@@ -176,6 +196,7 @@ fn main() {
                     rd.as_secs_f64() / d.as_secs_f64()
                 );
             }
+            println!("load average at end: {}", loadavg());
             let _ = netns::release_base(&base);
         });
     });

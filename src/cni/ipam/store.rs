@@ -71,7 +71,8 @@ pub struct Store {
 /// The index file's content as read under the lock, and what this holder did to it.
 #[derive(Default)]
 struct Index {
-    entries: Vec<(IpAddr, String, String)>,
+    /// (address as written, container id, ifname): addresses are parsed only when looked up.
+    entries: Vec<(String, String, String)>,
     /// The file's length (where an append goes).
     len: u64,
     /// Entries went away: the whole file is written again when the lock goes.
@@ -216,8 +217,10 @@ impl Store {
         let mut entries = Vec::new();
         for l in lines {
             let mut parts = l.split(' ');
-            match (parts.next().and_then(|ip| ip.parse().ok()), parts.next(), parts.next(), parts.next()) {
-                (Some(ip), Some(id), Some(ifname), None) => entries.push((ip, id.to_owned(), ifname.to_owned())),
+            match (parts.next(), parts.next(), parts.next(), parts.next()) {
+                (Some(ip), Some(id), Some(ifname), None) => {
+                    entries.push((ip.to_owned(), id.to_owned(), ifname.to_owned()))
+                }
                 _ => return None,
             }
         }
@@ -230,13 +233,14 @@ impl Store {
         let line = format!("{ip} {} {ifname}\n", id.trim());
         OpenOptions::new().write(true).open(self.dir.join(INDEX))?.write_all_at(line.as_bytes(), index.len)?;
         index.len += line.len() as u64;
-        index.entries.push((ip, id.trim().to_owned(), ifname.to_owned()));
+        index.entries.push((ip.to_string(), id.trim().to_owned(), ifname.to_owned()));
         Ok(())
     }
 
     fn index_remove(&self, ip: IpAddr) {
         let mut index = self.index.borrow_mut();
         let before = index.entries.len();
+        let ip = ip.to_string();
         index.entries.retain(|(i, _, _)| *i != ip);
         if index.entries.len() != before {
             index.rewrite = true;
@@ -263,7 +267,7 @@ impl Store {
         // Written now with a placeholder stamp (it must exist for appends); the real stamp
         // goes in when the lock is released, after every change to the directory.
         let mut index = Index {
-            entries: all.into_iter().map(|a| (a.ip, a.container_id, a.ifname)).collect(),
+            entries: all.into_iter().map(|a| (a.ip.to_string(), a.container_id, a.ifname)).collect(),
             ..Default::default()
         };
         let mut content = format!("{:STAMP_LEN$}\n", "");
@@ -281,7 +285,13 @@ impl Store {
     /// The addresses the index holds for (`id`, `ifname`).
     fn indexed(&self, id: &str, ifname: &str) -> Vec<IpAddr> {
         let id = id.trim();
-        self.index.borrow().entries.iter().filter(|(_, i, n)| i == id && n == ifname).map(|(ip, _, _)| *ip).collect()
+        let index = self.index.borrow();
+        index
+            .entries
+            .iter()
+            .filter(|(_, i, n)| i == id && n == ifname)
+            .filter_map(|(ip, _, _)| ip.parse().ok())
+            .collect()
     }
 
     /// The last address reserved from range set `range_set`, if recorded and readable.
