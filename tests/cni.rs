@@ -921,3 +921,102 @@ fn result_helpers_on_a_plugin_configured_namespace() {
         assert!(w.call("DEL", "c1", Some(&ns), "eth0", &conf).ok);
     });
 }
+
+/// Daemons a test started (killed and reaped on drop, also when an assertion fails).
+struct Daemons(Vec<std::process::Child>);
+
+impl Drop for Daemons {
+    fn drop(&mut self) {
+        for c in &mut self.0 {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// Delegation to Debian's `dhcp` IPAM plugin: its daemon (in the private host namespace) runs
+/// a DHCP client on the container's interface, against busybox's `udhcpd` on the bridge, so
+/// ADD makes the pair before asking IPAM and then applies the lease.
+#[test]
+fn delegation_to_dhcp() {
+    let dhcp = Path::new(DEBIAN_PLUGINS).join("dhcp");
+    let busybox = Path::new("/bin/busybox");
+    if !have_debian_plugins() || !dhcp.exists() || !busybox.exists() {
+        eprintln!("skipped: needs {} and busybox-static's /bin/busybox", dhcp.display());
+        return;
+    }
+    in_private_netns(|| {
+        let mut w = World::new("cni-dhcp");
+        let dir = w.base.path().to_owned();
+        ip(&["link", "add", "cnidhcp0", "type", "bridge"]);
+        ip(&["addr", "add", "198.51.100.1/24", "dev", "cnidhcp0"]);
+        ip(&["link", "set", "cnidhcp0", "up"]);
+        let leases = dir.join("udhcpd.leases");
+        std::fs::write(&leases, "").unwrap();
+        let udhcpd_conf = dir.join("udhcpd.conf");
+        std::fs::write(
+            &udhcpd_conf,
+            format!(
+                "start 198.51.100.100\nend 198.51.100.150\ninterface cnidhcp0\nlease_file {}\npidfile {}\n\
+                 opt subnet 255.255.255.0\nopt router 198.51.100.1\nopt lease 3600\n",
+                leases.display(),
+                dir.join("udhcpd.pid").display()
+            ),
+        )
+        .unwrap();
+        let sock = dir.join("dhcp.sock");
+        let quiet = || (Stdio::null(), Stdio::null(), Stdio::null());
+        let (i1, o1, e1) = quiet();
+        let (i2, o2, e2) = quiet();
+        let _daemons = Daemons(vec![
+            Command::new(busybox)
+                .args(["udhcpd", "-f"])
+                .arg(&udhcpd_conf)
+                .stdin(i1)
+                .stdout(o1)
+                .stderr(e1)
+                .spawn()
+                .unwrap(),
+            Command::new(&dhcp)
+                .args(["daemon", "-socketpath"])
+                .arg(&sock)
+                .stdin(i2)
+                .stdout(o2)
+                .stderr(e2)
+                .spawn()
+                .unwrap(),
+        ]);
+        eventually("the dhcp daemon listens", || sock.exists());
+
+        let ns = w.container("c1");
+        let mut conf = w.conf("dhcpnet", "1.0.0");
+        conf["bridge"] = json!("cnidhcp0");
+        conf["isGateway"] = json!(false);
+        conf["isDefaultGateway"] = json!(false);
+        conf["ipam"] = json!({"type": "dhcp", "daemonSocketPath": sock.display().to_string()});
+        let r = w.call("ADD", "c1", Some(&ns), "eth0", &conf).result().clone();
+        let addr = r["ips"][0]["address"].as_str().unwrap().to_owned();
+        let host: std::net::Ipv4Addr = addr.split('/').next().unwrap().parse().unwrap();
+        assert!(addr.ends_with("/24") && (100..=150).contains(&host.octets()[3]), "{r}");
+        assert_eq!(r["ips"][0]["gateway"], "198.51.100.1", "{r}");
+        // The kernel has the lease's address and the default route the lease's router gives.
+        assert_eq!(addrs(Some(&ns), "eth0"), [addr.as_str()]);
+        assert_eq!(default_via(&ns, false).as_deref(), Some("198.51.100.1"));
+        let mut with_prev = conf.clone();
+        with_prev["prevResult"] = r.clone();
+        let c = w.call("CHECK", "c1", Some(&ns), "eth0", &with_prev);
+        assert!(c.ok, "{}", c.json);
+        // DEL releases the lease through the daemon; a second DEL is fine.
+        let d = w.call("DEL", "c1", Some(&ns), "eth0", &conf);
+        assert!(d.ok, "{}", d.json);
+        // The container end is retired (no address) or already deleted: one look at both.
+        let left = ip_json(Some(&ns), &["addr", "show"]);
+        let global = left.as_array().unwrap().iter().filter(|l| l["ifname"] == "eth0").flat_map(|l| {
+            l["addr_info"].as_array().cloned().unwrap_or_default().into_iter().filter(|a| a["scope"] == "global")
+        });
+        assert_eq!(global.count(), 0, "{left}");
+        assert!(w.call("DEL", "c1", Some(&ns), "eth0", &conf).ok);
+        eventually("eth0 deleted", || !link_exists(Some(&ns), "eth0"));
+        ip(&["link", "del", "cnidhcp0"]);
+    });
+}

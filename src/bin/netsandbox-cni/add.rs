@@ -50,9 +50,14 @@ pub fn add(req: &Request, conf: &NetConf, stdin: &[u8]) -> Result<Value, CniErro
     }
 
     crate::mark("attached");
-    let allocated = ipam.add(req, conf, stdin)?;
-    crate::mark("ipam");
-    match plumb(&sb, req, conf, &allocated, mac) {
+    let outcome = if conf.ipam.as_ref().is_some_and(|i| i.plugin_type == LINK_FIRST_IPAM) {
+        link_then_ipam(&sb, req, conf, &ipam, stdin, mac)?
+    } else {
+        let allocated = ipam.add(req, conf, stdin)?;
+        crate::mark("ipam");
+        plumb(&sb, req, conf, &allocated, mac)
+    };
+    match outcome {
         Ok(result) => {
             let out = match &conf.prev_result {
                 Some(prev) => CniResult::merged(prev, &result),
@@ -109,6 +114,52 @@ fn gateways(allocated: &CniResult) -> Vec<IpNet> {
     out
 }
 
+/// The IPAM plugin whose client runs on the interface itself (Debian's `dhcp`: its daemon
+/// enters the namespace and asks for a lease on `CNI_IFNAME`): the interface is made first.
+const LINK_FIRST_IPAM: &str = "dhcp";
+
+/// The bridge and the pair, the host end a port of the bridge and the container end up.
+struct Attached {
+    host: Socket,
+    bridge_name: String,
+    bridge_mac: Option<[u8; 6]>,
+    host_name: String,
+}
+
+/// ADD for [`LINK_FIRST_IPAM`]: the pair without addresses, then IPAM (whose client brings
+/// the interface's lease), then the addresses, gateway and routes it gave. An IPAM failure
+/// removes the pair before it is returned (the outer `Err`); a later failure is the inner
+/// one, which the caller undoes like any other.
+fn link_then_ipam(
+    sb: &NetnsSandbox,
+    req: &Request,
+    conf: &NetConf,
+    ipam: &Ipam,
+    stdin: &[u8],
+    mac: [u8; 6],
+) -> Result<Result<CniResult, CniError>, CniError> {
+    let ifname = req.ifname()?;
+    let attached = link(sb, req, conf, &CniResult::default(), mac)?;
+    let allocated = match ipam.add(req, conf, stdin) {
+        Ok(a) => a,
+        Err(e) => {
+            let _ = sb.remove_interface(ifname);
+            return Err(e);
+        }
+    };
+    crate::mark("ipam");
+    Ok((|| {
+        let gws = gateways(&allocated);
+        if conf.is_gateway && !gws.is_empty() && ready_bridge(&attached.host, conf, &gws)?.is_none() {
+            ensure_bridge(&attached.host, conf, &gws)?;
+        }
+        for ip in &allocated.ips {
+            sb.add_alias_ip(ifname, ip.address)?;
+        }
+        finish(sb, req, conf, &allocated, mac, attached)
+    })())
+}
+
 fn plumb(
     sb: &NetnsSandbox,
     req: &Request,
@@ -116,6 +167,19 @@ fn plumb(
     allocated: &CniResult,
     mac: [u8; 6],
 ) -> Result<CniResult, CniError> {
+    let attached = link(sb, req, conf, allocated, mac)?;
+    finish(sb, req, conf, allocated, mac, attached)
+}
+
+/// The bridge (with the gateways of `allocated` when it is the gateway) and the pair, the
+/// container end born inside with its final name, MAC, MTU and `allocated`'s addresses.
+fn link(
+    sb: &NetnsSandbox,
+    req: &Request,
+    conf: &NetConf,
+    allocated: &CniResult,
+    mac: [u8; 6],
+) -> Result<Attached, CniError> {
     let id = req.container_id()?;
     let ifname = req.ifname()?;
     let gws = gateways(allocated);
@@ -180,8 +244,24 @@ fn plumb(
     for extra in v4.iter().skip(1).chain(v6.iter().skip(1)) {
         sb.add_alias_ip(ifname, extra.address)?;
     }
+    Ok(Attached { host, bridge_name, bridge_mac, host_name })
+}
 
-    // Routes: IPAM's, then the default route when we are the default gateway.
+/// Routes (IPAM's, and the default route when we are the default gateway), the result, and
+/// masquerading.
+fn finish(
+    sb: &NetnsSandbox,
+    req: &Request,
+    conf: &NetConf,
+    allocated: &CniResult,
+    mac: [u8; 6],
+    attached: Attached,
+) -> Result<CniResult, CniError> {
+    let id = req.container_id()?;
+    let ifname = req.ifname()?;
+    let gws = gateways(allocated);
+    let Attached { host, bridge_name, bridge_mac, host_name } = attached;
+
     let mut routes = allocated.routes.clone();
     if conf.is_default_gateway {
         for g in &gws {
