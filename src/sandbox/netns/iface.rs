@@ -145,6 +145,17 @@ pub(super) fn add(
 /// Destinations of the main table's routes inside, as [`check::address_conflict`] wants them,
 /// for the families `opts` has addresses in.
 fn main_routes(live: &Live, opts: &IfaceOptions) -> Result<Vec<IpNet>> {
+    let keep = |routes: Vec<Route>| -> Vec<IpNet> {
+        routes
+            .into_iter()
+            .filter(|r| r.table == RT_TABLE_MAIN && r.kind == RTN_UNICAST && !check::ignored_for_conflicts(&r.dst))
+            .map(|r| r.dst)
+            .collect()
+    };
+    // Both families: one dump instead of two.
+    if opts.address.is_some() && opts.address_ipv6.is_some() {
+        return Ok(keep(live.sock.routes_in_all_families(RT_TABLE_MAIN)?));
+    }
     let mut out = Vec::new();
     for (v6, wanted) in [(false, opts.address.is_some()), (true, opts.address_ipv6.is_some())] {
         if !wanted {
@@ -156,12 +167,7 @@ fn main_routes(live: &Live, opts: &IfaceOptions) -> Result<Vec<IpNet>> {
             Err(e) if e.errno() == Some(nix::errno::Errno::ENOENT) => continue,
             other => other?,
         };
-        out.extend(
-            routes
-                .into_iter()
-                .filter(|r| r.table == RT_TABLE_MAIN && r.kind == RTN_UNICAST && !check::ignored_for_conflicts(&r.dst))
-                .map(|r| r.dst),
-        );
+        out.extend(keep(routes));
     }
     Ok(out)
 }
