@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{TempBase, ip};
+use common::{TempBase, enter_private_world, ip};
 use netsandbox::netns::{self, NetNs};
 use serde_json::Value;
 
@@ -38,20 +38,6 @@ fn missing_tools() -> Option<String> {
         }
     }
     None
-}
-
-/// Private network and mount namespace for the calling thread, set up for containerd.
-fn enter_private_world() {
-    use nix::mount::{MntFlags, MsFlags, mount, umount2};
-    use nix::sched::{CloneFlags, unshare};
-    unshare(CloneFlags::CLONE_NEWNET | CloneFlags::CLONE_NEWNS).expect("unshare(NEWNET|NEWNS)");
-    mount(None::<&str>, "/", None::<&str>, MsFlags::MS_REC | MsFlags::MS_PRIVATE, None::<&str>)
-        .expect("make / private");
-    let _ = umount2("/sys/fs/cgroup/unified", MntFlags::MNT_DETACH);
-    for dir in ["/run", "/etc/cni", "/opt"] {
-        mount(Some("tmpfs"), dir, Some("tmpfs"), MsFlags::empty(), Some("mode=0755")).expect("tmpfs");
-    }
-    ip(&["link", "set", "lo", "up"]);
 }
 
 /// An OCI image layout tarball of busybox-static, built with tar and sha256sum (no registry).
@@ -213,7 +199,7 @@ fn containerd_ctr_run_cni_on_a_netsandbox_network() {
     let t = base.path().to_path_buf();
     std::thread::scope(|s| {
         s.spawn(|| {
-            enter_private_world();
+            enter_private_world(&["/run", "/etc/cni", "/opt"]);
             // ctr's fixed paths, private to this mount namespace.
             std::fs::create_dir_all("/opt/cni/bin").unwrap();
             std::fs::create_dir_all("/etc/cni/net.d").unwrap();
