@@ -366,6 +366,32 @@ mod tests {
         assert_eq!(b.allocate("c1", "eth0", &[]).unwrap().ips.len(), 1);
     }
 
+    /// The index is one file: ADD appends a line, DEL rewrites it without the line; small
+    /// files are rewritten in place and cut to their new length.
+    #[test]
+    fn index_is_one_file_and_rewrites_are_exact() {
+        let dir = tmp("idx1");
+        let b = conf(&dir, json!({"subnet": "198.18.0.0/24"}));
+        let net = dir.join("net1");
+        let lines = || -> Vec<String> {
+            let s = std::fs::read_to_string(net.join("netsandbox-index")).unwrap();
+            let mut l = s.lines();
+            assert_eq!(l.next().unwrap().len(), 63, "{s:?}");
+            l.map(str::to_owned).collect()
+        };
+        b.allocate("c1", "eth0", &[]).unwrap();
+        b.allocate("c2", "eth1", &[]).unwrap();
+        assert_eq!(lines(), ["198.18.0.2 c1 eth0", "198.18.0.3 c2 eth1"]);
+        assert_eq!(b.release("c1", "eth0").unwrap(), ["198.18.0.2".parse::<IpAddr>().unwrap()]);
+        assert_eq!(lines(), ["198.18.0.3 c2 eth1"]);
+        // A longer old content is cut: no stale bytes after the new address.
+        std::fs::write(net.join("last_reserved_ip.0"), "198.18.0.9      \n").unwrap();
+        let r = b.allocate("c3", "eth0", &[]).unwrap();
+        assert_eq!(r.ips[0].address.addr().to_string(), "198.18.0.10");
+        assert_eq!(std::fs::read_to_string(net.join("last_reserved_ip.0")).unwrap(), "198.18.0.10");
+        assert_eq!(lines(), ["198.18.0.3 c2 eth1", "198.18.0.10 c3 eth0"]);
+    }
+
     fn walk(d: &std::path::Path) -> Vec<PathBuf> {
         let mut out = Vec::new();
         for e in std::fs::read_dir(d).unwrap().flatten() {
