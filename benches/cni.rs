@@ -131,7 +131,22 @@ fn run_variant(v: &Variant, idx: usize, n: usize, base: &Path, cni_path: &str) -
         let _ = netns::unpin(p);
     }
     let _ = Command::new("ip").args(["link", "del", &bridge]).output();
+    settle();
     (adds, dels)
+}
+
+/// Waits (bounded) until the kernel has torn down what the variant left: its namespaces are
+/// freed asynchronously, and with them the host ends, while holding RTNL for long stretches.
+/// Without this wait the next variant's calls would run during the previous one's teardown
+/// (the reference runs first, so ours paid for it).
+fn settle() {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let links = || netsandbox::netlink::Socket::open().and_then(|s| s.links()).map(|l| l.len()).unwrap_or(0);
+    while links() > 1 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // The last host ends go before their namespaces' final cleanup steps end.
+    std::thread::sleep(Duration::from_secs(1));
 }
 
 fn main() {
