@@ -397,6 +397,108 @@ fn failed_transaction_leaves_ruleset_identical_and_bad_input_is_typed() {
     });
 }
 
+/// `(handle, numgen modulus)` of the one rule of `chain`, from `nft -j`.
+fn service_rule(rs: &serde_json::Value, chain: &str) -> (u64, u64) {
+    fn find_mod(v: &serde_json::Value) -> Option<u64> {
+        match v {
+            serde_json::Value::Object(m) => {
+                m.get("numgen").and_then(|n| n["mod"].as_u64()).or_else(|| m.values().find_map(find_mod))
+            }
+            serde_json::Value::Array(a) => a.iter().find_map(find_mod),
+            _ => None,
+        }
+    }
+    let rules: Vec<&serde_json::Value> = rs["nftables"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|o| o.get("rule"))
+        .filter(|r| r["table"] == "netsandbox" && r["chain"] == chain)
+        .collect();
+    assert_eq!(rules.len(), 1, "one rule in {chain}: {rules:?}");
+    (rules[0]["handle"].as_u64().unwrap(), find_mod(&rules[0]["expr"]).expect("numgen in the service rule"))
+}
+
+/// Slots each backend address owns in map `map`, from `nft -j`.
+fn slot_owners(rs: &serde_json::Value, map: &str) -> BTreeMap<String, usize> {
+    let mut owners = BTreeMap::new();
+    for o in rs["nftables"].as_array().unwrap() {
+        let Some(m) = o.get("map").filter(|m| m["name"] == map) else { continue };
+        for e in m["elem"].as_array().into_iter().flatten() {
+            let ip = e[1]["concat"][0].as_str().unwrap().to_owned();
+            *owners.entry(ip).or_default() += 1;
+        }
+    }
+    owners
+}
+
+#[test]
+fn backend_change_keeps_the_service_rule_until_a_resize() {
+    if !nft_available() {
+        eprintln!("skipped: nft (nftables) not installed");
+        return;
+    }
+    in_private_netns(|| {
+        let base = TempBase::new("lbrule");
+        let lb = NetnsSandbox::create(&key(&base, "lb"), &CreateOptions::default()).unwrap();
+        let s1 = ServiceKey::tcp(addr(VIP4), 80);
+        let s2 = ServiceKey::tcp(addr(VIP4), 81);
+        let (c1, c2) = ("svc-tcp-198.51.100.10-80", "svc-tcp-198.51.100.10-81");
+        let sel = "sel-tcp-198.51.100.10-80";
+        lb.add_service(&s1).unwrap();
+        lb.add_service(&s2).unwrap();
+        let b = |i: u8, weight: u32| Backend { ip: addr(&format!("198.18.0.{i}")), port: 8080, weight };
+        lb.add_backend(&s1, &b(11, 1)).unwrap();
+        lb.add_backend(&s2, &b(11, 1)).unwrap();
+        let rs = ruleset(&lb);
+        let first = service_rule(&rs, c1);
+        let other = service_rule(&rs, c2);
+        assert_eq!(first.1, 16, "{rs}");
+        assert_eq!(slot_owners(&rs, sel).values().sum::<usize>(), 16);
+
+        // Adds, a drain and removals within the band (W ≤ 8): same rule, same handle; the slots
+        // follow the weights: ⌊16·w/W⌋ or ⌈16·w/W⌉ each.
+        lb.add_backend(&s1, &b(12, 2)).unwrap();
+        lb.add_backend(&s1, &b(13, 1)).unwrap();
+        let rs = ruleset(&lb);
+        assert_eq!(service_rule(&rs, c1), first, "adding a backend keeps the rule");
+        let owners = slot_owners(&rs, sel);
+        assert_eq!(owners.values().sum::<usize>(), 16, "{owners:?}");
+        assert_eq!(owners["198.18.0.12"], 8, "{owners:?}");
+        assert_eq!(owners["198.18.0.11"], 4, "{owners:?}");
+        lb.drain_backend(&s1, addr("198.18.0.12"), 8080).unwrap();
+        let rs = ruleset(&lb);
+        assert_eq!(service_rule(&rs, c1), first, "draining keeps the rule");
+        let owners = slot_owners(&rs, sel);
+        assert_eq!(owners.get("198.18.0.12"), None, "a drained backend owns no slot: {owners:?}");
+        assert_eq!((owners["198.18.0.11"], owners["198.18.0.13"]), (8, 8), "{owners:?}");
+        lb.remove_backend(&s1, addr("198.18.0.12"), 8080).unwrap();
+        lb.remove_backend(&s1, addr("198.18.0.13"), 8080).unwrap();
+        let rs = ruleset(&lb);
+        assert_eq!(service_rule(&rs, c1), first, "removing keeps the rule");
+        assert_eq!(slot_owners(&rs, sel)["198.18.0.11"], 16);
+
+        // W = 9 leaves the band: the rule is replaced with modulus 32, once.
+        for i in 0..8 {
+            lb.add_backend(&s1, &b(20 + i, 1)).unwrap();
+        }
+        let rs = ruleset(&lb);
+        let resized = service_rule(&rs, c1);
+        assert_ne!(resized.0, first.0, "a resize replaces the rule");
+        assert_eq!(resized.1, 32);
+        let owners = slot_owners(&rs, sel);
+        assert_eq!(owners.len(), 9);
+        assert!(owners.values().all(|&n| (3..=4).contains(&n)), "{owners:?}");
+        assert_eq!(service_rule(&rs, c2), other, "the other service's rule is untouched");
+        // And the state reads back from the kernel as built.
+        let again = NetnsSandbox::open(&key(&base, "lb")).unwrap();
+        assert_eq!(again.lb_restore().unwrap(), lb.lb_services().unwrap());
+        again.add_backend(&s1, &b(40, 1)).unwrap();
+        assert_eq!(service_rule(&ruleset(&lb), c1), resized, "the restored view plans without a resize");
+        lb.destroy().unwrap();
+    });
+}
+
 #[test]
 fn restore_after_dropping_handles_reports_the_same() {
     if !nft_available() {

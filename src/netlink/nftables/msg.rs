@@ -544,7 +544,7 @@ pub struct ElemInfo {
     pub data: Option<Vec<u8>>,
 }
 
-/// A rule as dumped (handle and comment only: we never need its expressions back).
+/// A rule as dumped: handle, comment and its expressions as the kernel sent them.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RuleInfo {
     /// Table name.
@@ -555,6 +555,8 @@ pub struct RuleInfo {
     pub handle: u64,
     /// Comment (userdata).
     pub comment: Option<String>,
+    /// Each expression's kernel name and its raw `NFTA_EXPR_DATA` attributes, in rule order.
+    pub exprs: Vec<(String, Vec<u8>)>,
 }
 
 fn split_nfgen(payload: &[u8]) -> Result<(u8, &[u8]), WireError> {
@@ -628,17 +630,41 @@ impl RuleInfo {
     /// Decodes a `NFT_MSG_NEWRULE` payload.
     pub fn decode(payload: &[u8]) -> Result<RuleInfo, WireError> {
         let (_, a) = split_nfgen(payload)?;
-        let mut r = RuleInfo { table: String::new(), chain: String::new(), handle: 0, comment: None };
+        let mut r =
+            RuleInfo { table: String::new(), chain: String::new(), handle: 0, comment: None, exprs: Vec::new() };
         for (k, v) in attrs(a) {
             match k {
                 NFTA_RULE_TABLE => r.table = str_of(v),
                 NFTA_RULE_CHAIN => r.chain = str_of(v),
                 NFTA_RULE_HANDLE => r.handle = be64(v).unwrap_or(0),
                 NFTA_RULE_USERDATA => r.comment = parse_comment(v),
+                NFTA_RULE_EXPRESSIONS => {
+                    for (k, e) in attrs(v) {
+                        if k != NFTA_LIST_ELEM {
+                            continue;
+                        }
+                        let mut name = String::new();
+                        let mut data = Vec::new();
+                        for (k, v) in attrs(e) {
+                            match k {
+                                NFTA_EXPR_NAME => name = str_of(v),
+                                NFTA_EXPR_DATA => data = v.to_vec(),
+                                _ => {}
+                            }
+                        }
+                        r.exprs.push((name, data));
+                    }
+                }
                 _ => {}
             }
         }
         Ok(r)
+    }
+
+    /// The modulus of the rule's first `numgen` expression (`NFTA_NG_MODULUS`).
+    pub fn numgen_modulus(&self) -> Option<u32> {
+        let (_, data) = self.exprs.iter().find(|(n, _)| n == "numgen")?;
+        attrs(data).find(|(k, _)| *k == NFTA_NG_MODULUS).and_then(|(_, v)| be32(v))
     }
 }
 

@@ -4,10 +4,12 @@
 //! - one table, `inet netsandbox`, owned by netsandbox;
 //! - `ip daddr . meta l4proto . th dport vmap @services4` (and `@services6`) send a packet for a
 //!   service to its chain `svc-…`;
-//! - the service chain's one rule picks a backend and DNATs to it: `dnat to numgen random mod W
-//!   map @sel-…` (W = total weight of its active backends) over a *data* map `slot → addr .
-//!   port`. A backend is data, not a chain: a backend change adds no chain and no jump, so the
-//!   kernel neither re-validates the chain graph for it nor grows the per-commit chain walk;
+//! - the service chain's one rule picks a backend and DNATs to it: `dnat to numgen random mod S
+//!   map @sel-…` over a *data* map `slot → addr . port`, S a fixed slot count per service (a
+//!   power of two kept between 2× and 8× the active weight total; see `model.rs`). A
+//!   backend is data, not a chain, and S does not change with an ordinary backend change: such a
+//!   change rewrites a few slot elements only — no rule, chain or jump — so the kernel does not
+//!   re-validate the chain graph for it;
 //! - the backends map `be-…` (`addr . port → weight`) records every backend, drained ones too;
 //! - `postrouting` masquerades DNATed flows (`ct status dnat`), so replies come back through the
 //!   sandbox whether the backends route through it or not (hairpin included);
@@ -18,8 +20,8 @@
 //! alias on the loopback (changed after the transaction commits; a failed alias undoes the
 //! transaction). Draining takes a backend out of the selection map only: conntrack keeps its
 //! established flows. State lives in the kernel: services, backends, weights and drain state are
-//! read back from the service chains' comments and the maps, so [`LoadBalancer::lb_restore`]
-//! after an engine restart sees exactly what was built.
+//! read back from the service chains' comments and rules (S is the `numgen` modulus) and the
+//! maps, so [`LoadBalancer::lb_restore`] after an engine restart sees exactly what was built.
 
 mod fake;
 mod model;
@@ -31,7 +33,7 @@ use std::net::IpAddr;
 
 pub(crate) use self::netns::LbSlot;
 pub use self::netns::{add_masquerade, list_masquerade, remove_masquerade};
-pub use model::{LbState, MAX_SLOTS, check_backend, check_service};
+pub use model::{LbState, MAX_SERVICE_WEIGHT, MAX_SLOTS, MIN_SLOTS, check_backend, check_service};
 pub use nft::{LB_TABLE, MASQ_TABLE};
 
 use crate::error::Result;

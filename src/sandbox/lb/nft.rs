@@ -1,5 +1,6 @@
 //! The load balancer's nf_tables layout: [`Op`]s encoded as batch messages, and the state read
-//! back from the kernel (service chain comments, backends and selection maps, published ports).
+//! back from the kernel (service chain comments, the service rules' slot counts, backends and
+//! selection maps, published ports).
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
@@ -205,30 +206,67 @@ fn skeleton(b: &mut Batch) {
 /// Data elements waiting to be sent, per map: `key → value`.
 type Pending = BTreeMap<String, Vec<(Vec<u8>, Vec<u8>)>>;
 
+/// The net change of one selection map within a transaction: slot → (it had an element before
+/// the transaction, its owner at the end).
+type SlotDiff = BTreeMap<u32, (bool, Option<BackendAddr>)>;
+
+/// The service rule: `dnat to numgen random mod size map @sel-…`. The looked-up `addr . port`
+/// lands in consecutive registers from R32(0): the address, then the port right after it.
+fn service_rule(b: &mut Batch, svc: &ServiceKey, size: u32) {
+    let port_reg = if svc.vip.is_ipv4() { 1 } else { 4 };
+    b.add_rule(
+        FAMILY,
+        LB_TABLE,
+        &svc_chain(svc),
+        &[
+            Expr::Numgen { dreg: Reg::R32(0), modulus: size, random: true },
+            Expr::Lookup { set: sel_map(svc), sreg: Reg::R32(0), dreg: Some(Reg::R32(0)) },
+            Expr::Nat {
+                kind: NatKind::Dnat,
+                family: nfproto(svc.vip),
+                addr: Some(Reg::R32(0)),
+                port: Some(Reg::R32(port_reg)),
+            },
+        ],
+        None,
+    );
+}
+
 /// The transaction for `ops`.
 pub(crate) fn encode(ops: &[Op]) -> Batch {
     let mut b = Batch::new();
-    // A service's rule is written once per transaction, by its last slot change: rewriting it for
-    // every backend of a bulk `lb_apply` cost a rule (and a validation mark) per backend.
-    let mut last_slots: BTreeMap<ServiceKey, usize> = BTreeMap::new();
+    // A service's rule is written only on a resize, and once per transaction, by its last one
+    // (a bulk `lb_apply` resizes a growing service several times).
+    let mut last_resize: BTreeMap<ServiceKey, usize> = BTreeMap::new();
     for (i, op) in ops.iter().enumerate() {
-        if let Op::Slots { svc, .. } = op {
-            last_slots.insert(*svc, i);
+        if let Op::Slots { svc, resize: Some(_), .. } = op {
+            last_resize.insert(*svc, i);
         }
     }
-    // Data elements are queued per map and sent as one message per map (a message per backend
-    // cost a set lookup by name each); the queue is flushed before anything deletes.
+    // Backends-map elements are queued per map and sent as one message per map (a message per
+    // backend cost a set lookup by name each); slot elements are reduced to each slot's net
+    // change, so a slot moved several times while a bulk `lb_apply` builds a service is written
+    // once. Both are flushed before anything deletes a backend, a service or a published port.
     let mut pending: Pending = BTreeMap::new();
-    let flush = |b: &mut Batch, pending: &mut Pending| {
+    let mut slots: BTreeMap<ServiceKey, SlotDiff> = BTreeMap::new();
+    let flush = |b: &mut Batch, pending: &mut Pending, slots: &mut BTreeMap<ServiceKey, SlotDiff>| {
         for (set, elems) in std::mem::take(pending) {
             b.add_data_elems(FAMILY, LB_TABLE, &set, &elems);
         }
+        for (k, diff) in std::mem::take(slots) {
+            let sel = sel_map(&k);
+            let del: Vec<_> = diff.iter().filter(|(_, (had, _))| *had).map(|(s, _)| slot_key(*s)).collect();
+            b.del_elems(FAMILY, LB_TABLE, &sel, &del);
+            let add: Vec<_> =
+                diff.iter().filter_map(|(s, (_, o))| o.map(|(ip, port)| (slot_key(*s), addr_port(ip, port)))).collect();
+            if !add.is_empty() {
+                b.add_data_elems(FAMILY, LB_TABLE, &sel, &add);
+            }
+        }
     };
     for (i, op) in ops.iter().enumerate() {
-        if matches!(op, Op::DelService(..) | Op::DelBackend(..) | Op::Unpublish(_))
-            || matches!(op, Op::Slots { del, .. } if !del.is_empty())
-        {
-            flush(&mut b, &mut pending);
+        if matches!(op, Op::DelService(..) | Op::DelBackend(..) | Op::Unpublish(_)) {
+            flush(&mut b, &mut pending, &mut slots);
         }
         match op {
             Op::CreateTable => skeleton(&mut b),
@@ -254,38 +292,19 @@ pub(crate) fn encode(ops: &[Op]) -> Batch {
                 .or_default()
                 .push((addr_port(be.ip, be.port), be.weight.to_ne_bytes().to_vec())),
             Op::DelBackend(k, (ip, port)) => b.del_elems(FAMILY, LB_TABLE, &be_map(k), &[addr_port(*ip, *port)]),
-            Op::Slots { svc, del, add, modulus } => {
-                let sel = sel_map(svc);
-                let keys: Vec<_> = del.iter().map(|s| slot_key(*s)).collect();
-                b.del_elems(FAMILY, LB_TABLE, &sel, &keys);
-                pending
-                    .entry(sel.clone())
-                    .or_default()
-                    .extend(add.iter().map(|(s, (ip, port))| (slot_key(*s), addr_port(*ip, *port))));
-                if last_slots.get(svc) != Some(&i) {
-                    continue;
+            Op::Slots { svc, del, add, resize } => {
+                let d = slots.entry(*svc).or_default();
+                for s in del {
+                    d.entry(*s).or_insert((true, None)).1 = None;
                 }
-                b.flush_chain(FAMILY, LB_TABLE, &svc_chain(svc));
-                if *modulus > 0 {
-                    // The looked-up `addr . port` lands in consecutive registers from R32(0):
-                    // the address, then the port right after it.
-                    let port_reg = if svc.vip.is_ipv4() { 1 } else { 4 };
-                    b.add_rule(
-                        FAMILY,
-                        LB_TABLE,
-                        &svc_chain(svc),
-                        &[
-                            Expr::Numgen { dreg: Reg::R32(0), modulus: *modulus, random: true },
-                            Expr::Lookup { set: sel, sreg: Reg::R32(0), dreg: Some(Reg::R32(0)) },
-                            Expr::Nat {
-                                kind: NatKind::Dnat,
-                                family: nfproto(svc.vip),
-                                addr: Some(Reg::R32(0)),
-                                port: Some(Reg::R32(port_reg)),
-                            },
-                        ],
-                        None,
-                    );
+                for (s, o) in add {
+                    d.entry(*s).or_insert((false, None)).1 = Some(*o);
+                }
+                if let Some(size) = resize
+                    && last_resize.get(svc) == Some(&i)
+                {
+                    b.flush_chain(FAMILY, LB_TABLE, &svc_chain(svc));
+                    service_rule(&mut b, svc, *size);
                 }
             }
             Op::Publish(p) => b.add_elems(
@@ -297,7 +316,7 @@ pub(crate) fn encode(ops: &[Op]) -> Batch {
             Op::Unpublish(p) => b.del_elems(FAMILY, LB_TABLE, PUBLISHED, &[published_key(&p.iface, p.proto, p.port)]),
         }
     }
-    flush(&mut b, &mut pending);
+    flush(&mut b, &mut pending, &mut slots);
     b
 }
 
@@ -350,6 +369,14 @@ fn load_once(sock: &NftSocket) -> Result<LbState> {
             by_chain.insert(c.name, k);
         }
     }
+    let mut modulus: BTreeMap<String, u32> = BTreeMap::new();
+    for r in sock.table_rules(FAMILY, LB_TABLE)? {
+        if by_chain.contains_key(&r.chain)
+            && let Some(m) = r.numgen_modulus()
+        {
+            modulus.insert(r.chain, m);
+        }
+    }
     let keys: Vec<ServiceKey> = st.services.keys().copied().collect();
     for k in keys {
         let s: &mut Svc = st.services.entry(k).or_default();
@@ -364,9 +391,10 @@ fn load_once(sock: &NftSocket) -> Result<LbState> {
                 .ok_or_else(bad)?;
             s.backends.insert(addr, Be { weight, slots: Vec::new() });
         }
-        let elems = sock.elems(FAMILY, LB_TABLE, &sel_map(&k))?;
-        s.slots = vec![(IpAddr::from([0u8; 4]), 0); elems.len()];
-        for e in elems {
+        // S is the modulus of the service rule's numgen (no rule: no backend was ever added).
+        let size = modulus.get(&svc_chain(&k)).copied().unwrap_or(0);
+        s.slots = vec![None; size as usize];
+        for e in sock.elems(FAMILY, LB_TABLE, &sel_map(&k))? {
             let slot = e
                 .key
                 .get(..4)
@@ -376,12 +404,11 @@ fn load_once(sock: &NftSocket) -> Result<LbState> {
                 Some(a) if s.backends.contains_key(&a) => a,
                 _ => return Err(inconsistent(format!("{}: slot {slot} leads nowhere known", sel_map(&k)))),
             };
-            let n = s.slots.len();
             let cell = s
                 .slots
                 .get_mut(slot as usize)
-                .ok_or_else(|| inconsistent(format!("{}: slot {slot} beyond {n}", sel_map(&k))))?;
-            *cell = owner;
+                .ok_or_else(|| inconsistent(format!("{}: slot {slot} beyond the modulus {size}", sel_map(&k))))?;
+            *cell = Some(owner);
             if let Some(b) = s.backends.get_mut(&owner) {
                 b.slots.push(slot);
             }
