@@ -116,9 +116,13 @@ fn nft_bulk_script(services: usize, per: usize) -> String {
         s += &format!("add map inet netsandbox be-{id} {{ typeof ip daddr . tcp dport : meta mark; }}\n");
         s += &format!("add element inet netsandbox services4 {{ 198.51.100.1 . tcp . {port} : goto svc-{id} }}\n");
         for b in 0..per {
-            s += &nft_add_backend(&id, backend(i * per + b), b);
+            s += &format!("add element inet netsandbox be-{id} {{ {} . 8080 : 1 }}\n", backend(i * per + b));
         }
-        s += &nft_svc_rule(&id, per);
+        let size = slots_for(per);
+        let slots: Vec<String> =
+            (0..size).map(|slot| format!("{slot} : {} . 8080", backend(i * per + slot % per))).collect();
+        s += &format!("add element inet netsandbox sel-{id} {{ {} }}\n", slots.join(", "));
+        s += &nft_svc_rule(&id, size);
     }
     s
 }
@@ -128,11 +132,28 @@ fn nft_svc_rule(id: &str, modulus: usize) -> String {
     format!("add rule inet netsandbox svc-{id} meta l4proto tcp dnat ip to numgen random mod {modulus} map @sel-{id}\n")
 }
 
-fn nft_add_backend(id: &str, ip: IpAddr, slot: usize) -> String {
-    format!(
-        "add element inet netsandbox be-{id} {{ {ip} . 8080 : 1 }}\n\
-         add element inet netsandbox sel-{id} {{ {slot} : {ip} . 8080 }}\n"
-    )
+/// Our slot count for `w` weight units of weight-1 backends (the next power of two ≥ 2·w, at
+/// least 16), so `nft -f` gets the same maps.
+fn slots_for(w: usize) -> usize {
+    (2 * w).next_power_of_two().max(16)
+}
+
+/// One backend change as our layout makes it: the backends-map element, and `slots` slot
+/// elements replaced (deleted, then added with their new owner `owner`).
+/// Our selection maps carry no `typeof` description, so nft reads their integer keys as big
+/// endian; numgen (and we) write the slot in host order: hence the byte swap.
+fn nft_change(id: &str, ip: IpAddr, add: bool, slots: &[(usize, IpAddr)]) -> String {
+    let key = |s: usize| (s as u32).to_ne_bytes().map(u32::from).iter().fold(0u32, |k, b| (k << 8) | b);
+    let keys: Vec<String> = slots.iter().map(|(s, _)| key(*s).to_string()).collect();
+    let elems: Vec<String> = slots.iter().map(|(s, o)| format!("{} : {o} . 8080", key(*s))).collect();
+    let mut s = format!("delete element inet netsandbox sel-{id} {{ {} }}\n", keys.join(", "));
+    s += &format!("add element inet netsandbox sel-{id} {{ {} }}\n", elems.join(", "));
+    s += &format!(
+        "{} element inet netsandbox be-{id} {{ {ip} . 8080{} }}\n",
+        if add { "add" } else { "delete" },
+        if add { " : 1" } else { "" }
+    );
+    s
 }
 
 fn ipt_bulk_script(services: usize, per: usize) -> String {
@@ -224,22 +245,15 @@ fn programming() {
         // The same change through nft -f, on the same ruleset (our table, our names).
         let id = "tcp-198.51.100.1-1";
         let (mut nadd, mut ndel) = (Vec::new(), Vec::new());
+        // The extra backend takes 3 of the 32 slots (from backends 0..3 in the script's
+        // round-robin deal) and gives them back.
+        let size = slots_for(10);
+        let moved: Vec<usize> = (0..3).map(|k| size - 1 - k).collect();
+        let to_extra: Vec<(usize, IpAddr)> = moved.iter().map(|&s| (s, extra.ip)).collect();
+        let back: Vec<(usize, IpAddr)> = moved.iter().map(|&s| (s, backend(s % 10))).collect();
         for _ in 0..15 {
-            nadd.push(nft_f(
-                &sb,
-                nft_add_backend(id, extra.ip, 10)
-                    + &format!("flush chain inet netsandbox svc-{id}\n")
-                    + &nft_svc_rule(id, 11),
-            ));
-            ndel.push(nft_f(
-                &sb,
-                format!(
-                    "delete element inet netsandbox sel-{id} {{ 10 }}\nflush chain inet netsandbox svc-{id}\n{}\
-                     delete element inet netsandbox be-{id} {{ {} . 8080 }}\n",
-                    nft_svc_rule(id, 10),
-                    extra.ip
-                ),
-            ));
+            nadd.push(nft_f(&sb, nft_change(id, extra.ip, true, &to_extra)));
+            ndel.push(nft_f(&sb, nft_change(id, extra.ip, false, &back)));
         }
         let (na, nd) = (median(nadd), median(ndel));
         let ratio = (na + nd).as_secs_f64() / (a + d).as_secs_f64();

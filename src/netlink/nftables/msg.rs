@@ -225,6 +225,26 @@ fn be64(v: &[u8]) -> Option<u64> {
     v.get(..8).map(|b| u64::from_be_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]]))
 }
 
+/// `elems` cut into runs whose encoded element list stays below the 64 KiB a netlink
+/// attribute's 16-bit length can describe; `bound` over-estimates one element's encoding.
+fn elem_chunks<T>(elems: &[T], bound: impl Fn(&T) -> usize) -> impl Iterator<Item = &[T]> {
+    const LIMIT: usize = 60_000;
+    let mut rest = elems;
+    std::iter::from_fn(move || {
+        if rest.is_empty() {
+            return None;
+        }
+        let (mut n, mut size) = (0, 0);
+        while n < rest.len() && (n == 0 || size + bound(&rest[n]) <= LIMIT) {
+            size += bound(&rest[n]);
+            n += 1;
+        }
+        let (chunk, tail) = rest.split_at(n);
+        rest = tail;
+        Some(chunk)
+    })
+}
+
 impl Batch {
     /// An empty batch.
     pub fn new() -> Batch {
@@ -398,7 +418,8 @@ impl Batch {
     /// Adds elements `key → verdict` to a verdict map (`verdict` `None` for a plain set).
     /// Elements that exist are an error (`EEXIST`), so a change never silently overwrites.
     pub fn add_elems(&mut self, family: Family, table: &str, set: &str, elems: &[(Vec<u8>, Option<Verdict>)]) {
-        self.new_elems(family, table, set, elems, |b, v| {
+        let len = |v: &Option<Verdict>| v.as_ref().and_then(Verdict::chain).map_or(0, str::len);
+        self.new_elems(family, table, set, elems, len, |b, v| {
             if let Some(v) = v {
                 put_verdict(b, NFTA_SET_ELEM_DATA, v);
             }
@@ -407,50 +428,57 @@ impl Batch {
 
     /// Adds elements `key → value` to a data map. Elements that exist are an error (`EEXIST`).
     pub fn add_data_elems(&mut self, family: Family, table: &str, set: &str, elems: &[(Vec<u8>, Vec<u8>)]) {
-        self.new_elems(family, table, set, elems, |b, data| put_value(b, NFTA_SET_ELEM_DATA, data));
+        self.new_elems(family, table, set, elems, Vec::len, |b, data| put_value(b, NFTA_SET_ELEM_DATA, data));
     }
 
-    /// One NEWSETELEM message for `elems` (none: no message); `put_data` writes each element's
-    /// data attribute, the only part in which verdict maps, data maps and sets differ.
+    /// NEWSETELEM messages for `elems` (one unless the list outgrows a netlink attribute;
+    /// none for no elements); `put_data` writes each element's data attribute (`data_len` its
+    /// payload length), the only part in which verdict maps, data maps and sets differ.
     fn new_elems<D>(
         &mut self,
         family: Family,
         table: &str,
         set: &str,
         elems: &[(Vec<u8>, D)],
+        data_len: impl Fn(&D) -> usize,
         put_data: impl Fn(&mut Vec<u8>, &D),
     ) {
-        if elems.is_empty() {
-            return;
-        }
-        self.message(msg_type::NEWSETELEM, NLM_F_CREATE | NLM_F_EXCL, family, "add element to", set.into(), |b, _| {
-            put_str(b, NFTA_SET_ELEM_LIST_TABLE, table);
-            put_str(b, NFTA_SET_ELEM_LIST_SET, set);
-            nest(b, NFTA_SET_ELEM_LIST_ELEMENTS, |b| {
-                for (key, data) in elems {
-                    nest(b, NFTA_LIST_ELEM, |b| {
-                        put_value(b, NFTA_SET_ELEM_KEY, key);
-                        put_data(b, data);
+        for chunk in elem_chunks(elems, |(k, d)| k.len() + data_len(d) + 48) {
+            self.message(
+                msg_type::NEWSETELEM,
+                NLM_F_CREATE | NLM_F_EXCL,
+                family,
+                "add element to",
+                set.into(),
+                |b, _| {
+                    put_str(b, NFTA_SET_ELEM_LIST_TABLE, table);
+                    put_str(b, NFTA_SET_ELEM_LIST_SET, set);
+                    nest(b, NFTA_SET_ELEM_LIST_ELEMENTS, |b| {
+                        for (key, data) in chunk {
+                            nest(b, NFTA_LIST_ELEM, |b| {
+                                put_value(b, NFTA_SET_ELEM_KEY, key);
+                                put_data(b, data);
+                            });
+                        }
                     });
-                }
-            });
-        });
+                },
+            );
+        }
     }
 
     /// Deletes elements by key (a missing one is an error: `ENOENT`).
     pub fn del_elems(&mut self, family: Family, table: &str, set: &str, keys: &[Vec<u8>]) {
-        if keys.is_empty() {
-            return;
-        }
-        self.message(msg_type::DELSETELEM, 0, family, "delete element from", set.into(), |b, _| {
-            put_str(b, NFTA_SET_ELEM_LIST_TABLE, table);
-            put_str(b, NFTA_SET_ELEM_LIST_SET, set);
-            nest(b, NFTA_SET_ELEM_LIST_ELEMENTS, |b| {
-                for key in keys {
-                    nest(b, NFTA_LIST_ELEM, |b| put_value(b, NFTA_SET_ELEM_KEY, key));
-                }
+        for chunk in elem_chunks(keys, |k| k.len() + 16) {
+            self.message(msg_type::DELSETELEM, 0, family, "delete element from", set.into(), |b, _| {
+                put_str(b, NFTA_SET_ELEM_LIST_TABLE, table);
+                put_str(b, NFTA_SET_ELEM_LIST_SET, set);
+                nest(b, NFTA_SET_ELEM_LIST_ELEMENTS, |b| {
+                    for key in chunk {
+                        nest(b, NFTA_LIST_ELEM, |b| put_value(b, NFTA_SET_ELEM_KEY, key));
+                    }
+                });
             });
-        });
+        }
     }
 
     /// Appends the messages of `other`.

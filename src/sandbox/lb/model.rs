@@ -67,7 +67,9 @@ pub struct LbState {
 pub(crate) enum Op {
     CreateTable,
     AddService(ServiceKey),
-    DelService(ServiceKey, Vec<BackendAddr>),
+    /// Deletes the service's own entry; its published ports, slots and backends go first, as
+    /// ops of their own.
+    DelService(ServiceKey),
     AddBackend(ServiceKey, Backend),
     DelBackend(ServiceKey, BackendAddr),
     /// Slot changes of a service: keys to delete, then `(slot, owner)` to add. `resize: Some(S)`
@@ -79,7 +81,10 @@ pub(crate) enum Op {
         add: Vec<(u32, BackendAddr)>,
         resize: Option<u32>,
     },
-    Publish(PublishedPort),
+    /// A published port and its service's slot count.
+    Publish(PublishedPort, u32),
+    /// A published port's rule follows its service's new slot count (after a resize).
+    Republish(PublishedPort, u32),
     Unpublish(PublishedPort),
 }
 
@@ -177,7 +182,11 @@ impl LbState {
                 Op::Unpublish(PublishedPort { iface: iface.clone(), proto: *proto, port: *port, service: *svc })
             })
             .collect();
-        ops.push(Op::DelService(*svc, s.backends.keys().copied().collect()));
+        if s.slots.iter().any(Option::is_some) {
+            ops.push(rebalance(svc, s, &[]));
+        }
+        ops.extend(s.backends.keys().map(|a| Op::DelBackend(*svc, *a)));
+        ops.push(Op::DelService(*svc));
         Ok(ops)
     }
 
@@ -197,12 +206,26 @@ impl LbState {
         }
         let mut active = active_weights(s, None);
         active.push((addr, b.weight));
-        Ok(vec![Op::AddBackend(*svc, *b), rebalance(svc, s, &active)])
+        let mut ops = vec![Op::AddBackend(*svc, *b)];
+        ops.extend(self.with_republish(rebalance(svc, s, &active)));
+        Ok(ops)
+    }
+
+    /// `slots`, then (when it resizes the service) its published ports following the new size.
+    fn with_republish(&self, slots: Op) -> Vec<Op> {
+        let mut ops = Vec::new();
+        if let Op::Slots { svc, resize: Some(size), .. } = &slots {
+            ops.extend(self.published.iter().filter(|(_, t)| *t == svc).map(|((iface, proto, port), _)| {
+                Op::Republish(PublishedPort { iface: iface.clone(), proto: *proto, port: *port, service: *svc }, *size)
+            }));
+        }
+        ops.insert(0, slots);
+        ops
     }
 
     /// The slot changes that take `addr`'s slots out of `svc`.
-    fn unslot(svc: &ServiceKey, s: &Svc, addr: BackendAddr) -> Op {
-        rebalance(svc, s, &active_weights(s, Some(addr)))
+    fn unslot(&self, svc: &ServiceKey, s: &Svc, addr: BackendAddr) -> Vec<Op> {
+        self.with_republish(rebalance(svc, s, &active_weights(s, Some(addr))))
     }
 
     pub(crate) fn plan_drain_backend(&self, svc: &ServiceKey, addr: BackendAddr) -> Result<Vec<Op>> {
@@ -212,7 +235,7 @@ impl LbState {
         if be.slots.is_empty() {
             return Ok(Vec::new()); // already draining
         }
-        Ok(vec![Self::unslot(svc, s, addr)])
+        Ok(self.unslot(svc, s, addr))
     }
 
     pub(crate) fn plan_remove_backend(&self, svc: &ServiceKey, addr: BackendAddr) -> Result<Vec<Op>> {
@@ -221,7 +244,7 @@ impl LbState {
         let be = s.backends.get(&addr).ok_or_else(|| no_backend(svc, addr))?;
         let mut ops = Vec::new();
         if !be.slots.is_empty() {
-            ops.push(Self::unslot(svc, s, addr));
+            ops.extend(self.unslot(svc, s, addr));
         }
         ops.push(Op::DelBackend(*svc, addr));
         Ok(ops)
@@ -231,11 +254,11 @@ impl LbState {
         validate::ifname(&p.iface)?;
         check_port(p.port, "publish")?;
         check_service(&p.service)?;
-        self.svc(&p.service)?;
+        let s = self.svc(&p.service)?;
         if self.published.contains_key(&(p.iface.clone(), p.proto, p.port)) {
             return Err(Error::AlreadyExists { kind: "published port", name: p.to_string() });
         }
-        Ok(vec![Op::Publish(p.clone())])
+        Ok(vec![Op::Publish(p.clone(), s.slots.len() as u32)])
     }
 
     pub(crate) fn plan_unpublish(&self, iface: &str, proto: Protocol, port: u16) -> Result<Vec<Op>> {
@@ -261,6 +284,11 @@ impl LbState {
     /// Plans several changes as one transaction (each planned against the state the previous
     /// ones leave). Costs a copy of the state; single changes use the `plan_*` methods.
     pub(crate) fn plan_many(&self, changes: &[LbChange]) -> Result<Vec<Op>> {
+        self.plan_many_state(changes).map(|(ops, _)| ops)
+    }
+
+    /// [`Self::plan_many`], also returning the state the ops lead to (what `apply` would make).
+    pub(crate) fn plan_many_state(&self, changes: &[LbChange]) -> Result<(Vec<Op>, LbState)> {
         let mut st = self.clone();
         let mut all = Vec::new();
         for c in changes {
@@ -268,7 +296,7 @@ impl LbState {
             st.apply(&ops);
             all.extend(ops);
         }
-        Ok(all)
+        Ok((all, st))
     }
 
     /// Applies committed ops.
@@ -279,7 +307,7 @@ impl LbState {
                 Op::AddService(k) => {
                     self.services.insert(*k, Svc::default());
                 }
-                Op::DelService(k, _) => {
+                Op::DelService(k) => {
                     self.services.remove(k);
                 }
                 Op::AddBackend(k, b) => {
@@ -294,21 +322,25 @@ impl LbState {
                 }
                 Op::Slots { svc, del, add, resize } => {
                     let Some(s) = self.services.get_mut(svc) else { continue };
-                    // One pass over each losing backend's slots (a change takes one or two
-                    // slots from each of many backends).
-                    let mut lost: BTreeMap<BackendAddr, std::collections::BTreeSet<u32>> = BTreeMap::new();
-                    for slot in del {
-                        if let Some(owner) = s.slots.get_mut(*slot as usize).and_then(Option::take) {
-                            lost.entry(owner).or_default().insert(*slot);
-                        }
-                    }
-                    for (owner, gone) in lost {
-                        if let Some(b) = s.backends.get_mut(&owner) {
-                            b.slots.retain(|x| !gone.contains(x));
-                        }
-                    }
                     if let Some(size) = resize {
+                        // Every slot is dealt anew.
+                        s.backends.values_mut().for_each(|b| b.slots.clear());
                         s.slots = vec![None; *size as usize];
+                    } else {
+                        // One pass over each losing backend's slots (a change takes one or two
+                        // slots from each of many backends).
+                        let mut lost: BTreeMap<BackendAddr, Vec<u32>> = BTreeMap::new();
+                        for slot in del {
+                            if let Some(owner) = s.slots.get_mut(*slot as usize).and_then(Option::take) {
+                                lost.entry(owner).or_default().push(*slot);
+                            }
+                        }
+                        for (owner, mut gone) in lost {
+                            gone.sort_unstable();
+                            if let Some(b) = s.backends.get_mut(&owner) {
+                                b.slots.retain(|x| gone.binary_search(x).is_err());
+                            }
+                        }
                     }
                     for (slot, owner) in add {
                         if let Some(x) = s.slots.get_mut(*slot as usize) {
@@ -319,9 +351,10 @@ impl LbState {
                         }
                     }
                 }
-                Op::Publish(p) => {
+                Op::Publish(p, _) => {
                     self.published.insert((p.iface.clone(), p.proto, p.port), p.service);
                 }
+                Op::Republish(..) => {}
                 Op::Unpublish(p) => {
                     self.published.remove(&(p.iface.clone(), p.proto, p.port));
                 }
