@@ -96,40 +96,59 @@ fn have(cmd: &str) -> bool {
     Command::new("sh").args(["-c", &format!("command -v {cmd}")]).output().is_ok_and(|o| o.status.success())
 }
 
-/// The nft script for the same services as [`changes`] (our table layout, names and rules).
-fn nft_bulk_script(services: usize, per: usize) -> String {
-    let mut s = String::from(
-        "add table inet netsandbox\n\
-         add map inet netsandbox services4 { type ipv4_addr . inet_proto . inet_service : verdict; }\n\
-         add chain inet netsandbox services\n\
-         add rule inet netsandbox services ip daddr . meta l4proto . th dport vmap @services4\n\
-         add chain inet netsandbox prerouting { type nat hook prerouting priority dstnat; }\n\
-         add rule inet netsandbox prerouting jump services\n\
-         add chain inet netsandbox postrouting { type nat hook postrouting priority srcnat; }\n\
-         add rule inet netsandbox postrouting ct status dnat masquerade\n",
-    );
-    for i in 0..services {
-        let port = 1 + i;
-        let id = format!("tcp-198.51.100.1-{port}");
-        s += &format!("add chain inet netsandbox svc-{id}\n");
-        s += &format!("add map inet netsandbox sel-{id} {{ typeof numgen random mod 2 : ip daddr . tcp dport; }}\n");
-        s += &format!("add map inet netsandbox be-{id} {{ typeof ip daddr . tcp dport : meta mark; }}\n");
-        s += &format!("add element inet netsandbox services4 {{ 198.51.100.1 . tcp . {port} : goto svc-{id} }}\n");
-        for b in 0..per {
-            s += &format!("add element inet netsandbox be-{id} {{ {} . 8080 : 1 }}\n", backend(i * per + b));
+/// The nft script for our table's skeleton: per family the services verdict map, the
+/// selection and backends maps, one chain per slot count (16 … 2^20) with its `dnat` rule; the
+/// services, NAT base chains and masquerade rules.
+fn nft_skeleton() -> String {
+    let mut s = String::from("add table inet netsandbox\n");
+    for (f, ip) in [("4", "ip"), ("6", "ip6")] {
+        let a = if f == "4" { "ipv4_addr" } else { "ipv6_addr" };
+        s += &format!(
+            "add map inet netsandbox services{f} {{ type {a} . inet_proto . inet_service : verdict; }}\n\
+             add map inet netsandbox sel{f} {{ typeof {ip} daddr . meta l4proto . th dport . numgen random mod 16 : {ip} daddr . th dport; }}\n\
+             add map inet netsandbox backends{f} {{ type {a} . inet_proto . inet_service . {a} . inet_service : mark; }}\n"
+        );
+        for b in 4..=20 {
+            let size = 1u32 << b;
+            s += &format!(
+                "add chain inet netsandbox slots{f}-{size}\n\
+                 add rule inet netsandbox slots{f}-{size} dnat {ip} to {ip} daddr . meta l4proto . th dport . numgen random mod {size} map @sel{f}\n"
+            );
         }
-        let size = slots_for(per);
-        let slots: Vec<String> =
-            (0..size).map(|slot| format!("{slot} : {} . 8080", backend(i * per + slot % per))).collect();
-        s += &format!("add element inet netsandbox sel-{id} {{ {} }}\n", slots.join(", "));
-        s += &nft_svc_rule(&id, size);
     }
+    s += "add map inet netsandbox published { type ifname . inet_proto . inet_service : verdict; }\n\
+          add chain inet netsandbox services\n\
+          add rule inet netsandbox services meta nfproto ipv4 ip daddr . meta l4proto . th dport vmap @services4\n\
+          add rule inet netsandbox services meta nfproto ipv6 ip6 daddr . meta l4proto . th dport vmap @services6\n\
+          add chain inet netsandbox prerouting { type nat hook prerouting priority dstnat; }\n\
+          add rule inet netsandbox prerouting iifname . meta l4proto . th dport vmap @published\n\
+          add rule inet netsandbox prerouting jump services\n\
+          add chain inet netsandbox output { type nat hook output priority -100; }\n\
+          add rule inet netsandbox output jump services\n\
+          add chain inet netsandbox postrouting { type nat hook postrouting priority srcnat; }\n\
+          add rule inet netsandbox postrouting ct status dnat masquerade\n";
     s
 }
 
-/// The service rule as our layout has it: `dnat` to the slot's `addr . port`.
-fn nft_svc_rule(id: &str, modulus: usize) -> String {
-    format!("add rule inet netsandbox svc-{id} meta l4proto tcp dnat ip to numgen random mod {modulus} map @sel-{id}\n")
+/// The nft script for the same services as [`changes`] (our table layout, names and rules).
+fn nft_bulk_script(services: usize, per: usize) -> String {
+    let mut s = nft_skeleton();
+    let size = slots_for(per);
+    let (mut svcs, mut bes, mut sel) = (Vec::new(), Vec::new(), Vec::new());
+    for i in 0..services {
+        let port = 1 + i;
+        svcs.push(format!("198.51.100.1 . tcp . {port} : goto slots4-{size}"));
+        for b in 0..per {
+            bes.push(format!("198.51.100.1 . tcp . {port} . {} . 8080 : 1", backend(i * per + b)));
+        }
+        for slot in 0..size {
+            sel.push(format!("198.51.100.1 . tcp . {port} . {slot} : {} . 8080", backend(i * per + slot % per)));
+        }
+    }
+    s += &format!("add element inet netsandbox services4 {{ {} }}\n", svcs.join(", "));
+    s += &format!("add element inet netsandbox backends4 {{ {} }}\n", bes.join(", "));
+    s += &format!("add element inet netsandbox sel4 {{ {} }}\n", sel.join(", "));
+    s
 }
 
 /// Our slot count for `w` weight units of weight-1 backends (the next power of two ≥ 2·w, at
@@ -138,21 +157,21 @@ fn slots_for(w: usize) -> usize {
     (2 * w).next_power_of_two().max(16)
 }
 
-/// One backend change as our layout makes it: the backends-map element, and `slots` slot
-/// elements replaced (deleted, then added with their new owner `owner`).
-/// Our selection maps carry no `typeof` description, so nft reads their integer keys as big
-/// endian; numgen (and we) write the slot in host order: hence the byte swap.
-fn nft_change(id: &str, ip: IpAddr, add: bool, slots: &[(usize, IpAddr)]) -> String {
-    let key = |s: usize| (s as u32).to_ne_bytes().map(u32::from).iter().fold(0u32, |k, b| (k << 8) | b);
-    let keys: Vec<String> = slots.iter().map(|(s, _)| key(*s).to_string()).collect();
-    let elems: Vec<String> = slots.iter().map(|(s, o)| format!("{} : {o} . 8080", key(*s))).collect();
-    let mut s = format!("delete element inet netsandbox sel-{id} {{ {} }}\n", keys.join(", "));
-    s += &format!("add element inet netsandbox sel-{id} {{ {} }}\n", elems.join(", "));
-    s += &format!(
-        "{} element inet netsandbox be-{id} {{ {ip} . 8080{} }}\n",
-        if add { "add" } else { "delete" },
-        if add { " : 1" } else { "" }
-    );
+/// One backend change of service port 1 as our layout makes it: the backends-map element,
+/// and the moved slots' elements replaced (deleted, then added with their new owner). Our
+/// selection maps type the slot as `mark` (host order, as numgen writes it), so nft writes
+/// the slot number as we do.
+fn nft_change(ip: IpAddr, add: bool, slots: &[(usize, IpAddr)]) -> String {
+    let svc = "198.51.100.1 . tcp . 1";
+    let keys: Vec<String> = slots.iter().map(|(s, _)| format!("{svc} . {s}")).collect();
+    let elems: Vec<String> = slots.iter().map(|(s, o)| format!("{svc} . {s} : {o} . 8080")).collect();
+    let mut s = format!("delete element inet netsandbox sel4 {{ {} }}\n", keys.join(", "));
+    s += &format!("add element inet netsandbox sel4 {{ {} }}\n", elems.join(", "));
+    s += &if add {
+        format!("add element inet netsandbox backends4 {{ {svc} . {ip} . 8080 : 1 }}\n")
+    } else {
+        format!("delete element inet netsandbox backends4 {{ {svc} . {ip} . 8080 }}\n")
+    };
     s
 }
 
@@ -242,18 +261,17 @@ fn programming() {
             del.push(t.elapsed());
         }
         let (a, d) = (median(add), median(del));
-        // The same change through nft -f, on the same ruleset (our table, our names).
-        let id = "tcp-198.51.100.1-1";
+        // The same change through nft -f, on the same ruleset (our table, our names): the
+        // extra backend takes 3 of the 32 slots (ours takes them from the backends most over
+        // their share) and gives them back.
         let (mut nadd, mut ndel) = (Vec::new(), Vec::new());
-        // The extra backend takes 3 of the 32 slots (from backends 0..3 in the script's
-        // round-robin deal) and gives them back.
         let size = slots_for(10);
         let moved: Vec<usize> = (0..3).map(|k| size - 1 - k).collect();
         let to_extra: Vec<(usize, IpAddr)> = moved.iter().map(|&s| (s, extra.ip)).collect();
-        let back: Vec<(usize, IpAddr)> = moved.iter().map(|&s| (s, backend(s % 10))).collect();
+        let back: Vec<(usize, IpAddr)> = moved.iter().map(|&s| (s, backend(9))).collect();
         for _ in 0..15 {
-            nadd.push(nft_f(&sb, nft_change(id, extra.ip, true, &to_extra)));
-            ndel.push(nft_f(&sb, nft_change(id, extra.ip, false, &back)));
+            nadd.push(nft_f(&sb, nft_change(extra.ip, true, &to_extra)));
+            ndel.push(nft_f(&sb, nft_change(extra.ip, false, &back)));
         }
         let (na, nd) = (median(nadd), median(ndel));
         let ratio = (na + nd).as_secs_f64() / (a + d).as_secs_f64();

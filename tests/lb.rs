@@ -333,6 +333,22 @@ fn udp_service_and_ingress_published_port() {
             assert!(lab.lb.publish_port(&p).unwrap_err().is_already_exists());
             let counts = spread(&lab.client, SocketAddr::new(addr(LB4), 9000), 30);
             assert_eq!(counts.get(""), None, "published port answered: {counts:?}");
+            // A resize of the service (W = 9 > 16 / 2) carries over to the published port.
+            lab.lb.remove_backend(&web, backend_ip(2, false), 8080).unwrap();
+            lab.lb.add_backend(&web, &Backend { ip: backend_ip(2, false), port: 8080, weight: 7 }).unwrap();
+            let rs = ruleset(&lab.lb);
+            assert_eq!(service_target(&rs, "services4", VIP4, 80).as_deref(), Some("slots4-32"), "{rs}");
+            let pub_rule = rs["nftables"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter_map(|o| o.get("rule"))
+                .find(|r| r["chain"] == "pub-eth0-tcp-9000")
+                .map(|r| r["expr"].to_string())
+                .unwrap_or_default();
+            assert!(pub_rule.contains("\"mod\":32"), "{pub_rule}");
+            let counts = spread(&lab.client, SocketAddr::new(addr(LB4), 9000), 30);
+            assert_eq!(counts.get(""), None, "published port answered after the resize: {counts:?}");
             lab.lb.unpublish_port("eth0", Protocol::Tcp, 9000).unwrap();
             let counts = spread(&lab.client, SocketAddr::new(addr(LB4), 9000), 3);
             assert_eq!(counts.get(""), Some(&3), "{counts:?}");

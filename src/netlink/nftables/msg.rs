@@ -782,6 +782,29 @@ mod tests {
     }
 
     #[test]
+    fn long_element_lists_split_into_messages_that_fit_an_attribute() {
+        let elems: Vec<(Vec<u8>, Vec<u8>)> = (0..5000u32).map(|i| (i.to_be_bytes().repeat(4), vec![7; 8])).collect();
+        let mut b = Batch::new();
+        b.add_data_elems(Family::Inet, "t", "m", &elems);
+        assert!(b.len() >= 2, "{} messages", b.len());
+        let mut out = Vec::new();
+        b.encode(0, 0, &mut out);
+        let mut seen = 0;
+        for f in frames(&out) {
+            let f = f.unwrap();
+            if f.header.kind != nft_type(msg_type::NEWSETELEM) {
+                continue;
+            }
+            assert!(f.payload.len() < 65_535, "{}", f.payload.len());
+            seen += decode_elems(f.payload).unwrap().len();
+        }
+        assert_eq!(seen, elems.len(), "every element in exactly one message");
+        let mut d = Batch::new();
+        d.del_elems(Family::Inet, "t", "m", &elems.iter().map(|(k, _)| k.clone()).collect::<Vec<_>>());
+        assert!(d.len() >= 2);
+    }
+
+    #[test]
     fn attrs_survive_garbage() {
         assert_eq!(attrs(&[0xff, 0xff, 1, 0]).count(), 0);
         assert_eq!(attrs(&[2, 0, 1, 0, 9]).count(), 0);

@@ -717,6 +717,18 @@ mod tests {
         let ops = st.plan_add_backend(&svc(), &be(20, 2));
         assert_eq!(slot_op(ops.as_ref().unwrap()), (0, 16, None));
         step(&mut st, ops);
+        // A resize also retargets the service's published ports; an ordinary change does not.
+        let p = PublishedPort { iface: "eth0".into(), proto: Protocol::Tcp, port: 9000, service: svc() };
+        let ops = st.plan_publish(&p);
+        assert_eq!(ops.as_ref().unwrap(), &vec![Op::Publish(p.clone(), 16)]);
+        step(&mut st, ops);
+        let ops = st.plan_add_backend(&svc(), &be(21, 1)).unwrap();
+        assert!(!ops.iter().any(|o| matches!(o, Op::Republish(..))), "{ops:?}");
+        step(&mut st, Ok(ops));
+        let ops = st.plan_add_backend(&svc(), &be(22, 6)).unwrap();
+        assert_eq!(slot_op(&ops).2, Some(32));
+        assert!(ops.contains(&Op::Republish(p, 32)), "{ops:?}");
+        step(&mut st, Ok(ops));
         // Too much weight for one service is refused.
         // (Built directly: planning half a million weight units slot by slot is slow in a
         // debug build; only the active weight total matters to the check.)
