@@ -172,11 +172,15 @@ fn prewired_pool_take_renames_the_host_end_and_configures_both_ends() {
     let _serial = SERIAL.lock();
     in_private_netns(|| {
         let base = TempBase::new("prewired");
-        let pool = WarmPool::prewired(2, CreateOptions::default()).unwrap();
+        let pool = WarmPool::prewired(3, CreateOptions::default()).unwrap();
         assert!(pool.wait_full(Duration::from_secs(30)));
         let parked: Vec<(String, bool)> = host_links().into_iter().filter(|(n, _)| n.starts_with("nsw")).collect();
-        assert_eq!(parked.len(), 2, "two pairs waiting, host ends under temporary names: {parked:?}");
+        assert_eq!(parked.len(), 3, "three pairs waiting, host ends under temporary names: {parked:?}");
         assert!(parked.iter().all(|(_, up)| !up), "and down: {parked:?}");
+        // The default host-end IPv6 mode (none) is applied while they wait, off the take's path.
+        for (n, _) in &parked {
+            assert_eq!(disable_ipv6(n), "1", "{n} waits with IPv6 off");
+        }
 
         let sb = pool.take(&key(&base, "p")).unwrap();
         let mac = [0x02, 0x42, 0xc6, 0x12, 0x00, 0x07];
@@ -189,9 +193,12 @@ fn prewired_pool_take_renames_the_host_end_and_configures_both_ends() {
         let links = host_links();
         assert!(links.iter().any(|(n, up)| n == "vh7" && *up), "host end renamed and up: {links:?}");
         let left = parked.iter().filter(|(p, _)| links.iter().any(|(n, _)| n == p)).count();
-        assert_eq!(left, 1, "one waiting pair was used: {parked:?} then {links:?}");
+        assert_eq!(left, 2, "one waiting pair was used: {parked:?} then {links:?}");
         let vh7: serde_json::Value = serde_json::from_str(&ip(&["-j", "-d", "link", "show", "vh7"])).unwrap();
         assert_eq!(vh7[0]["inet6_addr_gen_mode"], "none", "{vh7}");
+        assert_eq!(disable_ipv6("vh7"), "1", "vh7 keeps IPv6 off after the rename");
+        let vh7a: serde_json::Value = serde_json::from_str(&ip(&["-j", "addr", "show", "vh7"])).unwrap();
+        assert_eq!(vh7a[0]["addr_info"].as_array().map_or(0, Vec::len), 0, "no address on the host end: {vh7a}");
         let inside: serde_json::Value =
             serde_json::from_str(&sb.invoke(|| ip(&["-j", "addr", "show", "eth0"])).unwrap()).unwrap();
         let eth0 = &inside[0];
@@ -207,16 +214,31 @@ fn prewired_pool_take_renames_the_host_end_and_configures_both_ends() {
         // A second add_veth makes a new pair as usual.
         assert_eq!(sb.add_veth("vh8", "eth", &IfaceOptions::new()).unwrap(), "eth1");
 
+        // A take that wants the host end's link-local address gets IPv6 back on it.
+        let ll = pool.take(&key(&base, "l")).unwrap();
+        ll.add_veth("vh9", "eth", &IfaceOptions::new().host_link_local(true)).unwrap();
+        let vh9: serde_json::Value = serde_json::from_str(&ip(&["-j", "-d", "link", "show", "vh9"])).unwrap();
+        assert_eq!(vh9[0]["inet6_addr_gen_mode"], "eui64", "{vh9}");
+        assert_eq!(disable_ipv6("vh9"), "0", "vh9 has IPv6 back");
+
         // A taken sandbox whose pair was never used leaves nothing either.
         let unused = pool.take(&key(&base, "u")).unwrap();
         let r1 = sb.destroy_detached().unwrap();
         let r2 = unused.destroy_detached().unwrap();
+        let r3 = ll.destroy_detached().unwrap();
         pool.shutdown();
-        assert!(r1.wait(Duration::from_secs(60)) && r2.wait(Duration::from_secs(60)));
+        assert!(
+            r1.wait(Duration::from_secs(60)) && r2.wait(Duration::from_secs(60)) && r3.wait(Duration::from_secs(60))
+        );
         common::wait_reaped();
         assert_eq!(host_links().len(), 1, "only lo left: {:?}", host_links());
         assert_eq!(common::nsfs_mounts_under(base.path()), 0);
     });
+}
+
+/// `net.ipv6.conf.<link>.disable_ipv6` in this thread's namespace.
+fn disable_ipv6(link: &str) -> String {
+    std::fs::read_to_string(format!("/proc/sys/net/ipv6/conf/{link}/disable_ipv6")).unwrap().trim().to_owned()
 }
 
 /// Our RSS in KiB.
@@ -228,14 +250,44 @@ fn rss_kib() -> u64 {
         .unwrap_or(0)
 }
 
+/// One SW set-up (`create`, `add_veth`, gateway, route, neighbor) with the default options;
+/// returns the sandbox and the milliseconds of each step: create, add_veth, the rest.
+fn scale_setup(base: &TempBase, tag: &str, j: usize) -> (NetnsSandbox, [f64; 3]) {
+    use netsandbox::sandbox::{NeighOptions, StaticRoute};
+    let gw = common::addr("198.18.255.254");
+    let t = Instant::now();
+    let sb = NetnsSandbox::create(&key(base, &format!("{tag}{j}")), &CreateOptions::default()).unwrap();
+    let t1 = Instant::now();
+    let opts = IfaceOptions::new()
+        .address(net(&format!("198.18.{}.{}/16", j >> 8, j & 0xff)))
+        .address_ipv6(net(&format!("2001:db8::{j:x}/64")))
+        .mac([0x02, 0x42, 0xc6, 0x12, (j >> 8) as u8, j as u8]);
+    sb.add_veth(&format!("v{tag}{j}"), "eth", &opts).unwrap();
+    let t2 = Instant::now();
+    sb.set_gateway(gw).unwrap();
+    sb.add_static_route(&StaticRoute::via(net(&format!("198.19.{}.0/24", j % 250)), gw)).unwrap();
+    sb.add_neighbor(gw, [0x02, 0x42, 0xc6, 0x12, 0xff, 0xfe], false, &NeighOptions::new()).unwrap();
+    let ms = |d: Duration| d.as_secs_f64() * 1e3;
+    (sb, [ms(t1 - t), ms(t2 - t1), ms(t2.elapsed())])
+}
+
+fn median(v: &[f64]) -> f64 {
+    let mut s = v.to_vec();
+    s.sort_by(f64::total_cmp);
+    s[s.len() / 2]
+}
+
 /// Scale: 5 000 live SW sandboxes with the default options. Asserts the resource bounds (≤ 1 fd
 /// and < 64 KiB of our memory per idle sandbox, everything reaped within a bound) and prints the
-/// set-up growth (first vs last 10 %), which is a measurement, not an assertion. Long: run with
-/// `cargo test --release --test lifecycle -- --ignored five_thousand --nocapture`.
+/// set-up growth (first vs last 10 %), which is a measurement, not an assertion. Every 10th
+/// set-up is paired with one in a second, nearly empty host namespace (the control, at most
+/// N / 10 live), so growth with N can be told apart from the machine's load changing during the
+/// run. Long: run with
+/// `cargo test --release --test lifecycle -- --ignored five_thousand --nocapture`
+/// (`NSBX_SCALE_N` overrides the count).
 #[test]
 #[ignore = "long: 5 000 live sandboxes"]
 fn five_thousand_live_sandboxes() {
-    use netsandbox::sandbox::{NeighOptions, StaticRoute};
     let _serial = SERIAL.lock();
     // One socket per live sandbox: raise the soft fd limit to the hard one.
     let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
@@ -245,63 +297,96 @@ fn five_thousand_live_sandboxes() {
         lim.rlim_cur = lim.rlim_max;
         assert_eq!(libc::setrlimit(libc::RLIMIT_NOFILE, &lim), 0);
     }
-    const N: usize = 5000;
-    in_private_netns(|| {
-        let base = TempBase::new("scale");
-        // On a real host pins live on /run (tmpfs); on ext4 pin-file creation slows with churn.
-        nix::mount::mount(Some("tmpfs"), base.path(), Some("tmpfs"), nix::mount::MsFlags::empty(), Some("mode=0700"))
-            .unwrap();
-        let warm = NetnsSandbox::create(&key(&base, "warm"), &CreateOptions::default()).unwrap();
-        common::wait_reaped();
-        let (fds, rss) = (common::fd_count(), rss_kib());
-        let gw = common::addr("198.18.255.254");
-        let mut times = Vec::with_capacity(N);
-        let mut all = Vec::with_capacity(N);
-        for i in 0..N {
+    let n: usize = std::env::var("NSBX_SCALE_N").ok().and_then(|v| v.parse().ok()).unwrap_or(5000);
+    let base = TempBase::new("scale");
+    // On a real host pins live on /run (tmpfs); on ext4 pin-file creation slows with churn.
+    nix::mount::mount(Some("tmpfs"), base.path(), Some("tmpfs"), nix::mount::MsFlags::empty(), Some("mode=0700"))
+        .unwrap();
+    // The control host: a thread in its own private namespace, set-ups on request.
+    let (to_ctl, ctl_rx) = std::sync::mpsc::channel::<usize>();
+    let (ctl_tx, from_ctl) = std::sync::mpsc::channel::<[f64; 3]>();
+    std::thread::scope(|s| {
+        let base = &base;
+        s.spawn(move || {
+            in_private_netns(move || {
+                let mut kept = Vec::new();
+                while let Ok(j) = ctl_rx.recv() {
+                    let (sb, t) = scale_setup(base, "c", j);
+                    kept.push(sb);
+                    if ctl_tx.send(t).is_err() {
+                        break;
+                    }
+                }
+                let r = NetnsSandbox::destroy_many_detached(&kept.iter().collect::<Vec<_>>()).unwrap();
+                assert!(r.wait(Duration::from_secs(600)), "control sandboxes reaped");
+            })
+        });
+        in_private_netns(move || {
+            let warm = NetnsSandbox::create(&key(base, "warm"), &CreateOptions::default()).unwrap();
+            // The control's first set-up opens its host's socket, before the baseline is taken.
+            to_ctl.send(0).unwrap();
+            from_ctl.recv().unwrap();
+            common::wait_reaped();
+            let (fds, rss) = (common::fd_count(), rss_kib());
+            let mut steps: [Vec<f64>; 3] = Default::default();
+            let mut paired: Vec<(usize, f64, f64)> = Vec::new();
+            let mut all = Vec::with_capacity(n);
+            for i in 0..n {
+                let (sb, t) = scale_setup(base, "s", i + 1);
+                for (v, x) in steps.iter_mut().zip(t) {
+                    v.push(x);
+                }
+                all.push(sb);
+                if i % 10 == 0 {
+                    to_ctl.send(i / 10 + 1).unwrap();
+                    let c = from_ctl.recv().unwrap();
+                    paired.push((i, t.iter().sum(), c.iter().sum()));
+                }
+            }
+            drop(to_ctl);
+            // The control's sandboxes (one per 10 here) are live too.
+            let live = (n + paired.len()) as f64;
+            let fd_per = (common::fd_count() - fds) as f64 / live;
+            let kib_per = (rss_kib().saturating_sub(rss)) as f64 / live;
+            let k = (n / 10).max(1);
+            let total: Vec<f64> = (0..n).map(|i| steps.iter().map(|v| v[i]).sum()).collect();
+            let (first, last) = (median(&total[..k]), median(&total[n - k..]));
+            println!(
+                "{n} live: {fd_per:.2} fds and {kib_per:.1} KiB per sandbox; set-up first 10% {first:.3} ms, last \
+                 10% {last:.3} ms ({:+.0}%)",
+                (last / first - 1.0) * 100.0
+            );
+            for (name, v) in ["create", "add_veth", "rest"].iter().zip(&steps) {
+                let d: Vec<String> = v.chunks(k).map(|c| format!("{:.3}", median(c))).collect();
+                println!("  {name:8} median per 10%: {}", d.join(" "));
+            }
+            // Paired with the control: set-up here divided by the control's, per 10 %.
+            let kp = (paired.len() / 10).max(1);
+            let r: Vec<f64> = paired.iter().map(|&(_, a, c)| a / c).collect();
+            let d: Vec<String> = r.chunks(kp).map(|c| format!("{:.2}", median(c))).collect();
+            let c: Vec<String> = paired
+                .chunks(kp)
+                .map(|c| format!("{:.3}", median(&c.iter().map(|p| p.2).collect::<Vec<_>>())))
+                .collect();
+            println!("  control  median per 10%: {}", c.join(" "));
+            println!("  here / control per 10%:   {}", d.join(" "));
+            assert!(fd_per <= 1.0, "{fd_per} fds per idle sandbox");
+            assert!(kib_per < 64.0, "{kib_per} KiB per idle sandbox");
             let t = Instant::now();
-            let sb = NetnsSandbox::create(&key(&base, &format!("s{i}")), &CreateOptions::default()).unwrap();
-            let j = i + 1;
-            let opts = IfaceOptions::new()
-                .address(net(&format!("198.18.{}.{}/16", j >> 8, j & 0xff)))
-                .address_ipv6(net(&format!("2001:db8::{j:x}/64")))
-                .mac([0x02, 0x42, 0xc6, 0x12, (j >> 8) as u8, j as u8]);
-            sb.add_veth(&format!("vh{i}"), "eth", &opts).unwrap();
-            sb.set_gateway(gw).unwrap();
-            sb.add_static_route(&StaticRoute::via(net(&format!("198.19.{}.0/24", i % 250)), gw)).unwrap();
-            sb.add_neighbor(gw, [0x02, 0x42, 0xc6, 0x12, 0xff, 0xfe], false, &NeighOptions::new()).unwrap();
-            times.push(t.elapsed().as_secs_f64() * 1e3);
-            all.push(sb);
-        }
-        let fd_per = (common::fd_count() - fds) as f64 / N as f64;
-        let kib_per = (rss_kib().saturating_sub(rss)) as f64 / N as f64;
-        let k = N / 10;
-        let med = |v: &[f64]| {
-            let mut s = v.to_vec();
-            s.sort_by(f64::total_cmp);
-            s[s.len() / 2]
-        };
-        let (first, last) = (med(&times[..k]), med(&times[N - k..]));
-        println!(
-            "{N} live: {fd_per:.2} fds and {kib_per:.1} KiB per sandbox; set-up first 10% {first:.3} ms, last 10% \
-             {last:.3} ms ({:+.0}%)",
-            (last / first - 1.0) * 100.0
-        );
-        assert!(fd_per <= 1.0, "{fd_per} fds per idle sandbox");
-        assert!(kib_per < 64.0, "{kib_per} KiB per idle sandbox");
-        let t = Instant::now();
-        let reaped = NetnsSandbox::destroy_many_detached(&all.iter().collect::<Vec<_>>()).unwrap();
-        let on_path = t.elapsed();
-        assert!(reaped.wait(Duration::from_secs(600)), "all {N} reaped within 600 s");
-        println!(
-            "teardown of {N}: {:.3} ms per sandbox on the caller's path, all reaped {:.1} s after it began",
-            on_path.as_secs_f64() * 1e3 / N as f64,
-            t.elapsed().as_secs_f64()
-        );
-        drop(all);
-        common::wait_reaped();
-        assert_eq!(host_links().len(), 1, "only lo left");
-        warm.destroy().unwrap();
-        common::wait_reaped();
-        nix::mount::umount2(base.path(), nix::mount::MntFlags::MNT_DETACH).unwrap();
+            let reaped = NetnsSandbox::destroy_many_detached(&all.iter().collect::<Vec<_>>()).unwrap();
+            let on_path = t.elapsed();
+            assert!(reaped.wait(Duration::from_secs(600)), "all {n} reaped within 600 s");
+            println!(
+                "teardown of {n}: {:.3} ms per sandbox on the caller's path, all reaped {:.1} s after it began",
+                on_path.as_secs_f64() * 1e3 / n as f64,
+                t.elapsed().as_secs_f64()
+            );
+            drop(all);
+            common::wait_reaped();
+            assert_eq!(host_links().len(), 1, "only lo left");
+            warm.destroy().unwrap();
+            common::wait_reaped();
+        });
     });
+    nix::mount::umount2(base.path(), nix::mount::MntFlags::MNT_DETACH).unwrap();
 }

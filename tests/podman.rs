@@ -12,7 +12,7 @@ mod common;
 use std::path::Path;
 use std::process::Command;
 
-use common::{TempBase, ip};
+use common::{TempBase, enter_private_world, ip};
 use netsandbox::netns::{self, NetNs};
 use serde_json::Value;
 
@@ -25,21 +25,6 @@ fn missing_tools() -> Option<String> {
         }
     }
     None
-}
-
-/// Private network and mount namespace for the calling thread, set up for podman.
-fn enter_private_world() {
-    use nix::mount::{MntFlags, MsFlags, mount, umount2};
-    use nix::sched::{CloneFlags, unshare};
-    unshare(CloneFlags::CLONE_NEWNET | CloneFlags::CLONE_NEWNS).expect("unshare(NEWNET|NEWNS)");
-    mount(None::<&str>, "/", None::<&str>, MsFlags::MS_REC | MsFlags::MS_PRIVATE, None::<&str>)
-        .expect("make / private");
-    let _ = umount2("/sys/fs/cgroup/unified", MntFlags::MNT_DETACH);
-    for dir in ["/run", "/var/lib/cni"] {
-        std::fs::create_dir_all(dir).expect("create mount point");
-        mount(Some("tmpfs"), dir, Some("tmpfs"), MsFlags::empty(), None::<&str>).expect("tmpfs");
-    }
-    ip(&["link", "set", "lo", "up"]);
 }
 
 struct Podman {
@@ -77,7 +62,7 @@ fn podman_containers_on_a_netsandbox_network() {
     let t = base.path().to_path_buf();
     std::thread::scope(|s| {
         s.spawn(|| {
-            enter_private_world();
+            enter_private_world(&["/run", "/var/lib/cni"]);
             // Plugins: ours and the reference ones (podman's own default network uses them).
             let plugins = t.join("plugins");
             std::fs::create_dir_all(&plugins).unwrap();

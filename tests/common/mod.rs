@@ -22,6 +22,24 @@ pub fn in_private_netns<T: Send>(f: impl FnOnce() -> T + Send) -> T {
     })
 }
 
+/// Private network and mount namespace for the calling thread, set up for a container runtime
+/// (podman, containerd): `/` made private, the cgroup2 mount of this VM's hybrid hierarchy
+/// unmounted (the runtimes run without cgroups), a fresh tmpfs on each of `tmpfs` (`/run` and
+/// the runtime's fixed paths, so nothing lands on the machine's own), loopback up.
+pub fn enter_private_world(tmpfs: &[&str]) {
+    use nix::mount::{MntFlags, MsFlags, mount, umount2};
+    use nix::sched::{CloneFlags, unshare};
+    unshare(CloneFlags::CLONE_NEWNET | CloneFlags::CLONE_NEWNS).expect("unshare(NEWNET|NEWNS)");
+    mount(None::<&str>, "/", None::<&str>, MsFlags::MS_REC | MsFlags::MS_PRIVATE, None::<&str>)
+        .expect("make / private");
+    let _ = umount2("/sys/fs/cgroup/unified", MntFlags::MNT_DETACH);
+    for dir in tmpfs {
+        std::fs::create_dir_all(dir).expect("create mount point");
+        mount(Some("tmpfs"), *dir, Some("tmpfs"), MsFlags::empty(), Some("mode=0755")).expect("tmpfs");
+    }
+    ip(&["link", "set", "lo", "up"]);
+}
+
 /// A temporary directory removed (with everything pinned under it unmounted) on drop.
 pub struct TempBase {
     path: PathBuf,

@@ -104,10 +104,10 @@ pub(super) fn add(
     // Bring the link in: create it inside, or move it (renamed on the way, in one request).
     let (index, before) = match (src, source) {
         (Source::Veth(host_name), _) if prewired.is_some() => {
-            let p = prewired
+            let mut p = prewired
                 .clone()
                 .ok_or_else(|| Error::Protocol { op: "add veth", detail: "pre-wired pair vanished".into() })?;
-            match prewire::adopt(sb, &p, host_name, opts, host_master) {
+            match prewire::adopt(sb, &mut p, host_name, opts, host_master) {
                 Ok(i) => (i, None),
                 Err(e) => {
                     *sb.prewired.lock() = Some(p);
@@ -145,6 +145,17 @@ pub(super) fn add(
 /// Destinations of the main table's routes inside, as [`check::address_conflict`] wants them,
 /// for the families `opts` has addresses in.
 fn main_routes(live: &Live, opts: &IfaceOptions) -> Result<Vec<IpNet>> {
+    let keep = |routes: Vec<Route>| -> Vec<IpNet> {
+        routes
+            .into_iter()
+            .filter(|r| r.table == RT_TABLE_MAIN && r.kind == RTN_UNICAST && !check::ignored_for_conflicts(&r.dst))
+            .map(|r| r.dst)
+            .collect()
+    };
+    // Both families: one dump instead of two.
+    if opts.address.is_some() && opts.address_ipv6.is_some() {
+        return Ok(keep(live.sock.routes_in_all_families(RT_TABLE_MAIN)?));
+    }
     let mut out = Vec::new();
     for (v6, wanted) in [(false, opts.address.is_some()), (true, opts.address_ipv6.is_some())] {
         if !wanted {
@@ -156,12 +167,7 @@ fn main_routes(live: &Live, opts: &IfaceOptions) -> Result<Vec<IpNet>> {
             Err(e) if e.errno() == Some(nix::errno::Errno::ENOENT) => continue,
             other => other?,
         };
-        out.extend(
-            routes
-                .into_iter()
-                .filter(|r| r.table == RT_TABLE_MAIN && r.kind == RTN_UNICAST && !check::ignored_for_conflicts(&r.dst))
-                .map(|r| r.dst),
-        );
+        out.extend(keep(routes));
     }
     Ok(out)
 }
@@ -258,31 +264,33 @@ fn move_in(sb: &NetnsSandbox, live: &Live, src_name: &str, name: &str, before: &
 }
 
 /// For [`IfaceOptions::host_link_local`]`(false)`: the host end was born down; its link-local
-/// address generation is switched off before it comes up, in one send.
+/// address generation is switched off and it comes up in one request (the sandbox end is still
+/// down, so the host end has no carrier yet and IPv6 configures nothing before the mode applies).
 fn host_end_without_link_local(sb: &NetnsSandbox, host_name: &str, wanted: bool) -> Result<()> {
     if !wanted {
         return Ok(());
     }
-    host_end_without_ipv6(sb, host_name);
-    let host = LinkRef::Name(host_name);
-    let reqs = [LinkChange::new().ipv6_link_local(false).request(host)?, LinkChange::new().up(true).request(host)?];
-    sb.host.sock.batch(&reqs, BatchMode::StopAtFirstError)?.into_result()
+    host_end_ipv6(&sb.host, host_name, false, &sb.key);
+    sb.host.sock.set_link(LinkRef::Name(host_name), &LinkChange::new().ipv6_link_local(false).up(true))
 }
 
 /// A host end without link-local address also gets no IPv6 at all (`disable_ipv6` on it, in the
 /// origin, before it comes up): otherwise bringing it up still adds its own `ff00::/8`
 /// multicast route, all of them on one fib6 node that the kernel walks linearly on every
-/// insertion, and set-up grew 10x by 3 000 host ends (BENCHMARKS.md). Best effort: without
-/// IPv6 in the kernel there is nothing to disable.
-fn host_end_without_ipv6(sb: &NetnsSandbox, host_name: &str) {
-    let key = format!("net/ipv6/conf/{host_name}/disable_ipv6");
+/// insertion, and set-up grew 10x by 3 000 host ends (BENCHMARKS.md). `on` undoes it (a
+/// pre-wired host end taken by an `add_veth` that wants link-local). Best effort: without IPv6
+/// in the kernel there is nothing to switch.
+pub(super) fn host_end_ipv6(host: &Host, host_name: &str, on: bool, key: &str) {
+    let sysctl_key = format!("net/ipv6/conf/{host_name}/disable_ipv6");
+    let value = if on { "0" } else { "1" };
     // /proc/sys/net follows the opener's namespace: write directly when this thread is in the
     // origin (the common case), else from a thread inside it.
     let here = nix::sys::stat::stat("/proc/thread-self/ns/net")
-        .is_ok_and(|st| st.st_dev == sb.host.inode.dev && st.st_ino == sb.host.inode.ino);
-    let written = if here { sysctl::write(None, &key, "1") } else { sysctl::write(Some(&sb.host.ns), &key, "1") };
+        .is_ok_and(|st| st.st_dev == host.inode.dev && st.st_ino == host.inode.ino);
+    let written =
+        if here { sysctl::write(None, &sysctl_key, value) } else { sysctl::write(Some(&host.ns), &sysctl_key, value) };
     if let Err(e) = written {
-        debug!("{}: IPv6 left on host end {host_name}: {e}", sb.key);
+        debug!("{key}: disable_ipv6 on host end {host_name} left as it was: {e}");
     }
 }
 

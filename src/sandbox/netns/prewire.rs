@@ -39,6 +39,11 @@ pub(super) struct Prewired {
     pub host_index: u32,
     /// Sandbox end's ifindex inside.
     pub inside_index: u32,
+    /// The host end's temporary name.
+    pub host_name: String,
+    /// The host end already has IPv6 switched off (no link-local, `disable_ipv6`), the
+    /// library's default, so the take does not pay for it.
+    pub ipv6_off: bool,
 }
 
 /// Makes the pair for a pooled namespace `ns` (its socket `inside`), both ends down.
@@ -61,41 +66,57 @@ pub(super) fn make(host: &Host, ns: &NetNs, inside: &Socket) -> Result<Prewired>
             Some(l) => l.index,
             None => host.sock.link(LinkRef::Name(&name))?.index,
         };
-        return Ok(Prewired { host_index, inside_index });
+        // The default (`host_link_local(false)`) applied now, off the caller's path.
+        super::iface::host_end_ipv6(host, &name, false, "pool");
+        let ipv6_off =
+            host.sock.set_link(LinkRef::Index(host_index), &LinkChange::new().ipv6_link_local(false)).is_ok();
+        return Ok(Prewired { host_index, inside_index, host_name: name, ipv6_off });
     }
     Err(Error::Unsupported { feature: "pre-wired pool", detail: "no free temporary host-end name".into() })
 }
 
-/// Puts the pre-wired pair to use for `add_veth(host_name, …)`: in one origin batch the host
-/// end is renamed, gets `opts`' MTU, bridge and link-local mode, and comes up. Returns the
-/// sandbox end's index; its MAC, MTU and the rest are applied by `configure` like any link.
+/// Puts the pre-wired pair to use for `add_veth(host_name, …)`: one origin request renames the
+/// host end, gives it `opts`' MTU and bridge, and brings it up (its IPv6 is already off, the
+/// default, unless `opts` wants a link-local address); hairpin mode, when asked, follows. Returns
+/// the sandbox end's index; its MAC, MTU and the rest are applied by `configure` like any link.
 /// On failure the pair is untouched (still pre-wired) unless the kernel applied part of it.
 pub(super) fn adopt(
     sb: &NetnsSandbox,
-    p: &Prewired,
+    p: &mut Prewired,
     host_name: &str,
     opts: &IfaceOptions,
     host_master: Option<u32>,
 ) -> Result<u32> {
     let at = LinkRef::Index(p.host_index);
-    let mut change = LinkChange::new().name(host_name);
+    let mut reqs: Vec<Request> = Vec::new();
+    if opts.host_link_local && p.ipv6_off {
+        super::iface::host_end_ipv6(&sb.host, &p.host_name, true, &sb.key);
+        reqs.push(LinkChange::new().ipv6_link_local(true).request(at)?);
+    } else if !opts.host_link_local && !p.ipv6_off {
+        super::iface::host_end_ipv6(&sb.host, &p.host_name, false, &sb.key);
+        reqs.push(LinkChange::new().ipv6_link_local(false).request(at)?);
+    }
+    // The sandbox end is still down: the host end has no carrier, so nothing happens between
+    // coming up and joining the bridge within this request.
+    let mut change = LinkChange::new().name(host_name).up(true);
     if let Some(mtu) = opts.mtu {
         change = change.mtu(mtu);
     }
     if let Some(m) = host_master {
         change = change.master(m);
     }
-    let mut reqs: Vec<Request> = vec![change.request(at)?];
-    if !opts.host_link_local {
-        reqs.push(LinkChange::new().ipv6_link_local(false).request(at)?);
-    }
-    reqs.push(LinkChange::new().up(true).request(at)?);
+    let main = reqs.len();
+    reqs.push(change.request(at)?);
     if opts.host_hairpin {
         reqs.push(LinkChange::new().hairpin(true).request(at)?);
     }
     let mut report = sb.host.sock.batch(&reqs, BatchMode::StopAtFirstError)?;
+    if main == 1 && report.outcomes.first().is_some_and(|o| o.is_applied()) {
+        // Recorded for a pair that goes back to waiting if the rest fails.
+        p.ipv6_off = !opts.host_link_local;
+    }
     // The name may be held by the host end of a sandbox destroyed a moment ago (see `reap`).
-    if report.outcomes.first().is_some_and(|o| !o.is_applied())
+    if report.outcomes.get(main).is_some_and(|o| !o.is_applied())
         && report.first_error().is_some_and(|(_, e)| e.is_already_exists())
         && super::reap::unblock_name(&sb.host, host_name)
     {

@@ -259,7 +259,17 @@ fn reap_loop() {
         };
         socks.retain(|(h, _)| batch.iter().any(|p| Arc::ptr_eq(h, &p.host)));
         let mut finished = Vec::new();
+        // Pending teardowns are in the order they happened, and the kernel frees namespaces
+        // roughly in that order too: past the first young one still alive, the rest are not
+        // looked at this pass (with thousands pending, checking each of them every pass cost
+        // the callers' teardowns more than the teardowns themselves). Those past GRACE are
+        // always looked at: they may need forcing.
+        let mut young_blocked = false;
         for p in &batch {
+            let old = p.since.elapsed() >= GRACE;
+            if young_blocked && !old {
+                continue;
+            }
             let i = match socks.iter().position(|(h, _)| Arc::ptr_eq(h, &p.host)) {
                 Some(i) => i,
                 None => {
@@ -271,8 +281,10 @@ fn reap_loop() {
             let sock = socks[i].1.as_ref().unwrap_or(&p.host.sock);
             if p.check(sock) {
                 finished.push(Arc::as_ptr(p));
-            } else if p.since.elapsed() >= GRACE {
+            } else if old {
                 p.force(sock);
+            } else {
+                young_blocked = true;
             }
         }
         if !finished.is_empty() {
