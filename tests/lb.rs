@@ -549,6 +549,55 @@ fn backend_change_replaces_no_rule_and_only_a_resize_retargets_the_service() {
 }
 
 #[test]
+fn a_table_of_another_layout_is_reported_and_cleared() {
+    if !nft_available() {
+        eprintln!("skipped: nft (nftables) not installed");
+        return;
+    }
+    in_private_netns(|| {
+        let base = TempBase::new("lbold");
+        let lb = NetnsSandbox::create(&key(&base, "lb"), &CreateOptions::default()).unwrap();
+        // What an earlier version built: a service chain behind the services map.
+        nft_in(&lb, &["add", "table", "inet", "netsandbox"]);
+        nft_in(
+            &lb,
+            &[
+                "add",
+                "map",
+                "inet",
+                "netsandbox",
+                "services4",
+                "{ type ipv4_addr . inet_proto . inet_service : verdict; }",
+            ],
+        );
+        nft_in(&lb, &["add", "chain", "inet", "netsandbox", "svc-tcp-198.51.100.10-80"]);
+        nft_in(
+            &lb,
+            &[
+                "add",
+                "element",
+                "inet",
+                "netsandbox",
+                "services4",
+                "{ 198.51.100.10 . tcp . 80 : goto svc-tcp-198.51.100.10-80 }",
+            ],
+        );
+        let before = ruleset(&lb);
+        let e = lb.lb_services().unwrap_err();
+        assert!(matches!(e, Error::Protocol { .. }) && e.to_string().contains("not built by this version"), "{e}");
+        let e = lb.add_service(&ServiceKey::tcp(addr(VIP4), 81)).unwrap_err();
+        assert!(matches!(e, Error::Protocol { .. }), "{e}");
+        assert_eq!(ruleset(&lb), before, "nothing changed");
+        lb.lb_clear().unwrap();
+        assert!(!ruleset(&lb).to_string().contains("\"netsandbox\""));
+        // And the load balancer works from scratch afterwards.
+        lb.add_service(&ServiceKey::tcp(addr(VIP4), 80)).unwrap();
+        assert_eq!(lb.lb_services().unwrap().len(), 1);
+        lb.destroy().unwrap();
+    });
+}
+
+#[test]
 fn restore_after_dropping_handles_reports_the_same() {
     if !nft_available() {
         eprintln!("skipped: nft (nftables) not installed");

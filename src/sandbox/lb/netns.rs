@@ -228,7 +228,20 @@ impl LoadBalancer for NetnsSandbox {
     }
 
     fn lb_clear(&self) -> Result<()> {
-        let before = self.vips()?;
+        let before = match self.vips() {
+            Ok(v) => v,
+            // A table this version cannot read (an older layout, or edited by hand): deleted whole,
+            // without a mirror.
+            Err(e) if nft::is_unreadable(&e) => {
+                warn!("sandbox {}: clearing a load-balancer table it cannot read: {e}", self.key());
+                return self.with_lb(|slot, ns| {
+                    run_in(&ns()?, NftSocket::open)??.commit(&mut nft::encode_clear(), 0)?;
+                    *slot.lock() = None;
+                    Ok(())
+                });
+            }
+            Err(e) => return Err(e),
+        };
         self.lb(|c| {
             if !c.state.table {
                 return Ok(());

@@ -458,8 +458,15 @@ fn parse_service(words: &[&str]) -> Option<ServiceKey> {
     }
 }
 
+const READ_OP: &str = "read load balancer from nf_tables";
+
 fn inconsistent(detail: String) -> Error {
-    Error::Protocol { op: "read load balancer from nf_tables", detail }
+    Error::Protocol { op: READ_OP, detail }
+}
+
+/// True when `e` says the table exists but is not laid out as this version builds it.
+pub(crate) fn is_unreadable(e: &Error) -> bool {
+    matches!(e, Error::Protocol { op, .. } if *op == READ_OP)
 }
 
 /// Reads the load balancer's state, consistent with the generation id returned.
@@ -472,7 +479,7 @@ pub(crate) fn load(sock: &NftSocket) -> Result<(LbState, u32)> {
             return Ok((st, g));
         }
     }
-    Err(Error::DumpInterrupted { op: "read load balancer from nf_tables", attempts: 8 })
+    Err(Error::DumpInterrupted { op: READ_OP, attempts: 8 })
 }
 
 fn u32_of(b: &[u8]) -> Option<u32> {
@@ -485,6 +492,12 @@ fn load_once(sock: &NftSocket) -> Result<LbState> {
         return Ok(st);
     }
     st.table = true;
+    let sets = sock.sets(FAMILY, LB_TABLE)?;
+    for map in ["services4", "services6", "sel4", "sel6", "backends4", "backends6", PUBLISHED] {
+        if !sets.iter().any(|s| s.name == map) {
+            return Err(inconsistent(format!("table {LB_TABLE} has no map {map}: not built by this version")));
+        }
+    }
     for (map, klen) in [("services4", 12), ("services6", 24)] {
         for e in sock.elems(FAMILY, LB_TABLE, map)? {
             let bad = || inconsistent(format!("{map}: bad element"));
