@@ -312,9 +312,9 @@ fn published_rule(b: &mut Batch, p: &PublishedPort, size: u32, replace: bool) {
 /// Data elements waiting to be sent, per map: `key → value`.
 type Pending = BTreeMap<String, Vec<(Vec<u8>, Vec<u8>)>>;
 
-/// The net change of the selection maps within a transaction: `(service, slot)` → (it had an
+/// The net change of the selection maps within a transaction: per service, slot → (it had an
 /// element before the transaction, its owner at the end).
-type SlotDiff = BTreeMap<(ServiceKey, u32), (bool, Option<BackendAddr>)>;
+type SlotDiff = BTreeMap<ServiceKey, BTreeMap<u32, (bool, Option<BackendAddr>)>>;
 
 fn slot_elem(k: &ServiceKey, slot: u32) -> Vec<u8> {
     let mut v = service_key(k);
@@ -374,13 +374,16 @@ pub(crate) fn encode(ops: &[Op]) -> Batch {
         }
         let mut del: BTreeMap<String, Vec<Vec<u8>>> = BTreeMap::new();
         let mut add: Pending = BTreeMap::new();
-        for ((k, slot), (had, now)) in std::mem::take(slots) {
+        for (k, diff) in std::mem::take(slots) {
             let set = sel_map(&k);
-            if had {
-                del.entry(set.clone()).or_default().push(slot_elem(&k, slot));
-            }
-            if let Some((ip, port)) = now {
-                add.entry(set).or_default().push((slot_elem(&k, slot), addr_port(ip, port)));
+            let (del, add) = (del.entry(set.clone()).or_default(), add.entry(set).or_default());
+            for (slot, (had, now)) in diff {
+                if had {
+                    del.push(slot_elem(&k, slot));
+                }
+                if let Some((ip, port)) = now {
+                    add.push((slot_elem(&k, slot), addr_port(ip, port)));
+                }
             }
         }
         for (set, keys) in del {
@@ -407,11 +410,12 @@ pub(crate) fn encode(ops: &[Op]) -> Batch {
                 .push((backend_elem(k, (be.ip, be.port)), be.weight.to_ne_bytes().to_vec())),
             Op::DelBackend(k, a) => b.del_elems(FAMILY, LB_TABLE, &be_map(k), &[backend_elem(k, *a)]),
             Op::Slots { svc, del, add, .. } => {
+                let d = slots.entry(*svc).or_default();
                 for s in del {
-                    slots.entry((*svc, *s)).or_insert((true, None)).1 = None;
+                    d.entry(*s).or_insert((true, None)).1 = None;
                 }
                 for (s, owner) in add {
-                    slots.entry((*svc, *s)).or_insert((false, None)).1 = Some(*owner);
+                    d.entry(*s).or_insert((false, None)).1 = Some(*owner);
                 }
                 if let Some(size) = final_size.get(&i) {
                     let map = services_map(svc);
