@@ -108,9 +108,9 @@ fn have(cmd: &str) -> bool {
 }
 
 /// The nft script for our table's skeleton: per family the services verdict map, the
-/// selection and backends maps, one chain per slot count (16 … 2^20) with its `dnat` rule; the
+/// selection and backends maps; the chain of slot count `size` (IPv4) with its `dnat` rule; the
 /// services, NAT base chains and masquerade rules.
-fn nft_skeleton() -> String {
+fn nft_skeleton(size: usize) -> String {
     let mut s = String::from("add table inet netsandbox\n");
     for (f, ip) in [("4", "ip"), ("6", "ip6")] {
         let a = if f == "4" { "ipv4_addr" } else { "ipv6_addr" };
@@ -119,8 +119,7 @@ fn nft_skeleton() -> String {
              add map inet netsandbox sel{f} {{ typeof {ip} daddr . meta l4proto . th dport . numgen random mod 16 : {ip} daddr . th dport; }}\n\
              add map inet netsandbox backends{f} {{ type {a} . inet_proto . inet_service . {a} . inet_service : mark; }}\n"
         );
-        for b in 4..=20 {
-            let size = 1u32 << b;
+        if f == "4" {
             s += &format!(
                 "add chain inet netsandbox slots{f}-{size}\n\
                  add rule inet netsandbox slots{f}-{size} dnat {ip} to {ip} daddr . meta l4proto . th dport . numgen random mod {size} map @sel{f}\n"
@@ -143,8 +142,8 @@ fn nft_skeleton() -> String {
 
 /// The nft script for the same services as [`changes`] (our table layout, names and rules).
 fn nft_bulk_script(services: usize, per: usize) -> String {
-    let mut s = nft_skeleton();
     let size = slots_for(per);
+    let mut s = nft_skeleton(size);
     let (mut svcs, mut bes, mut sel) = (Vec::new(), Vec::new(), Vec::new());
     for i in 0..services {
         let port = 1 + i;

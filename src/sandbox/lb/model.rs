@@ -60,12 +60,20 @@ pub struct LbState {
     pub(crate) table: bool,
     pub(crate) services: BTreeMap<ServiceKey, Svc>,
     pub(crate) published: BTreeMap<(String, Protocol, u16), ServiceKey>,
+    /// The slot counts that have their chain, as `(IPv4, S)`: made on first use, kept with the
+    /// table.
+    pub(crate) classes: std::collections::BTreeSet<(bool, u32)>,
 }
 
 /// One change, in the order it must happen inside the transaction.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Op {
     CreateTable,
+    /// The chain for services of S slots of one family (`v4`), before any service uses it.
+    AddClass {
+        v4: bool,
+        size: u32,
+    },
     AddService(ServiceKey),
     /// Deletes the service's own entry; its published ports, slots and backends go first, as
     /// ops of their own.
@@ -215,11 +223,16 @@ impl LbState {
     fn with_republish(&self, slots: Op) -> Vec<Op> {
         let mut ops = Vec::new();
         if let Op::Slots { svc, resize: Some(size), .. } = &slots {
+            let class = (svc.vip.is_ipv4(), *size);
+            if !self.classes.contains(&class) {
+                ops.push(Op::AddClass { v4: class.0, size: class.1 });
+            }
             ops.extend(self.published.iter().filter(|(_, t)| *t == svc).map(|((iface, proto, port), _)| {
                 Op::Republish(PublishedPort { iface: iface.clone(), proto: *proto, port: *port, service: *svc }, *size)
             }));
         }
-        ops.insert(0, slots);
+        let at = ops.iter().take_while(|o| matches!(o, Op::AddClass { .. })).count();
+        ops.insert(at, slots);
         ops
     }
 
@@ -304,6 +317,9 @@ impl LbState {
         for op in ops {
             match op {
                 Op::CreateTable => self.table = true,
+                Op::AddClass { v4, size } => {
+                    self.classes.insert((*v4, *size));
+                }
                 Op::AddService(k) => {
                     self.services.insert(*k, Svc::default());
                 }
@@ -687,6 +703,7 @@ mod tests {
         // First backend: the rule appears with S = 16.
         let ops = st.plan_add_backend(&svc(), &be(1, 1));
         assert_eq!(slot_op(ops.as_ref().unwrap()), (0, 16, Some(16)));
+        assert!(ops.as_ref().unwrap().contains(&Op::AddClass { v4: true, size: 16 }), "its chain is made");
         step(&mut st, ops);
         for i in 2..=8 {
             let ops = st.plan_add_backend(&svc(), &be(i, 1));
@@ -705,6 +722,7 @@ mod tests {
         }
         let ops = st.plan_drain_backend(&svc(), addr(4));
         assert_eq!(slot_op(ops.as_ref().unwrap()), (32, 16, Some(16)));
+        assert!(!ops.as_ref().unwrap().iter().any(|o| matches!(o, Op::AddClass { .. })), "16 has its chain");
         step(&mut st, ops);
         // Draining every backend frees the slots but keeps S (the rule stays; lookups miss).
         for i in 1..=3 {

@@ -7,8 +7,9 @@
 //! family (`4`/`6`):
 //! - `services4`: `vip . l4proto . port → goto slots4-<S>` (S the service's slot count; `return`
 //!   while it has none) — the services, and their S;
-//! - chains `slots4-<S>`, one per power of two S from [`MIN_SLOTS`] to [`MAX_SLOTS`], made with
-//!   the table: `dnat to ip daddr . l4proto . th dport . numgen random mod S map @sel4`;
+//! - chains `slots4-<S>`, one per slot count S in use (a power of two from [`MIN_SLOTS`](super::MIN_SLOTS) to
+//!   [`MAX_SLOTS`](super::MAX_SLOTS); made on first use, kept with the table): `dnat to ip daddr . l4proto . th
+//!   dport . numgen random mod S map @sel4`;
 //! - `sel4`: `vip . l4proto . port . slot → addr . port`, every service's slots;
 //! - `backends4`: `vip . l4proto . port . addr . port → weight`, every backend, drained ones too;
 //! - per published port a chain `pub-<iface>-<proto>-<port>` (its comment names the service)
@@ -23,7 +24,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 
 use log::warn;
 
-use super::model::{BackendAddr, Be, LbState, MAX_SLOTS, MIN_SLOTS, Op};
+use super::model::{BackendAddr, Be, LbState, Op};
 use super::{Protocol, PublishedPort, ServiceKey};
 use crate::error::{Error, Result};
 use crate::netlink::nftables::expr::{Expr, NatKind, Payload, Reg, Verdict, ct, meta};
@@ -72,11 +73,6 @@ fn class_chain(v4: bool, size: u32) -> String {
 /// The slot count a `slots4-<S>` / `slots6-<S>` chain name stands for.
 fn class_size(chain: &str) -> Option<u32> {
     chain.strip_prefix("slots4-").or_else(|| chain.strip_prefix("slots6-"))?.parse().ok()
-}
-
-/// Every slot count a service can have (a class chain each).
-fn class_sizes() -> impl Iterator<Item = u32> {
-    (MIN_SLOTS.trailing_zeros()..=MAX_SLOTS.trailing_zeros()).map(|b| 1u32 << b)
 }
 
 /// An interface name as nft's parser accepts it inside an identifier.
@@ -233,19 +229,21 @@ fn load_service_key(v4: bool) -> [Expr; 3] {
     ]
 }
 
+/// The chain of services with `size` slots of one family: `dnat` through the selection map.
+fn class(b: &mut Batch, v4: bool, size: u32) {
+    let name = class_chain(v4, size);
+    b.add_chain(&chain(&name, None, None), true);
+    let mut e = load_service_key(v4).to_vec();
+    e.extend(select_and_dnat(v4, size));
+    b.add_rule(FAMILY, LB_TABLE, &name, &e, None);
+}
+
 fn skeleton(b: &mut Batch) {
     b.add_table(FAMILY, LB_TABLE, Some("netsandbox load balancer"));
     let l4 = [dtype::INET_PROTOCOL, dtype::INET_SERVICE];
     for v4 in [true, false] {
         for m in family_maps(v4) {
             b.add_set(&m);
-        }
-        for size in class_sizes() {
-            let name = class_chain(v4, size);
-            b.add_chain(&chain(&name, None, None), true);
-            let mut e = load_service_key(v4).to_vec();
-            e.extend(select_and_dnat(v4, size));
-            b.add_rule(FAMILY, LB_TABLE, &name, &e, None);
         }
     }
     b.add_set(&verdict_map(PUBLISHED, dtype::concat(&[dtype::IFNAME, l4[0], l4[1]]), 24, vec![16, 1, 2]));
@@ -393,12 +391,23 @@ pub(crate) fn encode(ops: &[Op]) -> Batch {
             b.add_data_elems(FAMILY, LB_TABLE, &set, &elems);
         }
     };
+    // The table, then the slot-count chains, before anything that may refer to them (a new
+    // service's element is written with its final verdict, which may go to a chain this
+    // transaction makes later).
+    if ops.contains(&Op::CreateTable) {
+        skeleton(&mut b);
+    }
+    for op in ops {
+        if let Op::AddClass { v4, size } = op {
+            class(&mut b, *v4, *size);
+        }
+    }
     for (i, op) in ops.iter().enumerate() {
         if matches!(op, Op::DelService(..) | Op::DelBackend(..) | Op::Unpublish(_)) {
             flush(&mut b, &mut pending, &mut slots);
         }
         match op {
-            Op::CreateTable => skeleton(&mut b),
+            Op::CreateTable | Op::AddClass { .. } => {}
             Op::AddService(k) => {
                 let size = final_size.get(&i).copied().unwrap_or(0);
                 b.add_elems(FAMILY, LB_TABLE, &services_map(k), &[(service_key(k), Some(service_verdict(k, size)))]);
@@ -556,6 +565,9 @@ fn load_once(sock: &NftSocket) -> Result<LbState> {
     }
     let mut by_chain: BTreeMap<String, ServiceKey> = BTreeMap::new();
     for c in sock.chains(FAMILY, LB_TABLE)? {
+        if let Some(size) = class_size(&c.name) {
+            st.classes.insert((c.name.starts_with("slots4-"), size));
+        }
         let Some(rest) = c.comment.as_deref().and_then(|t| t.strip_prefix(PUB_COMMENT)) else { continue };
         let words: Vec<&str> = rest.split_whitespace().collect();
         let k = parse_service(&words).ok_or_else(|| inconsistent(format!("chain {}: bad comment", c.name)))?;
