@@ -236,6 +236,37 @@ fn prewired_pool_take_renames_the_host_end_and_configures_both_ends() {
     });
 }
 
+/// The kernel finds a peer namespace's id by walking the origin's ids in ascending order on
+/// every notification about a host end; the newest sandbox, whose links are being set up, is
+/// given the lowest id of those netsandbox named, so it is found first (see the 5 000 test).
+#[test]
+fn the_newest_sandbox_has_the_lowest_namespace_id_in_the_origin() {
+    let _serial = SERIAL.lock();
+    in_private_netns(|| {
+        let base = TempBase::new("nsid");
+        let mut live = Vec::new();
+        let mut ids = Vec::new();
+        for i in 0..3 {
+            let sb = NetnsSandbox::create(&key(&base, &format!("n{i}")), &CreateOptions::default()).unwrap();
+            sb.add_veth(&format!("vn{i}"), "eth", &IfaceOptions::new()).unwrap();
+            // A second veth keeps the id the first one gave.
+            sb.add_veth(&format!("vm{i}"), "eth", &IfaceOptions::new()).unwrap();
+            let l: serde_json::Value = serde_json::from_str(&ip(&["-j", "link", "show", &format!("vn{i}")])).unwrap();
+            let m: serde_json::Value = serde_json::from_str(&ip(&["-j", "link", "show", &format!("vm{i}")])).unwrap();
+            assert_eq!(l[0]["link_netnsid"], m[0]["link_netnsid"], "{l} {m}");
+            ids.push(l[0]["link_netnsid"].as_i64().unwrap());
+            live.push(sb);
+        }
+        assert!(ids[0] > ids[1] && ids[1] > ids[2], "ids count down: {ids:?}");
+        // Not the kernel's own choice (the lowest free id: 0, 1, 2 here).
+        assert!(ids[2] >= 1 << 16, "from the top of this process's id range: {ids:?}");
+        for sb in live {
+            sb.destroy().unwrap();
+        }
+        common::wait_reaped();
+    });
+}
+
 /// `net.ipv6.conf.<link>.disable_ipv6` in this thread's namespace.
 fn disable_ipv6(link: &str) -> String {
     std::fs::read_to_string(format!("/proc/sys/net/ipv6/conf/{link}/disable_ipv6")).unwrap().trim().to_owned()

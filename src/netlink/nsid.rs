@@ -50,3 +50,18 @@ pub fn assign(ns: std::os::fd::BorrowedFd<'_>) -> Request {
     m.attributes.push(NsidAttribute::Id(-1));
     Request::new("assign namespace id", format!("namespace fd {}", ns.as_raw_fd()), 0, RouteNetlinkMessage::NewNsId(m))
 }
+
+/// `RTM_NEWNSID` giving the namespace behind the fd `ns` the id `id` in the socket's namespace
+/// (`ip netns set NAME ID`). Fails with `EEXIST` when `id` is taken or `ns` already has one.
+/// The caller keeps `ns` open until the request is sent.
+pub fn assign_id(ns: std::os::fd::BorrowedFd<'_>, id: i32) -> Request {
+    let mut m = NsidMessage::default();
+    m.attributes.push(NsidAttribute::Fd(ns.as_raw_fd() as u32));
+    m.attributes.push(NsidAttribute::Id(id));
+    Request::new(
+        "assign namespace id",
+        format!("id {id} to namespace fd {}", ns.as_raw_fd()),
+        0,
+        RouteNetlinkMessage::NewNsId(m),
+    )
+}

@@ -4,6 +4,8 @@
 //! live sandbox costs one fd for its namespace and one for its own socket, however many exist.
 
 use std::collections::HashMap;
+use std::os::fd::AsFd;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Weak};
 
 use once_cell::sync::Lazy;
@@ -25,6 +27,9 @@ pub(crate) struct Host {
     pub(crate) inode: NsInode,
 }
 
+/// Ids per process for [`Host::name_newest_first`].
+const NSID_RANGE: u32 = 1 << 16;
+
 static HOSTS: Lazy<Mutex<HashMap<u64, Weak<Host>>>> = Lazy::new(|| Mutex::new(HashMap::new()));
 
 impl Host {
@@ -39,6 +44,25 @@ impl Host {
     /// this thread: the thread steps into `ns` and back to `self.ns`.
     pub(crate) fn socket_in(&self, ns: &NetNs) -> Result<Socket> {
         crate::netns::socket_in_from(&self.ns, ns)
+    }
+
+    /// Gives `ns` (a sandbox namespace about to get its first veth) its id in this origin
+    /// before the kernel picks one: the kernel looks a peer's id up by walking the origin's ids
+    /// in ascending order (`peernet2id`, on every notification about a host end), and picks the
+    /// lowest free id itself, so with thousands of sandboxes the newest, whose links are the
+    /// ones being set up, was always found last and every set-up step cost O(live sandboxes).
+    /// Ids handed out here count down from the top of a per-process range, so the newest is
+    /// found first. Best effort: an id that is taken (another process, a wrapped range) or a
+    /// namespace that already has one leaves the kernel's own choice.
+    pub(crate) fn name_newest_first(&self, ns: &NetNs) {
+        static NEXT: AtomicU32 = AtomicU32::new(0);
+        let n = NEXT.fetch_add(1, Ordering::Relaxed) % NSID_RANGE;
+        let range = std::process::id() % (i32::MAX as u32 / NSID_RANGE);
+        let top = i32::MAX as u32 - range * NSID_RANGE;
+        let id = (top - n) as i32;
+        if let Err(e) = self.sock.execute(crate::netlink::nsid::assign_id(ns.as_fd(), id)) {
+            log::debug!("namespace id {id} not given ({e}): the kernel picks one");
+        }
     }
 
     fn shared(ns: NetNs, open: impl FnOnce() -> Result<Socket>) -> Result<Arc<Host>> {

@@ -182,6 +182,9 @@ fn add_veth_pair(
     host_master: Option<u32>,
 ) -> Result<u32> {
     let ns = live.ns()?;
+    if !sb.named.swap(true, std::sync::atomic::Ordering::Relaxed) {
+        sb.host.name_newest_first(&ns);
+    }
     let peer = VethPeer {
         name: name.to_owned(),
         mac: opts.mac,

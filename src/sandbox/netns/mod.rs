@@ -87,6 +87,9 @@ pub struct NetnsSandbox {
     ifaces: Mutex<()>,
     /// A veth pair made ahead by a pre-wired [`WarmPool`], for the first `add_veth`.
     prewired: Mutex<Option<prewire::Prewired>>,
+    /// The origin has been asked to give the namespace its id ([`Host::name_newest_first`]);
+    /// set by the first veth (or a pre-wired pool's pair).
+    named: std::sync::atomic::AtomicBool,
     /// False for [`NetnsSandbox::attach`]: the namespace belongs to someone else, so destroy
     /// only lets go of it.
     owned: bool,
@@ -214,6 +217,7 @@ impl NetnsSandbox {
             live: RwLock::new(Some(live)),
             ifaces: Mutex::new(()),
             prewired: Mutex::new(None),
+            named: std::sync::atomic::AtomicBool::new(false),
             owned: true,
         })
     }

@@ -167,6 +167,10 @@ impl WarmPool {
         // On failure `ns` and `sock` are dropped: the namespace is freed, nothing is pinned.
         netns::pin_existing(&ns, &path)?;
         let sb = NetnsSandbox::assemble(key, path, Arc::clone(&self.host), ns, sock.labelled(key))?;
+        if pair.is_some() {
+            // Named by the refill when it made the pair.
+            sb.named.store(true, std::sync::atomic::Ordering::Relaxed);
+        }
         *sb.prewired.lock() = pair;
         Ok(sb)
     }

@@ -48,6 +48,7 @@ pub(super) struct Prewired {
 
 /// Makes the pair for a pooled namespace `ns` (its socket `inside`), both ends down.
 pub(super) fn make(host: &Host, ns: &NetNs, inside: &Socket) -> Result<Prewired> {
+    host.name_newest_first(ns);
     for _attempt in 0..3 {
         let name = temporary_name();
         let peer = VethPeer { name: INSIDE_NAME.to_owned(), netns: Some(ns.as_fd()), ..Default::default() };
