@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use common::{TempBase, addr, in_private_netns, ip, key, net};
 use netsandbox::Error;
-use netsandbox::sandbox::lb::{Backend, BackendState, LoadBalancer, Protocol, PublishedPort, ServiceKey};
+use netsandbox::sandbox::lb::{Backend, BackendState, LbChange, LoadBalancer, Protocol, PublishedPort, ServiceKey};
 use netsandbox::sandbox::{CreateOptions, FakeSandbox, IfaceOptions, NetnsSandbox, Sandbox, SandboxExt, StaticRoute};
 
 fn nft_available() -> bool {
@@ -222,10 +222,11 @@ fn tcp_scenario(v6: bool) {
             // Kernel truth: the VIP is on lo, the map holds the service.
             let lo = ip_in(&lab.lb, &["-j", "addr", "show", "dev", "lo"]);
             assert!(lo.contains(&vip.to_string()), "{lo}");
-            let rs = ruleset(&lab.lb).to_string();
-            assert!(
-                rs.contains("\"services4\"")
-                    && rs.contains(&format!("svc-tcp-{}-80", vip.to_string().replace(':', "_"))),
+            let rs = ruleset(&lab.lb);
+            let fam = if v6 { 6 } else { 4 };
+            assert_eq!(
+                service_target(&rs, &format!("services{fam}"), &vip.to_string(), 80).as_deref(),
+                Some(format!("slots{fam}-16").as_str()),
                 "{rs}"
             );
 
@@ -263,7 +264,7 @@ fn tcp_scenario(v6: bool) {
             let lo = ip_in(&lab.lb, &["-j", "addr", "show", "dev", "lo"]);
             assert!(!lo.contains(&vip.to_string()), "{lo}");
             let rs = ruleset(&lab.lb).to_string();
-            assert!(!rs.contains("svc-tcp"), "{rs}");
+            assert!(!rs.contains(&format!("\"{vip}\"")), "nothing of the service is left: {rs}");
         });
     });
 }
@@ -332,6 +333,22 @@ fn udp_service_and_ingress_published_port() {
             assert!(lab.lb.publish_port(&p).unwrap_err().is_already_exists());
             let counts = spread(&lab.client, SocketAddr::new(addr(LB4), 9000), 30);
             assert_eq!(counts.get(""), None, "published port answered: {counts:?}");
+            // A resize of the service (W = 9 > 16 / 2) carries over to the published port.
+            lab.lb.remove_backend(&web, backend_ip(2, false), 8080).unwrap();
+            lab.lb.add_backend(&web, &Backend { ip: backend_ip(2, false), port: 8080, weight: 7 }).unwrap();
+            let rs = ruleset(&lab.lb);
+            assert_eq!(service_target(&rs, "services4", VIP4, 80).as_deref(), Some("slots4-32"), "{rs}");
+            let pub_rule = rs["nftables"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter_map(|o| o.get("rule"))
+                .find(|r| r["chain"] == "pub-eth0-tcp-9000")
+                .map(|r| r["expr"].to_string())
+                .unwrap_or_default();
+            assert!(pub_rule.contains("\"mod\":32"), "{pub_rule}");
+            let counts = spread(&lab.client, SocketAddr::new(addr(LB4), 9000), 30);
+            assert_eq!(counts.get(""), None, "published port answered after the resize: {counts:?}");
             lab.lb.unpublish_port("eth0", Protocol::Tcp, 9000).unwrap();
             let counts = spread(&lab.client, SocketAddr::new(addr(LB4), 9000), 3);
             assert_eq!(counts.get(""), Some(&3), "{counts:?}");
@@ -352,13 +369,30 @@ fn failed_transaction_leaves_ruleset_identical_and_bad_input_is_typed() {
         lb.add_service(&svc).unwrap();
         lb.add_backend(&svc, &Backend { ip: addr("198.18.0.11"), port: 8080, weight: 2 }).unwrap();
 
-        // Someone else made a set with the name our next service's selection map needs, with
-        // another type: the second message of the next transaction fails in the kernel.
-        nft_in(&lb, &["add", "set", "inet", "netsandbox", "sel-tcp-198.51.100.99-80", "{ type ipv4_addr; }"]);
+        // Someone else put the backends-map element our next service's backend needs there:
+        // the second message of the next transaction (after the service's element) fails in
+        // the kernel.
+        nft_in(
+            &lb,
+            &[
+                "add",
+                "element",
+                "inet",
+                "netsandbox",
+                "backends4",
+                "{ 198.51.100.99 . tcp . 80 . 198.18.0.12 . 8080 : 1 }",
+            ],
+        );
         let before = ruleset(&lb);
-        let e = lb.add_service(&ServiceKey::tcp(addr("198.51.100.99"), 80)).unwrap_err();
+        let s99 = ServiceKey::tcp(addr("198.51.100.99"), 80);
+        let e = lb
+            .lb_apply(&[
+                LbChange::AddService(s99),
+                LbChange::AddBackend(s99, Backend { ip: addr("198.18.0.12"), port: 8080, weight: 1 }),
+            ])
+            .unwrap_err();
         match &e {
-            Error::Kernel(k) => assert_eq!((k.op, k.errno), ("add set", nix::errno::Errno::EEXIST), "{e}"),
+            Error::Kernel(k) => assert_eq!((k.op, k.errno), ("add element to", nix::errno::Errno::EEXIST), "{e}"),
             other => panic!("{other:?}"),
         }
         assert_eq!(ruleset(&lb), before, "a failed transaction changes nothing");
@@ -393,6 +427,177 @@ fn failed_transaction_leaves_ruleset_identical_and_bad_input_is_typed() {
         lb.lb_clear().unwrap();
         let rs = ruleset(&lb).to_string();
         assert!(!rs.contains("\"netsandbox\""), "{rs}");
+        lb.destroy().unwrap();
+    });
+}
+
+/// A JSON scalar as text (`"tcp"` → `tcp`, `80` → `80`).
+fn text(v: &serde_json::Value) -> String {
+    v.as_str().map(str::to_owned).unwrap_or_else(|| v.to_string())
+}
+
+/// Elements `[key fields, value]` of map `map` of our table, from `nft -j`.
+fn map_elems<'a>(rs: &'a serde_json::Value, map: &str) -> Vec<&'a serde_json::Value> {
+    rs["nftables"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|o| o.get("map"))
+        .filter(|m| m["table"] == "netsandbox" && m["name"] == map)
+        .flat_map(|m| m["elem"].as_array().into_iter().flatten())
+        .collect()
+}
+
+fn is_service(key: &serde_json::Value, vip: &str, port: u16) -> bool {
+    let c = &key["concat"];
+    text(&c[0]) == vip && (text(&c[2]) == port.to_string() || (port == 80 && text(&c[2]) == "http"))
+}
+
+/// The chain the `services4`/`services6` element of `vip`/`port` goes to.
+fn service_target(rs: &serde_json::Value, map: &str, vip: &str, port: u16) -> Option<String> {
+    map_elems(rs, map).into_iter().find(|e| is_service(&e[0], vip, port)).map(|e| text(&e[1]["goto"]["target"]))
+}
+
+/// Every rule of our table as `(chain, handle)`.
+fn rule_handles(rs: &serde_json::Value) -> Vec<(String, u64)> {
+    rs["nftables"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|o| o.get("rule"))
+        .filter(|r| r["table"] == "netsandbox")
+        .map(|r| (text(&r["chain"]), r["handle"].as_u64().unwrap()))
+        .collect()
+}
+
+/// Slots each backend address of service `vip`/`port` owns in `sel4`, from `nft -j`.
+fn slot_owners(rs: &serde_json::Value, vip: &str, port: u16) -> BTreeMap<String, usize> {
+    let mut owners = BTreeMap::new();
+    for e in map_elems(rs, "sel4") {
+        if is_service(&e[0], vip, port) {
+            *owners.entry(text(&e[1]["concat"][0])).or_default() += 1;
+        }
+    }
+    owners
+}
+
+#[test]
+fn backend_change_replaces_no_rule_and_only_a_resize_retargets_the_service() {
+    if !nft_available() {
+        eprintln!("skipped: nft (nftables) not installed");
+        return;
+    }
+    in_private_netns(|| {
+        let base = TempBase::new("lbrule");
+        let lb = NetnsSandbox::create(&key(&base, "lb"), &CreateOptions::default()).unwrap();
+        let s1 = ServiceKey::tcp(addr(VIP4), 80);
+        let s2 = ServiceKey::tcp(addr(VIP4), 81);
+        lb.add_service(&s1).unwrap();
+        lb.add_service(&s2).unwrap();
+        let b = |i: u8, weight: u32| Backend { ip: addr(&format!("198.18.0.{i}")), port: 8080, weight };
+        lb.add_backend(&s1, &b(11, 1)).unwrap();
+        lb.add_backend(&s2, &b(11, 1)).unwrap();
+        let rs = ruleset(&lb);
+        let rules = rule_handles(&rs);
+        assert!(rules.iter().any(|(c, _)| c == "slots4-16"), "{rules:?}");
+        let target = |rs: &serde_json::Value, port| service_target(rs, "services4", VIP4, port);
+        assert_eq!(target(&rs, 80).as_deref(), Some("slots4-16"), "{rs}");
+        assert_eq!(slot_owners(&rs, VIP4, 80).values().sum::<usize>(), 16);
+
+        // Adds, a drain and removals within the band (W ≤ 8): no rule replaced, the service's
+        // element untouched; the slots follow the weights: ⌊16·w/W⌋ or ⌈16·w/W⌉ each.
+        lb.add_backend(&s1, &b(12, 2)).unwrap();
+        lb.add_backend(&s1, &b(13, 1)).unwrap();
+        let rs = ruleset(&lb);
+        assert_eq!(rule_handles(&rs), rules, "adding a backend replaces no rule");
+        assert_eq!(target(&rs, 80).as_deref(), Some("slots4-16"));
+        let owners = slot_owners(&rs, VIP4, 80);
+        assert_eq!(owners.values().sum::<usize>(), 16, "{owners:?}");
+        assert_eq!((owners["198.18.0.11"], owners["198.18.0.12"], owners["198.18.0.13"]), (4, 8, 4), "{owners:?}");
+        lb.drain_backend(&s1, addr("198.18.0.12"), 8080).unwrap();
+        let rs = ruleset(&lb);
+        assert_eq!(rule_handles(&rs), rules, "draining replaces no rule");
+        let owners = slot_owners(&rs, VIP4, 80);
+        assert_eq!(owners.get("198.18.0.12"), None, "a drained backend owns no slot: {owners:?}");
+        assert_eq!((owners["198.18.0.11"], owners["198.18.0.13"]), (8, 8), "{owners:?}");
+        lb.remove_backend(&s1, addr("198.18.0.12"), 8080).unwrap();
+        lb.remove_backend(&s1, addr("198.18.0.13"), 8080).unwrap();
+        let rs = ruleset(&lb);
+        assert_eq!(rule_handles(&rs), rules, "removing replaces no rule");
+        assert_eq!(slot_owners(&rs, VIP4, 80)["198.18.0.11"], 16);
+
+        // W = 9 leaves the band: the service's element now goes to the 32-slot chain; still no
+        // rule replaced, and the other service is untouched.
+        for i in 0..8 {
+            lb.add_backend(&s1, &b(20 + i, 1)).unwrap();
+        }
+        let rs = ruleset(&lb);
+        assert_eq!(target(&rs, 80).as_deref(), Some("slots4-32"), "a resize retargets the service");
+        // The 32-slot chain is made on its first use; every other rule stays as it was.
+        let mut now = rule_handles(&rs);
+        let made: Vec<_> = now.iter().filter(|r| !rules.contains(r)).cloned().collect();
+        assert_eq!(made.iter().map(|(c, _)| c.as_str()).collect::<Vec<_>>(), ["slots4-32"]);
+        now.retain(|r| rules.contains(r));
+        assert_eq!(now, rules);
+        let owners = slot_owners(&rs, VIP4, 80);
+        assert_eq!(owners.len(), 9);
+        assert!(owners.values().all(|&n| (3..=4).contains(&n)), "{owners:?}");
+        assert_eq!(target(&rs, 81).as_deref(), Some("slots4-16"));
+        assert_eq!(slot_owners(&rs, VIP4, 81)["198.18.0.11"], 16);
+        // And the state reads back from the kernel as built.
+        let again = NetnsSandbox::open(&key(&base, "lb")).unwrap();
+        assert_eq!(again.lb_restore().unwrap(), lb.lb_services().unwrap());
+        again.add_backend(&s1, &b(40, 1)).unwrap();
+        assert_eq!(target(&ruleset(&lb), 80).as_deref(), Some("slots4-32"), "the restored view needs no resize");
+        lb.destroy().unwrap();
+    });
+}
+
+#[test]
+fn a_table_of_another_layout_is_reported_and_cleared() {
+    if !nft_available() {
+        eprintln!("skipped: nft (nftables) not installed");
+        return;
+    }
+    in_private_netns(|| {
+        let base = TempBase::new("lbold");
+        let lb = NetnsSandbox::create(&key(&base, "lb"), &CreateOptions::default()).unwrap();
+        // What an earlier version built: a service chain behind the services map.
+        nft_in(&lb, &["add", "table", "inet", "netsandbox"]);
+        nft_in(
+            &lb,
+            &[
+                "add",
+                "map",
+                "inet",
+                "netsandbox",
+                "services4",
+                "{ type ipv4_addr . inet_proto . inet_service : verdict; }",
+            ],
+        );
+        nft_in(&lb, &["add", "chain", "inet", "netsandbox", "svc-tcp-198.51.100.10-80"]);
+        nft_in(
+            &lb,
+            &[
+                "add",
+                "element",
+                "inet",
+                "netsandbox",
+                "services4",
+                "{ 198.51.100.10 . tcp . 80 : goto svc-tcp-198.51.100.10-80 }",
+            ],
+        );
+        let before = ruleset(&lb);
+        let e = lb.lb_services().unwrap_err();
+        assert!(matches!(e, Error::Protocol { .. }) && e.to_string().contains("not built by this version"), "{e}");
+        let e = lb.add_service(&ServiceKey::tcp(addr(VIP4), 81)).unwrap_err();
+        assert!(matches!(e, Error::Protocol { .. }), "{e}");
+        assert_eq!(ruleset(&lb), before, "nothing changed");
+        lb.lb_clear().unwrap();
+        assert!(!ruleset(&lb).to_string().contains("\"netsandbox\""));
+        // And the load balancer works from scratch afterwards.
+        lb.add_service(&ServiceKey::tcp(addr(VIP4), 80)).unwrap();
+        assert_eq!(lb.lb_services().unwrap().len(), 1);
         lb.destroy().unwrap();
     });
 }

@@ -85,6 +85,7 @@ pub mod attr {
 
     pub const NFTA_EXPR_NAME: u16 = 1;
     pub const NFTA_EXPR_DATA: u16 = 2;
+    pub const NFTA_NG_MODULUS: u16 = 2;
 
     pub const NFTA_SET_TABLE: u16 = 1;
     pub const NFTA_SET_NAME: u16 = 2;

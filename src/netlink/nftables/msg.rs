@@ -225,6 +225,26 @@ fn be64(v: &[u8]) -> Option<u64> {
     v.get(..8).map(|b| u64::from_be_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]]))
 }
 
+/// `elems` cut into runs whose encoded element list stays below the 64 KiB a netlink
+/// attribute's 16-bit length can describe; `bound` over-estimates one element's encoding.
+fn elem_chunks<T>(elems: &[T], bound: impl Fn(&T) -> usize) -> impl Iterator<Item = &[T]> {
+    const LIMIT: usize = 60_000;
+    let mut rest = elems;
+    std::iter::from_fn(move || {
+        if rest.is_empty() {
+            return None;
+        }
+        let (mut n, mut size) = (0, 0);
+        while n < rest.len() && (n == 0 || size + bound(&rest[n]) <= LIMIT) {
+            size += bound(&rest[n]);
+            n += 1;
+        }
+        let (chunk, tail) = rest.split_at(n);
+        rest = tail;
+        Some(chunk)
+    })
+}
+
 impl Batch {
     /// An empty batch.
     pub fn new() -> Batch {
@@ -398,7 +418,8 @@ impl Batch {
     /// Adds elements `key → verdict` to a verdict map (`verdict` `None` for a plain set).
     /// Elements that exist are an error (`EEXIST`), so a change never silently overwrites.
     pub fn add_elems(&mut self, family: Family, table: &str, set: &str, elems: &[(Vec<u8>, Option<Verdict>)]) {
-        self.new_elems(family, table, set, elems, |b, v| {
+        let len = |v: &Option<Verdict>| v.as_ref().and_then(Verdict::chain).map_or(0, str::len);
+        self.new_elems(family, table, set, elems, len, |b, v| {
             if let Some(v) = v {
                 put_verdict(b, NFTA_SET_ELEM_DATA, v);
             }
@@ -407,50 +428,57 @@ impl Batch {
 
     /// Adds elements `key → value` to a data map. Elements that exist are an error (`EEXIST`).
     pub fn add_data_elems(&mut self, family: Family, table: &str, set: &str, elems: &[(Vec<u8>, Vec<u8>)]) {
-        self.new_elems(family, table, set, elems, |b, data| put_value(b, NFTA_SET_ELEM_DATA, data));
+        self.new_elems(family, table, set, elems, Vec::len, |b, data| put_value(b, NFTA_SET_ELEM_DATA, data));
     }
 
-    /// One NEWSETELEM message for `elems` (none: no message); `put_data` writes each element's
-    /// data attribute, the only part in which verdict maps, data maps and sets differ.
+    /// NEWSETELEM messages for `elems` (one unless the list outgrows a netlink attribute;
+    /// none for no elements); `put_data` writes each element's data attribute (`data_len` its
+    /// payload length), the only part in which verdict maps, data maps and sets differ.
     fn new_elems<D>(
         &mut self,
         family: Family,
         table: &str,
         set: &str,
         elems: &[(Vec<u8>, D)],
+        data_len: impl Fn(&D) -> usize,
         put_data: impl Fn(&mut Vec<u8>, &D),
     ) {
-        if elems.is_empty() {
-            return;
-        }
-        self.message(msg_type::NEWSETELEM, NLM_F_CREATE | NLM_F_EXCL, family, "add element to", set.into(), |b, _| {
-            put_str(b, NFTA_SET_ELEM_LIST_TABLE, table);
-            put_str(b, NFTA_SET_ELEM_LIST_SET, set);
-            nest(b, NFTA_SET_ELEM_LIST_ELEMENTS, |b| {
-                for (key, data) in elems {
-                    nest(b, NFTA_LIST_ELEM, |b| {
-                        put_value(b, NFTA_SET_ELEM_KEY, key);
-                        put_data(b, data);
+        for chunk in elem_chunks(elems, |(k, d)| k.len() + data_len(d) + 48) {
+            self.message(
+                msg_type::NEWSETELEM,
+                NLM_F_CREATE | NLM_F_EXCL,
+                family,
+                "add element to",
+                set.into(),
+                |b, _| {
+                    put_str(b, NFTA_SET_ELEM_LIST_TABLE, table);
+                    put_str(b, NFTA_SET_ELEM_LIST_SET, set);
+                    nest(b, NFTA_SET_ELEM_LIST_ELEMENTS, |b| {
+                        for (key, data) in chunk {
+                            nest(b, NFTA_LIST_ELEM, |b| {
+                                put_value(b, NFTA_SET_ELEM_KEY, key);
+                                put_data(b, data);
+                            });
+                        }
                     });
-                }
-            });
-        });
+                },
+            );
+        }
     }
 
     /// Deletes elements by key (a missing one is an error: `ENOENT`).
     pub fn del_elems(&mut self, family: Family, table: &str, set: &str, keys: &[Vec<u8>]) {
-        if keys.is_empty() {
-            return;
-        }
-        self.message(msg_type::DELSETELEM, 0, family, "delete element from", set.into(), |b, _| {
-            put_str(b, NFTA_SET_ELEM_LIST_TABLE, table);
-            put_str(b, NFTA_SET_ELEM_LIST_SET, set);
-            nest(b, NFTA_SET_ELEM_LIST_ELEMENTS, |b| {
-                for key in keys {
-                    nest(b, NFTA_LIST_ELEM, |b| put_value(b, NFTA_SET_ELEM_KEY, key));
-                }
+        for chunk in elem_chunks(keys, |k| k.len() + 16) {
+            self.message(msg_type::DELSETELEM, 0, family, "delete element from", set.into(), |b, _| {
+                put_str(b, NFTA_SET_ELEM_LIST_TABLE, table);
+                put_str(b, NFTA_SET_ELEM_LIST_SET, set);
+                nest(b, NFTA_SET_ELEM_LIST_ELEMENTS, |b| {
+                    for key in chunk {
+                        nest(b, NFTA_LIST_ELEM, |b| put_value(b, NFTA_SET_ELEM_KEY, key));
+                    }
+                });
             });
-        });
+        }
     }
 
     /// Appends the messages of `other`.
@@ -544,7 +572,7 @@ pub struct ElemInfo {
     pub data: Option<Vec<u8>>,
 }
 
-/// A rule as dumped (handle and comment only: we never need its expressions back).
+/// A rule as dumped: handle, comment and its expressions as the kernel sent them.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RuleInfo {
     /// Table name.
@@ -555,6 +583,8 @@ pub struct RuleInfo {
     pub handle: u64,
     /// Comment (userdata).
     pub comment: Option<String>,
+    /// Each expression's kernel name and its raw `NFTA_EXPR_DATA` attributes, in rule order.
+    pub exprs: Vec<(String, Vec<u8>)>,
 }
 
 fn split_nfgen(payload: &[u8]) -> Result<(u8, &[u8]), WireError> {
@@ -628,17 +658,41 @@ impl RuleInfo {
     /// Decodes a `NFT_MSG_NEWRULE` payload.
     pub fn decode(payload: &[u8]) -> Result<RuleInfo, WireError> {
         let (_, a) = split_nfgen(payload)?;
-        let mut r = RuleInfo { table: String::new(), chain: String::new(), handle: 0, comment: None };
+        let mut r =
+            RuleInfo { table: String::new(), chain: String::new(), handle: 0, comment: None, exprs: Vec::new() };
         for (k, v) in attrs(a) {
             match k {
                 NFTA_RULE_TABLE => r.table = str_of(v),
                 NFTA_RULE_CHAIN => r.chain = str_of(v),
                 NFTA_RULE_HANDLE => r.handle = be64(v).unwrap_or(0),
                 NFTA_RULE_USERDATA => r.comment = parse_comment(v),
+                NFTA_RULE_EXPRESSIONS => {
+                    for (k, e) in attrs(v) {
+                        if k != NFTA_LIST_ELEM {
+                            continue;
+                        }
+                        let mut name = String::new();
+                        let mut data = Vec::new();
+                        for (k, v) in attrs(e) {
+                            match k {
+                                NFTA_EXPR_NAME => name = str_of(v),
+                                NFTA_EXPR_DATA => data = v.to_vec(),
+                                _ => {}
+                            }
+                        }
+                        r.exprs.push((name, data));
+                    }
+                }
                 _ => {}
             }
         }
         Ok(r)
+    }
+
+    /// The modulus of the rule's first `numgen` expression (`NFTA_NG_MODULUS`).
+    pub fn numgen_modulus(&self) -> Option<u32> {
+        let (_, data) = self.exprs.iter().find(|(n, _)| n == "numgen")?;
+        attrs(data).find(|(k, _)| *k == NFTA_NG_MODULUS).and_then(|(_, v)| be32(v))
     }
 }
 
@@ -725,6 +779,29 @@ mod tests {
         assert_eq!(b, [12, 0, 4, 0x80, 5, 0, 1, 0, 7, 0, 0, 0]);
         let parsed: Vec<_> = attrs(&b).collect();
         assert_eq!(parsed, vec![(4, &b[4..])]);
+    }
+
+    #[test]
+    fn long_element_lists_split_into_messages_that_fit_an_attribute() {
+        let elems: Vec<(Vec<u8>, Vec<u8>)> = (0..5000u32).map(|i| (i.to_be_bytes().repeat(4), vec![7; 8])).collect();
+        let mut b = Batch::new();
+        b.add_data_elems(Family::Inet, "t", "m", &elems);
+        assert!(b.len() >= 2, "{} messages", b.len());
+        let mut out = Vec::new();
+        b.encode(0, 0, &mut out);
+        let mut seen = 0;
+        for f in frames(&out) {
+            let f = f.unwrap();
+            if f.header.kind != nft_type(msg_type::NEWSETELEM) {
+                continue;
+            }
+            assert!(f.payload.len() < 65_535, "{}", f.payload.len());
+            seen += decode_elems(f.payload).unwrap().len();
+        }
+        assert_eq!(seen, elems.len(), "every element in exactly one message");
+        let mut d = Batch::new();
+        d.del_elems(Family::Inet, "t", "m", &elems.iter().map(|(k, _)| k.clone()).collect::<Vec<_>>());
+        assert!(d.len() >= 2);
     }
 
     #[test]

@@ -330,6 +330,18 @@ impl NftSocket {
         Ok(all.into_iter().filter(|r| r.table == table && r.chain == chain).collect())
     }
 
+    /// Every rule of table `table` of `family`, in one dump.
+    pub fn table_rules(&self, family: msg::Family, table: &str) -> Result<Vec<RuleInfo>> {
+        let all = self.decode_all(
+            msg_type::GETRULE,
+            msg_type::NEWRULE,
+            family as u8,
+            |b| msg::put_str(b, attr::NFTA_RULE_TABLE, table),
+            RuleInfo::decode,
+        )?;
+        Ok(all.into_iter().filter(|r| r.table == table).collect())
+    }
+
     /// The elements of a set.
     pub fn elems(&self, family: msg::Family, table: &str, set: &str) -> Result<Vec<ElemInfo>> {
         let lists = self.decode_all(

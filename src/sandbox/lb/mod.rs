@@ -1,24 +1,32 @@
 //! Load balancing and ingress inside a sandbox, on nf_tables (no IPVS), the way kube-proxy's
 //! nftables mode does it:
 //!
-//! - one table, `inet netsandbox`, owned by netsandbox;
-//! - `ip daddr . meta l4proto . th dport vmap @services4` (and `@services6`) send a packet for a
-//!   service to its chain `svc-…`;
-//! - the service chain's one rule picks a backend and DNATs to it: `dnat to numgen random mod W
-//!   map @sel-…` (W = total weight of its active backends) over a *data* map `slot → addr .
-//!   port`. A backend is data, not a chain: a backend change adds no chain and no jump, so the
-//!   kernel neither re-validates the chain graph for it nor grows the per-commit chain walk;
-//! - the backends map `be-…` (`addr . port → weight`) records every backend, drained ones too;
+//! - one table, `inet netsandbox`, owned by netsandbox, with a constant set of chains and maps
+//!   whatever the number of services and backends (the kernel walks every chain on each commit
+//!   and finds sets by name linearly, so per-service objects would make every change
+//!   O(services); see `nft.rs`);
+//! - `ip daddr . meta l4proto . th dport vmap @services4` (and `@services6`) sends a packet for
+//!   a service to the chain of its slot count S, `slots4-<S>`, whose one rule picks a backend
+//!   and DNATs to it: `dnat to ip daddr . meta l4proto . th dport . numgen random mod S map
+//!   @sel4` over a *data* map `service . slot → addr . port`;
+//! - S is a power of two per service kept between 2× and 8× its active weight total (see
+//!   `model.rs`), so an ordinary backend change rewrites only the few slot elements it moves —
+//!   no rule, chain or verdict, so the kernel neither re-validates the chain graph nor does
+//!   work that grows with the ruleset; a resize retargets one `services4` element;
+//! - the backends map `backends4` (`service . addr . port → weight`) records every backend,
+//!   drained ones too;
 //! - `postrouting` masquerades DNATed flows (`ct status dnat`), so replies come back through the
 //!   sandbox whether the backends route through it or not (hairpin included);
 //! - ingress: `iifname . meta l4proto . th dport vmap @published` sends a published port on an
-//!   interface to the service's chain, i.e. to the VIP's backends.
+//!   interface to its chain `pub-…`, which DNATs like the service's own rule (its key as
+//!   constants), i.e. to the VIP's backends.
 //!
 //! Every call is one nf_tables transaction: it is applied whole or not at all. The VIP is an
 //! alias on the loopback (changed after the transaction commits; a failed alias undoes the
 //! transaction). Draining takes a backend out of the selection map only: conntrack keeps its
-//! established flows. State lives in the kernel: services, backends, weights and drain state are
-//! read back from the service chains' comments and the maps, so [`LoadBalancer::lb_restore`]
+//! established flows. State lives in the kernel: services (and their S, from the chain their
+//! `services4` element goes to), backends, weights, slot owners and drain state are read back
+//! from the maps, published ports from their chains' comments, so [`LoadBalancer::lb_restore`]
 //! after an engine restart sees exactly what was built.
 
 mod fake;
@@ -31,7 +39,7 @@ use std::net::IpAddr;
 
 pub(crate) use self::netns::LbSlot;
 pub use self::netns::{add_masquerade, list_masquerade, remove_masquerade};
-pub use model::{LbState, MAX_SLOTS, check_backend, check_service};
+pub use model::{LbState, MAX_SERVICE_WEIGHT, MAX_SLOTS, MIN_SLOTS, check_backend, check_service};
 pub use nft::{LB_TABLE, MASQ_TABLE};
 
 use crate::error::Result;

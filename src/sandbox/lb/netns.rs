@@ -82,6 +82,36 @@ impl LbConn {
     }
 }
 
+impl LbConn {
+    /// Commits `ops` planned against the mirror at generation `at`, then takes `after` (the
+    /// state they lead to) as the mirror. Planned anew with `plan` if the mirror changed since.
+    fn change_planned(
+        &mut self,
+        ((ops, after), at): ((Vec<Op>, LbState), u32),
+        plan: &dyn Fn(&LbState) -> Result<Vec<Op>>,
+    ) -> Result<Vec<Op>> {
+        if at != self.genid {
+            return self.change(plan);
+        }
+        if ops.is_empty() {
+            return Ok(ops);
+        }
+        match self.sock.commit(&mut nft::encode(&ops), self.genid) {
+            Ok(()) => {
+                self.state = after;
+                self.genid = self.genid.wrapping_add(1).max(1);
+                Ok(ops)
+            }
+            Err(e) if is_stale(&e) => {
+                debug!("nf_tables ruleset changed under the load balancer; reading it again");
+                self.reload()?;
+                self.change(plan)
+            }
+            Err(e) => Err(e),
+        }
+    }
+}
+
 impl NetnsSandbox {
     /// Runs `f` on the sandbox's load-balancer connection (opened and read on first use). `f`
     /// must not call back into the sandbox: the sandbox's state lock is held meanwhile.
@@ -166,12 +196,16 @@ impl LoadBalancer for NetnsSandbox {
     }
 
     fn lb_apply(&self, changes: &[LbChange]) -> Result<()> {
-        self.lb(|c| c.state.plan_many(changes).map(drop))?;
+        // Planned once, before the sysctls (bad input changes nothing); the plan and the state it
+        // leads to are used as they are unless the mirror moved on meanwhile.
+        let (before, planned) = self.lb(|c| {
+            let before: std::collections::BTreeSet<IpAddr> = c.state.services.keys().map(|k| k.vip).collect();
+            Ok((before, (c.state.plan_many_state(changes)?, c.genid)))
+        })?;
         if changes.iter().any(|ch| matches!(ch, LbChange::AddService(_))) {
             self.prepare_lb()?;
         }
-        let before = self.vips()?;
-        self.lb(|c| c.change(&|st| st.plan_many(changes)))?;
+        self.lb(|c| c.change_planned(planned, &|st| st.plan_many(changes)))?;
         sync_aliases(self, &before, &self.vips()?)
     }
 
@@ -194,7 +228,20 @@ impl LoadBalancer for NetnsSandbox {
     }
 
     fn lb_clear(&self) -> Result<()> {
-        let before = self.vips()?;
+        let before = match self.vips() {
+            Ok(v) => v,
+            // A table this version cannot read (an older layout, or edited by hand): deleted whole,
+            // without a mirror.
+            Err(e) if nft::is_unreadable(&e) => {
+                warn!("sandbox {}: clearing a load-balancer table it cannot read: {e}", self.key());
+                return self.with_lb(|slot, ns| {
+                    run_in(&ns()?, NftSocket::open)??.commit(&mut nft::encode_clear(), 0)?;
+                    *slot.lock() = None;
+                    Ok(())
+                });
+            }
+            Err(e) => return Err(e),
+        };
         self.lb(|c| {
             if !c.state.table {
                 return Ok(());

@@ -1,12 +1,31 @@
 //! The load balancer's nf_tables layout: [`Op`]s encoded as batch messages, and the state read
-//! back from the kernel (service chain comments, backends and selection maps, published ports).
+//! back from the kernel.
+//!
+//! The table holds a constant number of chains and sets, whatever the number of services and
+//! backends: the kernel walks every chain of every table on each commit and finds a set by name
+//! with a linear search, so objects per service would make every change O(services). Per
+//! family (`4`/`6`):
+//! - `services4`: `vip . l4proto . port → goto slots4-<S>` (S the service's slot count; `return`
+//!   while it has none) — the services, and their S;
+//! - chains `slots4-<S>`, one per slot count S in use (a power of two from [`MIN_SLOTS`](super::MIN_SLOTS) to
+//!   [`MAX_SLOTS`](super::MAX_SLOTS); made on first use, kept with the table): `dnat to ip daddr . l4proto . th
+//!   dport . numgen random mod S map @sel4`;
+//! - `sel4`: `vip . l4proto . port . slot → addr . port`, every service's slots;
+//! - `backends4`: `vip . l4proto . port . addr . port → weight`, every backend, drained ones too;
+//! - per published port a chain `pub-<iface>-<proto>-<port>` (its comment names the service)
+//!   whose rule does the same `dnat` with the service's key as constants.
+//!
+//! A backend change is then a few elements of `sel4` and `backends4`; a resize replaces one
+//! `services4` element (and the service's published-port rules).
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicU32, Ordering};
 
-use super::model::{BackendAddr, Be, LbState, Op, Svc};
-use super::{Protocol, ServiceKey};
+use log::warn;
+
+use super::model::{BackendAddr, Be, LbState, Op};
+use super::{Protocol, PublishedPort, ServiceKey};
 use crate::error::{Error, Result};
 use crate::netlink::nftables::expr::{Expr, NatKind, Payload, Reg, Verdict, ct, meta};
 use crate::netlink::nftables::{Batch, ChainSpec, CmpOp, Family, Hook, NFT_DATA_VERDICT, NftSocket, SetSpec, dtype};
@@ -17,10 +36,8 @@ pub const LB_TABLE: &str = "netsandbox";
 pub const MASQ_TABLE: &str = "netsandbox-masq";
 const FAMILY: Family = Family::Inet;
 const SERVICES: &str = "services";
-const SERVICES4: &str = "services4";
-const SERVICES6: &str = "services6";
 const PUBLISHED: &str = "published";
-const SVC_COMMENT: &str = "netsandbox service";
+const PUB_COMMENT: &str = "netsandbox published";
 /// `NF_IP_PRI_NAT_DST` / `NF_IP_PRI_NAT_SRC`.
 const PRIO_DSTNAT: i32 = -100;
 const PRIO_SRCNAT: i32 = 100;
@@ -32,30 +49,43 @@ fn next_set_id() -> u32 {
     ID.fetch_add(1, Ordering::Relaxed)
 }
 
-/// An address as nft's parser accepts it inside an identifier (no `:`), so the names work
-/// in `nft` commands too.
-fn ident(ip: IpAddr) -> String {
-    ip.to_string().replace(':', "_")
+/// `4` or `6`: the suffix of a family's maps and chains.
+fn fam(ip: IpAddr) -> char {
+    if ip.is_ipv4() { '4' } else { '6' }
 }
 
-fn svc_id(k: &ServiceKey) -> String {
-    format!("{}-{}-{}", k.proto, ident(k.vip), k.port)
-}
-
-pub(crate) fn svc_chain(k: &ServiceKey) -> String {
-    format!("svc-{}", svc_id(k))
+fn services_map(k: &ServiceKey) -> String {
+    format!("services{}", fam(k.vip))
 }
 
 fn sel_map(k: &ServiceKey) -> String {
-    format!("sel-{}", svc_id(k))
+    format!("sel{}", fam(k.vip))
 }
 
 fn be_map(k: &ServiceKey) -> String {
-    format!("be-{}", svc_id(k))
+    format!("backends{}", fam(k.vip))
 }
 
-/// `addr . port` as concatenated register fields (the port padded to 4 bytes): the backends
-/// map's key and the selection map's data, which `dnat` reads as address and port registers.
+fn class_chain(v4: bool, size: u32) -> String {
+    format!("slots{}-{size}", if v4 { '4' } else { '6' })
+}
+
+/// The slot count a `slots4-<S>` / `slots6-<S>` chain name stands for.
+fn class_size(chain: &str) -> Option<u32> {
+    chain.strip_prefix("slots4-").or_else(|| chain.strip_prefix("slots6-"))?.parse().ok()
+}
+
+/// An interface name as nft's parser accepts it inside an identifier.
+fn ident(s: &str) -> String {
+    s.chars().map(|c| if c.is_ascii_alphanumeric() || c == '_' || c == '-' { c } else { '_' }).collect()
+}
+
+fn pub_chain(p: &PublishedPort) -> String {
+    format!("pub-{}-{}-{}", ident(&p.iface), p.proto, p.port)
+}
+
+/// `addr . port` as concatenated register fields (the port padded to 4 bytes): the selection
+/// map's data, which `dnat` reads as address and port registers.
 fn addr_port(ip: IpAddr, port: u16) -> Vec<u8> {
     let mut v = ip_bytes(ip);
     let p = port.to_be_bytes();
@@ -72,23 +102,46 @@ fn parse_addr_port(b: &[u8]) -> Option<BackendAddr> {
     Some((ip, u16::from_be_bytes([rest[0], rest[1]])))
 }
 
+/// The service key `vip . l4proto . port` (12 or 24 bytes) back from its register form.
+fn parse_service_key(b: &[u8]) -> Option<ServiceKey> {
+    let (vip, rest) = match b.len() {
+        12 => (IpAddr::from(<[u8; 4]>::try_from(&b[..4]).ok()?), &b[4..]),
+        24 => (IpAddr::from(<[u8; 16]>::try_from(&b[..16]).ok()?), &b[16..]),
+        _ => return None,
+    };
+    Some(ServiceKey { vip, proto: Protocol::from_number(rest[0])?, port: u16::from_be_bytes([rest[4], rest[5]]) })
+}
+
 fn data_map(name: &str, key_type: u32, key_len: u32, concat: Vec<u32>, data_type: u32, data_len: u32) -> SetSpec {
     SetSpec { data_type: Some(data_type), data_len, ..verdict_map(name, key_type, key_len, concat) }
 }
 
-/// The service's backends map `addr . port → weight` (what `restore` reads backends from) and
-/// its selection map `slot → addr . port` (what `dnat` reads).
-fn service_maps(k: &ServiceKey) -> [SetSpec; 2] {
-    let (addr_type, alen) = if k.vip.is_ipv4() { (dtype::IPADDR, 4) } else { (dtype::IP6ADDR, 16) };
-    let ap = dtype::concat(&[addr_type, dtype::INET_SERVICE]);
+/// The selection and backends maps of a family.
+fn family_maps(v4: bool) -> [SetSpec; 3] {
+    let (a, alen, sfx) = if v4 { (dtype::IPADDR, 4, '4') } else { (dtype::IP6ADDR, 16, '6') };
+    let svc = [a, dtype::INET_PROTOCOL, dtype::INET_SERVICE];
+    let ap = dtype::concat(&[a, dtype::INET_SERVICE]);
     [
-        data_map(&be_map(k), ap, alen + 4, vec![alen, 2], dtype::INTEGER, 4),
-        data_map(&sel_map(k), dtype::INTEGER, 4, Vec::new(), ap, alen + 4),
+        verdict_map(&format!("services{sfx}"), dtype::concat(&svc), alen + 8, vec![alen, 1, 2]),
+        data_map(
+            &format!("sel{sfx}"),
+            // The slot as `mark`: a 32-bit host-order type, as numgen writes it (nft cannot
+            // list a concatenation with a plain `integer` field).
+            dtype::concat(&[a, dtype::INET_PROTOCOL, dtype::INET_SERVICE, dtype::MARK]),
+            alen + 12,
+            vec![alen, 1, 2, 4],
+            ap,
+            alen + 4,
+        ),
+        data_map(
+            &format!("backends{sfx}"),
+            dtype::concat(&[a, dtype::INET_PROTOCOL, dtype::INET_SERVICE, a, dtype::INET_SERVICE]),
+            2 * alen + 12,
+            vec![alen, 1, 2, alen, 2],
+            dtype::INTEGER,
+            4,
+        ),
     ]
-}
-
-fn nfproto(ip: IpAddr) -> u8 {
-    if ip.is_ipv4() { NFPROTO_IPV4 } else { NFPROTO_IPV6 }
 }
 
 fn ip_bytes(ip: IpAddr) -> Vec<u8> {
@@ -148,22 +201,57 @@ fn match_nfproto(p: u8) -> [Expr; 2] {
     ]
 }
 
+/// The `dnat` of a service's connection: `key` (`vip . l4proto . port`, 3 or 6 registers from
+/// R32(0)) is already loaded; numgen picks the slot into the next register; the looked-up
+/// `addr . port` lands in consecutive registers from R32(0) (the port right after the address).
+fn select_and_dnat(v4: bool, size: u32) -> [Expr; 3] {
+    let (slot_reg, port_reg, sel) = if v4 { (3, 1, "sel4") } else { (6, 4, "sel6") };
+    [
+        Expr::Numgen { dreg: Reg::R32(slot_reg), modulus: size, random: true },
+        Expr::Lookup { set: sel.into(), sreg: Reg::R32(0), dreg: Some(Reg::R32(0)) },
+        Expr::Nat {
+            kind: NatKind::Dnat,
+            family: if v4 { NFPROTO_IPV4 } else { NFPROTO_IPV6 },
+            addr: Some(Reg::R32(0)),
+            port: Some(Reg::R32(port_reg)),
+        },
+    ]
+}
+
+/// `daddr . l4proto . th dport` into registers from R32(0).
+fn load_service_key(v4: bool) -> [Expr; 3] {
+    let (off, len) = if v4 { (16, 4u8) } else { (24, 16) };
+    let r = len / 4;
+    [
+        Expr::Payload { base: Payload::Network, offset: off, len: u32::from(len), dreg: Reg::R32(0) },
+        Expr::Meta { key: meta::L4PROTO, dreg: Reg::R32(r) },
+        Expr::Payload { base: Payload::Transport, offset: 2, len: 2, dreg: Reg::R32(r + 1) },
+    ]
+}
+
+/// The chain of services with `size` slots of one family: `dnat` through the selection map.
+fn class(b: &mut Batch, v4: bool, size: u32) {
+    let name = class_chain(v4, size);
+    b.add_chain(&chain(&name, None, None), true);
+    let mut e = load_service_key(v4).to_vec();
+    e.extend(select_and_dnat(v4, size));
+    b.add_rule(FAMILY, LB_TABLE, &name, &e, None);
+}
+
 fn skeleton(b: &mut Batch) {
     b.add_table(FAMILY, LB_TABLE, Some("netsandbox load balancer"));
     let l4 = [dtype::INET_PROTOCOL, dtype::INET_SERVICE];
-    b.add_set(&verdict_map(SERVICES4, dtype::concat(&[dtype::IPADDR, l4[0], l4[1]]), 12, vec![4, 1, 2]));
-    b.add_set(&verdict_map(SERVICES6, dtype::concat(&[dtype::IP6ADDR, l4[0], l4[1]]), 24, vec![16, 1, 2]));
+    for v4 in [true, false] {
+        for m in family_maps(v4) {
+            b.add_set(&m);
+        }
+    }
     b.add_set(&verdict_map(PUBLISHED, dtype::concat(&[dtype::IFNAME, l4[0], l4[1]]), 24, vec![16, 1, 2]));
     b.add_chain(&chain(SERVICES, None, None), true);
-    for (p, off, len, map) in [(NFPROTO_IPV4, 16, 4u8, SERVICES4), (NFPROTO_IPV6, 24, 16, SERVICES6)] {
-        let r = len / 4;
+    for (p, v4, map) in [(NFPROTO_IPV4, true, "services4"), (NFPROTO_IPV6, false, "services6")] {
         let mut e = match_nfproto(p).to_vec();
-        e.extend([
-            Expr::Payload { base: Payload::Network, offset: off, len: u32::from(len), dreg: Reg::R32(0) },
-            Expr::Meta { key: meta::L4PROTO, dreg: Reg::R32(r) },
-            Expr::Payload { base: Payload::Transport, offset: 2, len: 2, dreg: Reg::R32(r + 1) },
-            Expr::Lookup { set: map.into(), sreg: Reg::R32(0), dreg: Some(Reg::Verdict) },
-        ]);
+        e.extend(load_service_key(v4));
+        e.push(Expr::Lookup { set: map.into(), sreg: Reg::R32(0), dreg: Some(Reg::Verdict) });
         b.add_rule(FAMILY, LB_TABLE, SERVICES, &e, None);
     }
     b.add_chain(&chain("prerouting", Some((Hook::Prerouting, PRIO_DSTNAT, "nat")), None), true);
@@ -202,102 +290,168 @@ fn skeleton(b: &mut Batch) {
     );
 }
 
+/// The `services4`/`services6` verdict of a service with `size` slots.
+fn service_verdict(k: &ServiceKey, size: u32) -> Verdict {
+    if size == 0 { Verdict::Return } else { Verdict::Goto(class_chain(k.vip.is_ipv4(), size)) }
+}
+
+/// A published port's rule: the service's key as constants, then the service's `dnat`.
+fn published_rule(b: &mut Batch, p: &PublishedPort, size: u32, replace: bool) {
+    if replace {
+        b.flush_chain(FAMILY, LB_TABLE, &pub_chain(p));
+    }
+    if size > 0 {
+        let mut e = vec![Expr::Immediate { dreg: Reg::R32(0), data: service_key(&p.service) }];
+        e.extend(select_and_dnat(p.service.vip.is_ipv4(), size));
+        b.add_rule(FAMILY, LB_TABLE, &pub_chain(p), &e, None);
+    }
+}
+
 /// Data elements waiting to be sent, per map: `key → value`.
 type Pending = BTreeMap<String, Vec<(Vec<u8>, Vec<u8>)>>;
+
+/// The net change of the selection maps within a transaction: per service, slot → (it had an
+/// element before the transaction, its owner at the end).
+type SlotDiff = BTreeMap<ServiceKey, BTreeMap<u32, (bool, Option<BackendAddr>)>>;
+
+fn slot_elem(k: &ServiceKey, slot: u32) -> Vec<u8> {
+    let mut v = service_key(k);
+    v.extend(slot_key(slot));
+    v
+}
+
+fn backend_elem(k: &ServiceKey, (ip, port): BackendAddr) -> Vec<u8> {
+    let mut v = service_key(k);
+    v.extend(addr_port(ip, port));
+    v
+}
 
 /// The transaction for `ops`.
 pub(crate) fn encode(ops: &[Op]) -> Batch {
     let mut b = Batch::new();
-    // A service's rule is written once per transaction, by its last slot change: rewriting it for
-    // every backend of a bulk `lb_apply` cost a rule (and a validation mark) per backend.
-    let mut last_slots: BTreeMap<ServiceKey, usize> = BTreeMap::new();
-    for (i, op) in ops.iter().enumerate() {
-        if let Op::Slots { svc, .. } = op {
-            last_slots.insert(*svc, i);
+    // A service's `services` element is written with its final slot count: by its AddService
+    // when that is in this transaction, else replaced by its last resize (a bulk `lb_apply`
+    // resizes a growing service several times). Indexed by the op that writes it.
+    let mut final_size: BTreeMap<usize, u32> = BTreeMap::new();
+    {
+        let mut writer: BTreeMap<ServiceKey, (usize, bool)> = BTreeMap::new();
+        for (i, op) in ops.iter().enumerate() {
+            match op {
+                Op::AddService(k) => {
+                    writer.insert(*k, (i, true));
+                    final_size.insert(i, 0);
+                }
+                Op::DelService(k) => {
+                    writer.remove(k);
+                }
+                Op::Slots { svc, resize: Some(size), .. } => {
+                    let (at, added) = match writer.get(svc) {
+                        Some(&(at, true)) => (at, true),
+                        Some(&(prev, false)) => {
+                            final_size.remove(&prev);
+                            (i, false)
+                        }
+                        None => (i, false),
+                    };
+                    writer.insert(*svc, (at, added));
+                    final_size.insert(at, *size);
+                }
+                _ => {}
+            }
         }
     }
-    // Data elements are queued per map and sent as one message per map (a message per backend
-    // cost a set lookup by name each); the queue is flushed before anything deletes.
+    // Data elements are queued per map and sent as one message per map (a message per element
+    // cost a set lookup each); slot elements are reduced to each slot's net change, so a slot
+    // moved several times while a bulk `lb_apply` builds a service is written once. Both are
+    // flushed before anything deletes a backend, a service or a published port.
     let mut pending: Pending = BTreeMap::new();
-    let flush = |b: &mut Batch, pending: &mut Pending| {
+    let mut slots: SlotDiff = BTreeMap::new();
+    let flush = |b: &mut Batch, pending: &mut Pending, slots: &mut SlotDiff| {
         for (set, elems) in std::mem::take(pending) {
             b.add_data_elems(FAMILY, LB_TABLE, &set, &elems);
         }
+        let mut del: BTreeMap<String, Vec<Vec<u8>>> = BTreeMap::new();
+        let mut add: Pending = BTreeMap::new();
+        for (k, diff) in std::mem::take(slots) {
+            let set = sel_map(&k);
+            let (del, add) = (del.entry(set.clone()).or_default(), add.entry(set).or_default());
+            for (slot, (had, now)) in diff {
+                if had {
+                    del.push(slot_elem(&k, slot));
+                }
+                if let Some((ip, port)) = now {
+                    add.push((slot_elem(&k, slot), addr_port(ip, port)));
+                }
+            }
+        }
+        for (set, keys) in del {
+            b.del_elems(FAMILY, LB_TABLE, &set, &keys);
+        }
+        for (set, elems) in add {
+            b.add_data_elems(FAMILY, LB_TABLE, &set, &elems);
+        }
     };
+    // The table, then the slot-count chains, before anything that may refer to them (a new
+    // service's element is written with its final verdict, which may go to a chain this
+    // transaction makes later).
+    if ops.contains(&Op::CreateTable) {
+        skeleton(&mut b);
+    }
+    for op in ops {
+        if let Op::AddClass { v4, size } = op {
+            class(&mut b, *v4, *size);
+        }
+    }
     for (i, op) in ops.iter().enumerate() {
-        if matches!(op, Op::DelService(..) | Op::DelBackend(..) | Op::Unpublish(_))
-            || matches!(op, Op::Slots { del, .. } if !del.is_empty())
-        {
-            flush(&mut b, &mut pending);
+        if matches!(op, Op::DelService(..) | Op::DelBackend(..) | Op::Unpublish(_)) {
+            flush(&mut b, &mut pending, &mut slots);
         }
         match op {
-            Op::CreateTable => skeleton(&mut b),
+            Op::CreateTable | Op::AddClass { .. } => {}
             Op::AddService(k) => {
-                let comment = format!("{SVC_COMMENT} {} {} {}", k.proto, k.vip, k.port);
-                b.add_chain(&chain(&svc_chain(k), None, Some(comment)), true);
-                for m in service_maps(k) {
-                    b.add_set(&m);
-                }
-                let map = if k.vip.is_ipv4() { SERVICES4 } else { SERVICES6 };
-                b.add_elems(FAMILY, LB_TABLE, map, &[(service_key(k), Some(Verdict::Goto(svc_chain(k))))]);
+                let size = final_size.get(&i).copied().unwrap_or(0);
+                b.add_elems(FAMILY, LB_TABLE, &services_map(k), &[(service_key(k), Some(service_verdict(k, size)))]);
             }
-            Op::DelService(k, _) => {
-                let map = if k.vip.is_ipv4() { SERVICES4 } else { SERVICES6 };
-                b.del_elems(FAMILY, LB_TABLE, map, &[service_key(k)]);
-                b.flush_chain(FAMILY, LB_TABLE, &svc_chain(k));
-                b.del_set(FAMILY, LB_TABLE, &sel_map(k));
-                b.del_set(FAMILY, LB_TABLE, &be_map(k));
-                b.del_chain(FAMILY, LB_TABLE, &svc_chain(k));
-            }
+            Op::DelService(k) => b.del_elems(FAMILY, LB_TABLE, &services_map(k), &[service_key(k)]),
             Op::AddBackend(k, be) => pending
                 .entry(be_map(k))
                 .or_default()
-                .push((addr_port(be.ip, be.port), be.weight.to_ne_bytes().to_vec())),
-            Op::DelBackend(k, (ip, port)) => b.del_elems(FAMILY, LB_TABLE, &be_map(k), &[addr_port(*ip, *port)]),
-            Op::Slots { svc, del, add, modulus } => {
-                let sel = sel_map(svc);
-                let keys: Vec<_> = del.iter().map(|s| slot_key(*s)).collect();
-                b.del_elems(FAMILY, LB_TABLE, &sel, &keys);
-                pending
-                    .entry(sel.clone())
-                    .or_default()
-                    .extend(add.iter().map(|(s, (ip, port))| (slot_key(*s), addr_port(*ip, *port))));
-                if last_slots.get(svc) != Some(&i) {
-                    continue;
+                .push((backend_elem(k, (be.ip, be.port)), be.weight.to_ne_bytes().to_vec())),
+            Op::DelBackend(k, a) => b.del_elems(FAMILY, LB_TABLE, &be_map(k), &[backend_elem(k, *a)]),
+            Op::Slots { svc, del, add, .. } => {
+                let d = slots.entry(*svc).or_default();
+                for s in del {
+                    d.entry(*s).or_insert((true, None)).1 = None;
                 }
-                b.flush_chain(FAMILY, LB_TABLE, &svc_chain(svc));
-                if *modulus > 0 {
-                    // The looked-up `addr . port` lands in consecutive registers from R32(0):
-                    // the address, then the port right after it.
-                    let port_reg = if svc.vip.is_ipv4() { 1 } else { 4 };
-                    b.add_rule(
-                        FAMILY,
-                        LB_TABLE,
-                        &svc_chain(svc),
-                        &[
-                            Expr::Numgen { dreg: Reg::R32(0), modulus: *modulus, random: true },
-                            Expr::Lookup { set: sel, sreg: Reg::R32(0), dreg: Some(Reg::R32(0)) },
-                            Expr::Nat {
-                                kind: NatKind::Dnat,
-                                family: nfproto(svc.vip),
-                                addr: Some(Reg::R32(0)),
-                                port: Some(Reg::R32(port_reg)),
-                            },
-                        ],
-                        None,
-                    );
+                for (s, owner) in add {
+                    d.entry(*s).or_insert((false, None)).1 = Some(*owner);
+                }
+                if let Some(size) = final_size.get(&i) {
+                    let map = services_map(svc);
+                    b.del_elems(FAMILY, LB_TABLE, &map, &[service_key(svc)]);
+                    b.add_elems(FAMILY, LB_TABLE, &map, &[(service_key(svc), Some(service_verdict(svc, *size)))]);
                 }
             }
-            Op::Publish(p) => b.add_elems(
-                FAMILY,
-                LB_TABLE,
-                PUBLISHED,
-                &[(published_key(&p.iface, p.proto, p.port), Some(Verdict::Goto(svc_chain(&p.service))))],
-            ),
-            Op::Unpublish(p) => b.del_elems(FAMILY, LB_TABLE, PUBLISHED, &[published_key(&p.iface, p.proto, p.port)]),
+            Op::Publish(p, size) => {
+                let comment = format!("{PUB_COMMENT} {} {} {}", p.service.proto, p.service.vip, p.service.port);
+                b.add_chain(&chain(&pub_chain(p), None, Some(comment)), true);
+                published_rule(&mut b, p, *size, false);
+                b.add_elems(
+                    FAMILY,
+                    LB_TABLE,
+                    PUBLISHED,
+                    &[(published_key(&p.iface, p.proto, p.port), Some(Verdict::Goto(pub_chain(p))))],
+                );
+            }
+            Op::Republish(p, size) => published_rule(&mut b, p, *size, true),
+            Op::Unpublish(p) => {
+                b.del_elems(FAMILY, LB_TABLE, PUBLISHED, &[published_key(&p.iface, p.proto, p.port)]);
+                b.flush_chain(FAMILY, LB_TABLE, &pub_chain(p));
+                b.del_chain(FAMILY, LB_TABLE, &pub_chain(p));
+            }
         }
     }
-    flush(&mut b, &mut pending);
+    flush(&mut b, &mut pending, &mut slots);
     b
 }
 
@@ -317,8 +471,15 @@ fn parse_service(words: &[&str]) -> Option<ServiceKey> {
     }
 }
 
+const READ_OP: &str = "read load balancer from nf_tables";
+
 fn inconsistent(detail: String) -> Error {
-    Error::Protocol { op: "read load balancer from nf_tables", detail }
+    Error::Protocol { op: READ_OP, detail }
+}
+
+/// True when `e` says the table exists but is not laid out as this version builds it.
+pub(crate) fn is_unreadable(e: &Error) -> bool {
+    matches!(e, Error::Protocol { op, .. } if *op == READ_OP)
 }
 
 /// Reads the load balancer's state, consistent with the generation id returned.
@@ -331,7 +492,11 @@ pub(crate) fn load(sock: &NftSocket) -> Result<(LbState, u32)> {
             return Ok((st, g));
         }
     }
-    Err(Error::DumpInterrupted { op: "read load balancer from nf_tables", attempts: 8 })
+    Err(Error::DumpInterrupted { op: READ_OP, attempts: 8 })
+}
+
+fn u32_of(b: &[u8]) -> Option<u32> {
+    Some(u32::from_ne_bytes(b.get(..4)?.try_into().ok()?))
 }
 
 fn load_once(sock: &NftSocket) -> Result<LbState> {
@@ -340,52 +505,73 @@ fn load_once(sock: &NftSocket) -> Result<LbState> {
         return Ok(st);
     }
     st.table = true;
-    let mut by_chain: BTreeMap<String, ServiceKey> = BTreeMap::new();
-    for c in sock.chains(FAMILY, LB_TABLE)? {
-        let Some(comment) = &c.comment else { continue };
-        if let Some(rest) = comment.strip_prefix(SVC_COMMENT) {
-            let words: Vec<&str> = rest.split_whitespace().collect();
-            let k = parse_service(&words).ok_or_else(|| inconsistent(format!("chain {}: bad comment", c.name)))?;
-            st.services.entry(k).or_default();
-            by_chain.insert(c.name, k);
+    let sets = sock.sets(FAMILY, LB_TABLE)?;
+    for map in ["services4", "services6", "sel4", "sel6", "backends4", "backends6", PUBLISHED] {
+        if !sets.iter().any(|s| s.name == map) {
+            return Err(inconsistent(format!("table {LB_TABLE} has no map {map}: not built by this version")));
         }
     }
-    let keys: Vec<ServiceKey> = st.services.keys().copied().collect();
-    for k in keys {
-        let s: &mut Svc = st.services.entry(k).or_default();
-        for e in sock.elems(FAMILY, LB_TABLE, &be_map(&k))? {
-            let bad = || inconsistent(format!("{}: bad element", be_map(&k)));
-            let addr = parse_addr_port(&e.key).ok_or_else(bad)?;
-            let weight = e
-                .data
-                .as_deref()
-                .and_then(|d| d.get(..4))
-                .map(|b| u32::from_ne_bytes([b[0], b[1], b[2], b[3]]))
-                .ok_or_else(bad)?;
-            s.backends.insert(addr, Be { weight, slots: Vec::new() });
+    for (map, klen) in [("services4", 12), ("services6", 24)] {
+        for e in sock.elems(FAMILY, LB_TABLE, map)? {
+            let bad = || inconsistent(format!("{map}: bad element"));
+            let k = e.key.get(..klen).and_then(parse_service_key).ok_or_else(bad)?;
+            let size = match &e.verdict {
+                Some(Verdict::Return) => 0,
+                Some(Verdict::Goto(c)) => class_size(c).ok_or_else(bad)?,
+                _ => return Err(bad()),
+            };
+            st.services.entry(k).or_default().slots = vec![None; size as usize];
         }
-        let elems = sock.elems(FAMILY, LB_TABLE, &sel_map(&k))?;
-        s.slots = vec![(IpAddr::from([0u8; 4]), 0); elems.len()];
-        for e in elems {
-            let slot = e
-                .key
-                .get(..4)
-                .map(|b| u32::from_ne_bytes([b[0], b[1], b[2], b[3]]))
-                .ok_or_else(|| inconsistent(format!("{}: short key", sel_map(&k))))?;
+    }
+    // Elements of services that have no `services` element are someone else's (the kernel
+    // never holds ours without it): skipped, with a warning.
+    for (map, klen) in [("backends4", 12), ("backends6", 24)] {
+        for e in sock.elems(FAMILY, LB_TABLE, map)? {
+            let bad = || inconsistent(format!("{map}: bad element"));
+            let k = e.key.get(..klen).and_then(parse_service_key).ok_or_else(bad)?;
+            let addr = e.key.get(klen..).and_then(parse_addr_port).ok_or_else(bad)?;
+            let weight = e.data.as_deref().and_then(u32_of).ok_or_else(bad)?;
+            match st.services.get_mut(&k) {
+                Some(s) => {
+                    s.backends.insert(addr, Be { weight, slots: Vec::new() });
+                }
+                None => warn!("{map}: backend of unknown service {k} ignored"),
+            }
+        }
+    }
+    for (map, klen) in [("sel4", 12), ("sel6", 24)] {
+        for e in sock.elems(FAMILY, LB_TABLE, map)? {
+            let bad = || inconsistent(format!("{map}: bad element"));
+            let k = e.key.get(..klen).and_then(parse_service_key).ok_or_else(bad)?;
+            let slot = e.key.get(klen..).and_then(u32_of).ok_or_else(bad)?;
+            let Some(s) = st.services.get_mut(&k) else {
+                warn!("{map}: slot of unknown service {k} ignored");
+                continue;
+            };
             let owner = match e.data.as_deref().and_then(parse_addr_port) {
                 Some(a) if s.backends.contains_key(&a) => a,
-                _ => return Err(inconsistent(format!("{}: slot {slot} leads nowhere known", sel_map(&k)))),
+                _ => return Err(inconsistent(format!("{map}: slot {slot} of {k} leads nowhere known"))),
             };
-            let n = s.slots.len();
+            let size = s.slots.len();
             let cell = s
                 .slots
                 .get_mut(slot as usize)
-                .ok_or_else(|| inconsistent(format!("{}: slot {slot} beyond {n}", sel_map(&k))))?;
-            *cell = owner;
+                .ok_or_else(|| inconsistent(format!("{map}: slot {slot} of {k} beyond its {size} slots")))?;
+            *cell = Some(owner);
             if let Some(b) = s.backends.get_mut(&owner) {
                 b.slots.push(slot);
             }
         }
+    }
+    let mut by_chain: BTreeMap<String, ServiceKey> = BTreeMap::new();
+    for c in sock.chains(FAMILY, LB_TABLE)? {
+        if let Some(size) = class_size(&c.name) {
+            st.classes.insert((c.name.starts_with("slots4-"), size));
+        }
+        let Some(rest) = c.comment.as_deref().and_then(|t| t.strip_prefix(PUB_COMMENT)) else { continue };
+        let words: Vec<&str> = rest.split_whitespace().collect();
+        let k = parse_service(&words).ok_or_else(|| inconsistent(format!("chain {}: bad comment", c.name)))?;
+        by_chain.insert(c.name, k);
     }
     for e in sock.elems(FAMILY, LB_TABLE, PUBLISHED)? {
         let (Some(name), Some(pp)) = (e.key.get(..16), e.key.get(16..24)) else { continue };
