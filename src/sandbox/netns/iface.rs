@@ -130,7 +130,9 @@ pub(super) fn add(
     // A veth peer is born with its MAC and MTU: setting them again is kernel work (address
     // change notifiers) for nothing.
     let born_configured = matches!(src, Source::Veth(_)) && prewired.is_none();
-    match configure(live, index, master, opts, &name, before.is_none(), born_configured) {
+    // A pre-wired pair's sandbox end was marked as created when the pool made it.
+    let mark_created = before.is_none() && prewired.is_none();
+    match configure(live, index, master, opts, &name, mark_created, born_configured) {
         Ok(()) => {
             debug!("{}: added {name}", sb.key);
             Ok(name)

@@ -67,6 +67,8 @@ pub(super) fn make(host: &Host, ns: &NetNs, inside: &Socket) -> Result<Prewired>
             Some(l) => l.index,
             None => host.sock.link(LinkRef::Name(&name))?.index,
         };
+        // The sandbox end's "created" marker (`configure` would add it on the caller's path).
+        inside.execute(link::add_altname(LinkRef::Index(inside_index), &super::mark::created(inside_index))?)?;
         // The default (`host_link_local(false)`) applied now, off the caller's path.
         super::iface::host_end_ipv6(host, &name, false, "pool");
         let ipv6_off =
