@@ -312,6 +312,44 @@ fn programming() {
         println!("| {n} | {} | {} | {} | {} | {} | x{ratio:.0} | {legacy} |", ms(a), ms(d), ms(cpu), ms(na), ms(nd));
         sb.destroy().expect("destroy");
     }
+    interleaved();
+}
+
+/// Flatness side by side: the three rulesets live at once and one change (add + remove) goes to
+/// each in turn, round after round, so a drift of the machine's speed during the run lands on
+/// all three alike.
+fn interleaved() {
+    let sizes = [10usize, 1000, 10000];
+    let sbs: Vec<NetnsSandbox> = sizes
+        .iter()
+        .map(|&n| {
+            let sb = sandbox();
+            sb.lb_apply(&changes(n / 10, 10)).expect("setup");
+            sb
+        })
+        .collect();
+    let extra = Backend { ip: IpAddr::V4(Ipv4Addr::new(198, 19, 255, 1)), port: 8080, weight: 1 };
+    let mut times: Vec<Vec<Duration>> = vec![Vec::new(); sizes.len()];
+    for _ in 0..1000 {
+        for (sb, t) in sbs.iter().zip(times.iter_mut()) {
+            let start = Instant::now();
+            sb.add_backend(&svc(0), &extra).expect("add");
+            sb.remove_backend(&svc(0), extra.ip, extra.port).expect("remove");
+            t.push(start.elapsed());
+        }
+    }
+    let med: Vec<Duration> = times.into_iter().map(median).collect();
+    println!(
+        "\ninterleaved, one add + remove, median of 1000 each: N = 10 {}, N = 1000 {}, N = 10000 {} \
+         (10000 / 10 = {:.2})",
+        ms(med[0]),
+        ms(med[1]),
+        ms(med[2]),
+        med[2].as_secs_f64() / med[0].as_secs_f64()
+    );
+    for sb in sbs {
+        sb.destroy().expect("destroy");
+    }
 }
 
 fn data_path() {
