@@ -198,7 +198,8 @@ impl LbState {
         Ok(ops)
     }
 
-    pub(crate) fn plan_add_backend(&self, svc: &ServiceKey, b: &Backend) -> Result<Vec<Op>> {
+    /// The checks of adding `b` to `svc`, whose backends not dealt slots yet weigh `pending`.
+    fn check_add_backend(&self, svc: &ServiceKey, b: &Backend, pending: u32) -> Result<&Svc> {
         check_service(svc)?;
         check_backend(svc, b)?;
         let s = self.svc(svc)?;
@@ -206,12 +207,18 @@ impl LbState {
         if s.backends.contains_key(&addr) {
             return Err(Error::AlreadyExists { kind: "backend", name: format!("{} of {svc}", fmt_addr(addr)) });
         }
-        if s.active_weight() + b.weight > MAX_SERVICE_WEIGHT {
+        if s.active_weight() + pending + b.weight > MAX_SERVICE_WEIGHT {
             return Err(Error::InvalidArgument {
                 op: "add backend",
                 reason: format!("service {svc} would exceed {MAX_SERVICE_WEIGHT} weight units"),
             });
         }
+        Ok(s)
+    }
+
+    pub(crate) fn plan_add_backend(&self, svc: &ServiceKey, b: &Backend) -> Result<Vec<Op>> {
+        let s = self.check_add_backend(svc, b, 0)?;
+        let addr = (b.ip, b.port);
         let mut active = active_weights(s, None);
         active.push((addr, b.weight));
         let mut ops = vec![Op::AddBackend(*svc, *b)];
@@ -304,12 +311,54 @@ impl LbState {
     pub(crate) fn plan_many_state(&self, changes: &[LbChange]) -> Result<(Vec<Op>, LbState)> {
         let mut st = self.clone();
         let mut all = Vec::new();
+        // Services this batch adds, while it has only added backends to them: their slots are
+        // dealt once, for the backends they end up with, instead of one rebalance (and a
+        // resize or two) per backend — the same kind of layout a resize deals, planned in a
+        // fraction of the time for a bulk `lb_apply`.
+        let mut fresh: BTreeMap<ServiceKey, Vec<(BackendAddr, u32)>> = BTreeMap::new();
         for c in changes {
-            let ops = st.plan_change(c)?;
-            st.apply(&ops);
-            all.extend(ops);
+            match c {
+                LbChange::AddService(k) => {
+                    let ops = st.plan_add_service(k)?;
+                    st.apply(&ops);
+                    all.extend(ops);
+                    fresh.insert(*k, Vec::new());
+                }
+                LbChange::AddBackend(k, b) if fresh.contains_key(k) => {
+                    let pending: u32 = fresh.get(k).map_or(0, |v| v.iter().map(|(_, w)| w).sum());
+                    st.check_add_backend(k, b, pending)?;
+                    let ops = [Op::AddBackend(*k, *b)];
+                    st.apply(&ops);
+                    all.extend(ops);
+                    if let Some(v) = fresh.get_mut(k) {
+                        v.push(((b.ip, b.port), b.weight));
+                    }
+                }
+                other => {
+                    if let Some(active) = fresh.remove(change_service(other)) {
+                        st.deal(change_service(other), &active, &mut all);
+                    }
+                    let ops = st.plan_change(c)?;
+                    st.apply(&ops);
+                    all.extend(ops);
+                }
+            }
+        }
+        for (k, active) in fresh {
+            st.deal(&k, &active, &mut all);
         }
         Ok((all, st))
+    }
+
+    /// Deals the slots of `svc` (which has none yet) to `active`, and applies it.
+    fn deal(&mut self, svc: &ServiceKey, active: &[(BackendAddr, u32)], all: &mut Vec<Op>) {
+        let Some(s) = self.services.get(svc) else { return };
+        if active.is_empty() {
+            return;
+        }
+        let ops = self.with_republish(rebalance(svc, s, active));
+        self.apply(&ops);
+        all.extend(ops);
     }
 
     /// Applies committed ops.
@@ -436,6 +485,17 @@ impl LbState {
             }
         }
         Ok(())
+    }
+}
+
+/// The service a change is about.
+fn change_service(c: &LbChange) -> &ServiceKey {
+    match c {
+        LbChange::AddService(k)
+        | LbChange::RemoveService(k)
+        | LbChange::AddBackend(k, _)
+        | LbChange::RemoveBackend(k, _, _)
+        | LbChange::DrainBackend(k, _, _) => k,
     }
 }
 
@@ -617,6 +677,42 @@ mod tests {
         let r = it.next().expect("a slot op");
         assert!(it.next().is_none());
         r
+    }
+
+    /// A batch that adds a service and its backends deals the service's slots once, for the
+    /// backends it ends with (within the same bounds as one change at a time); a later change
+    /// in the same batch to that service deals first, then plans on top.
+    #[test]
+    fn a_batch_deals_a_new_service_once() {
+        let weights = [1u32, 2, 3, 1, 1, 5, 1, 1, 1, 4];
+        let mut changes = vec![LbChange::AddService(svc())];
+        changes.extend(weights.iter().enumerate().map(|(i, w)| LbChange::AddBackend(svc(), be(i as u8 + 1, *w))));
+        let st = LbState::default();
+        let (ops, end) = st.plan_many_state(&changes).unwrap();
+        let (del, add, resize) = slot_op(&ops);
+        let w: u32 = weights.iter().sum();
+        assert_eq!((del, add, resize), (0, slots_for(w) as usize, Some(slots_for(w))));
+        end.check().unwrap();
+        assert_bounds(&end);
+        // Applying the plan to the state it was made from gives the state it returned.
+        let mut applied = st.clone();
+        applied.apply(&ops);
+        assert_eq!(applied, end);
+        // Draining one in the same batch: dealt first, then the drain's moves.
+        changes.push(LbChange::DrainBackend(svc(), be(6, 0).ip, 8080));
+        let (ops, end) = st.plan_many_state(&changes).unwrap();
+        assert_eq!(ops.iter().filter(|o| matches!(o, Op::Slots { .. })).count(), 2);
+        assert_bounds(&end);
+        assert!(end.services[&svc()].backends[&addr(6)].slots.is_empty(), "drained");
+        // The weight cap counts backends not dealt yet.
+        let mut big = vec![LbChange::AddService(svc())];
+        big.extend((0..3).map(|i| LbChange::AddBackend(svc(), be(i + 1, MAX_WEIGHT))));
+        let cap_hit = (MAX_WEIGHT as u64) * 3 > u64::from(MAX_SERVICE_WEIGHT);
+        assert_eq!(st.plan_many_state(&big).is_err(), cap_hit);
+        // A duplicate backend within the batch is refused.
+        let dup =
+            [LbChange::AddService(svc()), LbChange::AddBackend(svc(), be(1, 1)), LbChange::AddBackend(svc(), be(1, 1))];
+        assert!(matches!(st.plan_many_state(&dup), Err(Error::AlreadyExists { .. })));
     }
 
     #[test]
