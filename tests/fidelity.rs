@@ -64,7 +64,13 @@ fn link_state(l: &Value) -> (String, bool, String, u64, Option<String>, Option<S
 
 /// Addresses of one device as `addr/len`, without the kernel's own IPv6 link-local one.
 fn addr_state(a: &Value) -> Vec<String> {
-    let mut v: Vec<String> = a.as_array().unwrap()[0]["addr_info"]
+    link_addrs(&a.as_array().unwrap()[0])
+}
+
+/// Addresses of one entry of `ip -j addr` as `addr/len`, sorted, without the kernel's own IPv6
+/// link-local one (it adds that on its own, whenever DAD lets it: not a change of ours).
+fn link_addrs(l: &Value) -> Vec<String> {
+    let mut v: Vec<String> = l["addr_info"]
         .as_array()
         .unwrap()
         .iter()
@@ -111,19 +117,7 @@ fn ipv6_address_conflicting_with_a_route_is_refused_like_ipv4() {
                 .as_array()
                 .unwrap()
                 .iter()
-                .map(|l| {
-                    let mut a: Vec<String> = l["addr_info"]
-                        .as_array()
-                        .unwrap()
-                        .iter()
-                        // The kernel adds eth0's link-local address on its own, whenever DAD
-                        // lets it: not a change of ours.
-                        .filter(|i| !i["local"].as_str().unwrap().starts_with("fe80:"))
-                        .map(|i| format!("{}/{}", i["local"].as_str().unwrap(), i["prefixlen"]))
-                        .collect();
-                    a.sort();
-                    (l["ifname"].as_str().unwrap().to_owned(), a)
-                })
+                .map(|l| (l["ifname"].as_str().unwrap().to_owned(), link_addrs(l)))
                 .collect();
             v.sort();
             v

@@ -92,12 +92,11 @@ pub(super) fn adopt(
 ) -> Result<u32> {
     let at = LinkRef::Index(p.host_index);
     let mut reqs: Vec<Request> = Vec::new();
-    if opts.host_link_local && p.ipv6_off {
-        super::iface::host_end_ipv6(&sb.host, &p.host_name, true, &sb.key);
-        reqs.push(LinkChange::new().ipv6_link_local(true).request(at)?);
-    } else if !opts.host_link_local && !p.ipv6_off {
-        super::iface::host_end_ipv6(&sb.host, &p.host_name, false, &sb.key);
-        reqs.push(LinkChange::new().ipv6_link_local(false).request(at)?);
+    // The waiting host end's IPv6 mode differs from the one `opts` wants: switch it first.
+    if opts.host_link_local == p.ipv6_off {
+        let on = opts.host_link_local;
+        super::iface::host_end_ipv6(&sb.host, &p.host_name, on, &sb.key);
+        reqs.push(LinkChange::new().ipv6_link_local(on).request(at)?);
     }
     // The sandbox end is still down: the host end has no carrier, so nothing happens between
     // coming up and joining the bridge within this request.
